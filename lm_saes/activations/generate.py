@@ -1,0 +1,208 @@
+"""`lm-saes generate`: one forward per batch, activations for every hook, one shard per chunk.
+
+Steps: tokenize the dataset into contexts; plan chunks; check the disk; skip chunks a killed run
+already finished; run the model over this rank's remaining chunks while a worker thread writes
+the previous chunk; then rank 0 writes each hook's manifest, last and atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from tqdm.auto import tqdm
+
+from lm_saes import __version__
+from lm_saes.activations.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
+from lm_saes.activations.plan import kept_tokens, plan_chunks, shard_bytes_estimate, token_shuffle
+from lm_saes.activations.writer import ShardWriter, progress_dir, read_progress
+from lm_saes.config import GenerateConfig, save_resolved
+from lm_saes.data.tokens import TokenContexts, build_contexts, load_texts
+from lm_saes.distributed import barrier, broadcast_error, init_distributed
+from lm_saes.errors import ConfigError, DiskSpaceError
+from lm_saes.models.backend import TORCH_DTYPES, LanguageModel, load_language_model
+
+RUN_ONLY_FIELDS = {"overwrite", "progress", "disk_headroom_gb"}  # do not change the cache's bytes
+
+
+class GenerateResult(NamedTuple):
+    caches: dict[str, Path]  # hook -> cache directory (open with lm_saes.open_cache)
+    n_tokens: int  # activation vectors per hook
+    estimated_bytes: int  # what the disk check expected this run to write
+    seconds: float  # wall time of the whole call
+    loop_seconds: float  # forwards and writes alone (no model loading or tokenization)
+    reused: bool  # the cache was already complete; nothing was generated
+
+
+def generate(cfg: GenerateConfig) -> GenerateResult:
+    start = time.perf_counter()
+    rank, world_size = init_distributed()
+    root = cfg.output_dir
+    caches = {hook: root / hook for hook in cfg.hooks}
+    if _complete_cache(cfg):
+        if rank == 0:
+            print(f"cache already complete at {root} (set overwrite=true to regenerate)")
+        n_tokens = read_manifest(caches[cfg.hooks[0]]).n_tokens
+        return GenerateResult(caches, n_tokens, 0, time.perf_counter() - start, 0.0, reused=True)
+
+    lm = load_language_model(cfg.model)
+    lm.check_hooks(cfg.hooks)
+    widths = lm.hook_widths(cfg.hooks)
+    contexts = build_contexts(load_texts(cfg.data), lm.tokenizer, cfg.data, lm.bos_token_id, lm.pad_token_id)
+    keep = kept_tokens(contexts.tokens, contexts.mask, lm.bos_token_id)  # [n, ctx], 1d rows
+    elem_bytes = TORCH_DTYPES[cfg.dtype].itemsize
+    plan = plan_chunks(
+        len(contexts.tokens), cfg.data.context_size, max(widths.values()), elem_bytes,
+        int(cfg.shard_size_mb * 2**20), shuffle=cfg.shuffle and cfg.layout == "1d", seed=cfg.seed,
+    )
+
+    error = _prepare_output(cfg) if rank == 0 else None
+    if error := broadcast_error(error):
+        raise ConfigError(error)
+    barrier()
+    done = read_progress(root)
+    todo = [i for i in range(len(plan.chunks)) if i not in done]
+    need = sum(
+        shard_bytes_estimate(cfg.layout, len(ids), int(keep[ids].sum()), cfg.data.context_size, w, elem_bytes)
+        for ids in (plan.chunks[i] for i in todo) for w in widths.values()
+    )
+    _check_disk(root, need, cfg.disk_headroom_gb)
+
+    mine = [i for i in todo if i % world_size == rank]
+    total = sum(len(plan.chunks[i]) for i in mine) * cfg.data.context_size
+    bar = tqdm(total=total, unit="tok", unit_scale=True, desc=f"generate {root.name}",
+               disable=not cfg.progress or rank != 0, dynamic_ncols=True)
+    loop_start = time.perf_counter()
+    with ShardWriter(root, rank) as writer, bar:
+        for chunk in mine:
+            tensors, ready = _run_chunk(lm, cfg, contexts, keep, plan.chunks[chunk], chunk, bar)
+            writer.submit(chunk, tensors, ready)
+    loop_seconds = time.perf_counter() - loop_start
+    barrier()
+    if rank == 0:
+        _write_manifests(cfg, lm, widths, len(plan.chunks), len(contexts.tokens))
+    barrier()
+    n_tokens = read_manifest(caches[cfg.hooks[0]]).n_tokens
+    return GenerateResult(caches, n_tokens, need, time.perf_counter() - start, loop_seconds, reused=False)
+
+
+@torch.inference_mode()
+def _run_chunk(
+    lm: LanguageModel, cfg: GenerateConfig, contexts: TokenContexts, keep: torch.Tensor,
+    context_ids: torch.Tensor, chunk: int, bar: tqdm,
+) -> tuple[dict[str, dict[str, torch.Tensor]], torch.cuda.Event | None]:
+    """Every hook's shard tensors for one chunk, copied to (pinned) host memory."""
+    out_dtype = TORCH_DTYPES[cfg.dtype]
+    parts: dict[str, list[torch.Tensor]] = {h: [] for h in cfg.hooks}
+    for batch_ids in context_ids.split(cfg.batch_size):
+        acts = lm.run_to_hooks(contexts.tokens[batch_ids].long(), cfg.hooks, out_dtype=out_dtype)
+        batch_keep = keep[batch_ids].to(lm.device)
+        for hook, act in acts.items():  # act: [batch, ctx, d]
+            parts[hook].append(act[batch_keep] if cfg.layout == "1d" else act)
+        bar.update(batch_ids.numel() * cfg.data.context_size)
+
+    if cfg.layout == "1d":
+        chunk_keep = keep[context_ids]
+        extra = {"tokens": contexts.tokens[context_ids][chunk_keep]}  # [m]
+        order = token_shuffle(int(chunk_keep.sum()), cfg.seed, chunk) if cfg.shuffle else None
+    else:
+        extra = {
+            "tokens": contexts.tokens[context_ids],  # [c, ctx]
+            "context_ids": context_ids.to(torch.int64),  # [c]
+            "mask": contexts.mask[context_ids],  # [c, ctx]
+        }
+        order = None
+    tensors = {}
+    for hook, hook_parts in parts.items():
+        acts = torch.cat(hook_parts)  # 1d: [m, d]; 2d: [c, ctx, d]
+        hook_extra = dict(extra)
+        if order is not None:
+            acts = acts[order.to(acts.device)]
+            hook_extra["tokens"] = extra["tokens"][order]
+        tensors[hook] = {"activations": _to_host(acts), **hook_extra}
+    ready = None
+    if lm.device.type == "cuda":
+        ready = torch.cuda.Event()
+        ready.record()
+    return tensors, ready
+
+
+def _to_host(t: torch.Tensor) -> torch.Tensor:
+    if t.device.type == "cpu":
+        return t.contiguous()
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    return host.copy_(t, non_blocking=True)
+
+
+def _state_config(cfg: GenerateConfig) -> dict:
+    """The fields that decide the cache's bytes (a resumed run must match them)."""
+    return cfg.model_dump(mode="json", exclude=RUN_ONLY_FIELDS)
+
+
+def _complete_cache(cfg: GenerateConfig) -> bool:
+    """True if a complete cache of this very config is there; error if it is another config's."""
+    manifests = [cfg.output_dir / h / MANIFEST_NAME for h in cfg.hooks]
+    if cfg.overwrite or progress_dir(cfg.output_dir).exists() or not all(m.is_file() for m in manifests):
+        return False
+    stored = {k: v for k, v in read_manifest(manifests[0].parent).config.items() if k not in RUN_ONLY_FIELDS}
+    if stored != _state_config(cfg):
+        differ = sorted(k for k in stored.keys() | _state_config(cfg).keys()
+                        if stored.get(k) != _state_config(cfg).get(k))
+        raise ConfigError(
+            f"{cfg.output_dir} holds a complete cache made with a different config (fields "
+            f"{differ} differ). Set overwrite=true to replace it, or choose another output_dir."
+        )
+    return True
+
+
+def _prepare_output(cfg: GenerateConfig) -> str | None:
+    """Create the output layout, or resume the unfinished run there; returns an error or None."""
+    root, state = cfg.output_dir, progress_dir(cfg.output_dir) / "config.json"
+    if cfg.overwrite:
+        for path in [root / h for h in cfg.hooks] + [progress_dir(root), root / "config.json"]:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    if state.is_file() and json.loads(state.read_text()) != _state_config(cfg):
+        return (
+            f"{root} holds an unfinished cache from a different config. Run that config again to "
+            "resume it, set overwrite=true to discard it, or choose another output_dir."
+        )
+    for hook in cfg.hooks:
+        (root / hook).mkdir(parents=True, exist_ok=True)
+        (root / hook / MANIFEST_NAME).unlink(missing_ok=True)
+    progress_dir(root).mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps(_state_config(cfg), indent=2))
+    return None
+
+
+def _check_disk(root: Path, need: int, headroom_gb: float) -> None:
+    """Stop before starting if ``need`` more bytes plus the headroom will not fit."""
+    free, gb = shutil.disk_usage(root).free, 2**30
+    if need + headroom_gb * gb > free:
+        raise DiskSpaceError(
+            f"the cache needs {need / gb:.2f} GiB more and disk_headroom_gb={headroom_gb:g} GiB "
+            f"must stay free, but {root} has {free / gb:.2f} GiB free. Free space, lower "
+            "data.max_tokens, store fewer hooks, or choose another output_dir."
+        )
+
+
+def _write_manifests(cfg: GenerateConfig, lm: LanguageModel, widths, n_chunks: int, n_contexts: int) -> None:
+    done = read_progress(cfg.output_dir)
+    missing = sorted(set(range(n_chunks)) - done.keys())
+    if missing:
+        raise RuntimeError(f"chunks {missing[:10]} were not written; run generate again to finish")
+    for hook in cfg.hooks:
+        shards = [done[i][hook] for i in range(n_chunks)]
+        rows = sum(s.n_rows for s in shards)
+        manifest = Manifest(
+            lm_saes_version=__version__, model=cfg.model.name, hook=hook, d_model=widths[hook],
+            dtype=cfg.dtype, layout=cfg.layout, context_size=cfg.data.context_size,
+            n_tokens=rows if cfg.layout == "1d" else rows * cfg.data.context_size,
+            n_contexts=n_contexts, shards=shards, config=cfg.model_dump(mode="json"),
+        )
+        write_manifest(cfg.output_dir / hook, manifest)
+    save_resolved(cfg, cfg.output_dir / "config.json")
+    shutil.rmtree(progress_dir(cfg.output_dir))
