@@ -1,0 +1,92 @@
+"""`lm-saes`: a thin command layer over the stage functions (``lm_saes.generate`` and friends).
+
+Every stage takes a TOML config and ``--set key.sub=value`` overrides of any field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable
+
+from lm_saes.errors import LmSaesError
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    from lm_saes.config import PretrainConfig, load_config
+    from lm_saes.models.tiny_lm import pretrain
+
+    result = pretrain(load_config(PretrainConfig, args.config, args.set))
+    verb = "reused" if result.reused else "trained"
+    print(
+        f"{verb} {result.model_dir}: held-out loss {result.val_loss:.3f} nats/token "
+        f"(unigram baseline {result.unigram_val_loss:.3f})"
+    )
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from lm_saes.activations.generate import generate
+    from lm_saes.config import GenerateConfig, load_config
+
+    result = generate(load_config(GenerateConfig, args.config, args.set))
+    for hook, path in result.caches.items():
+        print(f"{hook}: {result.n_tokens:,} activations in {path}")
+
+
+def _hooks(args: argparse.Namespace) -> None:
+    from lm_saes.config import ModelConfig
+    from lm_saes.models.backend import PROBE_CTX, load_language_model
+
+    lm = load_language_model(ModelConfig(name=args.model, device=args.device))
+    gated = {name: lm.gate_of(name) for name in lm.hook_names()}
+    print(f"hook point shapes for a batch of 1 context of {PROBE_CTX} tokens ([1, {PROBE_CTX}, d] can be cached):")
+    shapes = lm.hook_shapes([n for n, g in gated.items() if g is None])
+    for name, shape in shapes.items():
+        print(f"  {name}  {list(shape)}")
+    silent = [n for n, g in gated.items() if g is None and n not in shapes]
+    if silent:
+        print("never fire in this model's forward:\n  " + "\n  ".join(silent))
+    print("computed on request (the bridge setting is switched on when you ask for them):")
+    for name, setting in gated.items():
+        if setting is not None:
+            print(f"  {name}  ({setting})")
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
+    "pretrain": (_pretrain, "train a BPE tokenizer and a tiny GPT-2 on offline English text"),
+    "generate": (_generate, "run a model over a text dataset and write an activation cache"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lm-saes", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (run, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("config", nargs="?", help="TOML config file (optional: fields may all come from --set)")
+        p.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE",
+            help="override a config field, e.g. --set model.dtype=bfloat16 (repeatable)",
+        )
+        p.set_defaults(run=run)
+    p = sub.add_parser("hooks", help="list a model's hook points and their shapes")
+    p.add_argument("model", help="hub name or local Hugging Face directory")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run=_hooks)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except LmSaesError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

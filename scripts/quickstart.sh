@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole pipeline on this machine: set up, train (or reuse) the tiny language model, and
+# cache its activations. Everything lands in ./work/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+LM=".venv/bin/lm-saes"
+$LM pretrain examples/tiny_lm.toml
+$LM generate examples/generate.toml
+$LM generate examples/generate_2d.toml
+cat <<'MSG'
+
+Done. What you have in ./work:
+  work/tiny_lm/                      a GPT-2-style model + BPE tokenizer (Hugging Face layout)
+  work/cache/<hook>/                 1d activation cache (shuffled tokens) for training
+  work/cache_2d/<hook>/              2d activation cache (whole contexts) for analysis
+Read a cache in Python:
+  .venv/bin/python -c "from lm_saes import open_cache; c = open_cache('work/cache/blocks.1.hook_resid_post'); print(c.manifest.n_tokens, next(c.batches(4096)).shape)"
+MSG
