@@ -13,7 +13,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -135,6 +135,125 @@ class PretrainConfig(StrictModel):
         return self
 
 
+class _DictionaryShape(StrictModel):
+    d_sae: int = Field(gt=0, description="Number of features (dictionary size).")
+
+
+class ReLUConfig(_DictionaryShape):
+    """ReLU features with an L1 penalty weighted by decoder row norms (sum_i f_i ||W_dec,i||)."""
+
+    kind: Literal["relu"] = "relu"
+    l1_coefficient: float = Field(gt=0, description="Weight of the L1 penalty.")
+
+
+class TopKConfig(_DictionaryShape):
+    """Keep each token's k largest pre-activations (ReLU'd); AuxK loss revives dead features."""
+
+    kind: Literal["topk"] = "topk"
+    k: int = Field(gt=0, description="Active features per token.")
+    aux_k: int = Field(256, gt=0, description="Dead features the AuxK loss lets reconstruct the residual.")
+    aux_coefficient: float = Field(1 / 32, ge=0, description="Weight of the AuxK loss.")
+
+    @model_validator(mode="after")
+    def _k_fits(self) -> "TopKConfig":
+        if self.k > self.d_sae:
+            raise ValueError(f"k={self.k} exceeds d_sae={self.d_sae}")
+        return self
+
+
+class BatchTopKConfig(TopKConfig):
+    """Top k x batch pre-activations across the batch while training; a threshold at inference."""
+
+    kind: Literal["batchtopk"] = "batchtopk"  # type: ignore[assignment]
+    threshold_momentum: float = Field(
+        0.99, gt=0, lt=1, description="EMA momentum of the inference threshold (min kept activation)."
+    )
+
+
+class JumpReLUConfig(_DictionaryShape):
+    """Per-feature thresholds learned with straight-through estimators, and an L0 penalty."""
+
+    kind: Literal["jumprelu"] = "jumprelu"
+    l0_coefficient: float = Field(gt=0, description="Weight of the L0 penalty.")
+    bandwidth: float = Field(1e-3, gt=0, description="Kernel width of the straight-through gradient.")
+    initial_threshold: float = Field(1e-3, gt=0, description="Starting threshold of every feature.")
+
+
+DictionaryConfig = Annotated[
+    Union[ReLUConfig, TopKConfig, BatchTopKConfig, JumpReLUConfig], Field(discriminator="kind")
+]
+
+
+class TrainConfig(StrictModel):
+    """`lm-saes train`: fit one sparse dictionary to cached activations."""
+
+    dictionary: DictionaryConfig
+    cache: Path | None = Field(
+        None, description="Hook directory of an activation cache (the input). None only when "
+        "`lm_saes.train` is given the batches directly."
+    )
+    target_cache: Path | None = Field(
+        None,
+        description="Transcoder: hook directory of the output hook, generated in the same run as "
+        "`cache` (so rows align). None trains an SAE that reconstructs its input.",
+    )
+    output_dir: Path = Field(description="Dictionary directory to write.")
+    total_tokens: int = Field(gt=0, description="Training tokens (epochs over the cache as needed).")
+    batch_size: int = Field(4096, gt=0, description="Tokens per optimizer step.")
+    lr: float = Field(4e-4, gt=0, description="Peak Adam learning rate.")
+    lr_warmup_steps: int = Field(100, ge=0, description="Linear learning-rate warmup steps.")
+    lr_decay: Literal["constant", "linear", "cosine"] = Field(
+        "linear", description="Learning-rate decay to zero over the last `lr_decay_fraction` of steps."
+    )
+    lr_decay_fraction: float = Field(0.2, ge=0, le=1, description="Fraction of training spent decaying.")
+    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="Adam (beta1, beta2).")
+    sparsity_warmup_steps: int = Field(
+        0, ge=0, description="Steps over which the sparsity penalty ramps linearly from 0 to full."
+    )
+    dead_after_tokens: int = Field(
+        1_000_000, gt=0, description="A feature that has not fired for this many tokens counts as dead."
+    )
+    normalize_activations: bool = Field(
+        True, description="Scale inputs (and targets) to average norm sqrt(d) while training; folded "
+        "into the saved weights."
+    )
+    normalization_batches: int = Field(10, gt=0, description="Batches that estimate the average norms.")
+    seed: int = Field(0, ge=0, description="Seed of the initialisation and the batch order.")
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda'...")
+    autocast: Literal["none", "bfloat16"] = Field(
+        "none", description="bfloat16 autocast of the forward/backward (fp32 master weights)."
+    )
+    log_every: int = Field(50, gt=0, description="Steps between log lines (JSONL and progress bar).")
+    checkpoint_every: int = Field(1000, ge=0, description="Steps between checkpoints (0: only at the end).")
+    progress: bool = Field(True, description="Show a progress bar.")
+    overwrite: bool = Field(False, description="Replace a finished dictionary at output_dir.")
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> "TrainConfig":
+        steps = self.total_tokens // self.batch_size
+        if steps < 1:
+            raise ValueError(f"total_tokens={self.total_tokens} is less than one batch ({self.batch_size})")
+        return self
+
+
+class EvalConfig(StrictModel):
+    """`lm-saes eval`: a dictionary's metrics on cached activations and spliced into its model."""
+
+    dictionary: Path = Field(description="Dictionary directory (config.json + weights.safetensors).")
+    cache: Path | None = Field(None, description="Input cache; default: the one it was trained on.")
+    target_cache: Path | None = Field(None, description="Transcoder target cache; default: its training one.")
+    tokens: int = Field(200_000, gt=0, description="Tokens for the reconstruction and sparsity metrics.")
+    batch_size: int = Field(4096, gt=0, description="Tokens per evaluation batch.")
+    ce_tokens: int = Field(
+        16_384, ge=0, description="Context tokens for CE loss recovered and KL (0 skips them); the "
+        "text is the cache's own dataset, read again."
+    )
+    ce_batch_size: int = Field(16, gt=0, description="Contexts per model forward for CE and KL.")
+    histogram_bins: int = Field(20, gt=0, description="Bins of the log10 feature-density histogram.")
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda'...")
+    seed: int = Field(12345, ge=0, description="Seed of the evaluation batch order.")
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------
@@ -202,11 +321,18 @@ def unknown_key_problems(cls: type[BaseModel], data: Any, prefix: str = "") -> l
             valid = f"valid keys here: {', '.join(sorted(fields))}"
             problems.append(f"unknown field {where!r}; " + (f"{hint} " if hint else "") + valid)
             continue
-        for sub in _model_types(fields[key].annotation):
-            values = value if isinstance(value, list) else [value]
-            for v in values:
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            for sub in _variants_for(_model_types(fields[key].annotation), v):
                 problems += unknown_key_problems(sub, v, prefix=f"{where}.")
     return problems
+
+
+def _variants_for(models: list[type[BaseModel]], value: Any) -> list[type[BaseModel]]:
+    """Of a tagged union's members, the one whose ``kind`` the value names (pydantic reports a bad tag)."""
+    if len(models) < 2 or not isinstance(value, dict):
+        return models
+    return [m for m in models if "kind" in m.model_fields and m.model_fields["kind"].default == value.get("kind")]
 
 
 def _model_types(annotation: Any) -> list[type[BaseModel]]:

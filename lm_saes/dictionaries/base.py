@@ -1,0 +1,220 @@
+"""The sparse dictionary interface shared by every variant (SAE or transcoder).
+
+A dictionary maps ``x`` [batch, d_in] to feature activations ``acts`` [batch, d_sae] and back to a
+reconstruction [batch, d_out] of a target (``x`` itself for an SAE, another hook's activations
+for a transcoder):
+
+    pre  = (x - b_dec) @ W_enc + b_enc        (an SAE centres its input on b_dec; a transcoder does not)
+    acts = activate(pre)                      (the variant: ReLU, TopK, BatchTopK, JumpReLU)
+    recon = acts @ W_dec + b_dec
+
+Training sees inputs scaled by ``input_scale`` and targets by ``output_scale`` (chosen so both
+have average norm sqrt(d)); ``save`` folds the scales into the weights so a loaded dictionary
+works on raw activations and reports scales of 1.
+
+A variant subclasses ``Dictionary``, sets ``kind``, implements ``activate`` and ``loss`` and, if
+it keeps unit-norm decoder rows, sets ``unit_norm_decoder = True``. Registering it is one line in
+``lm_saes/dictionaries/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from lm_saes import __version__
+from lm_saes.errors import ConfigError, LmSaesError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "weights.safetensors"
+
+
+class DictionaryOutput(NamedTuple):
+    recon: Float[Tensor, "batch d_out"]  # reconstruction of the target
+    acts: Float[Tensor, "batch d_sae"]  # feature activations
+    pre: Float[Tensor, "batch d_sae"]  # pre-activations
+
+
+class LossOutput(NamedTuple):
+    loss: Float[Tensor, ""]  # what the optimizer minimises
+    terms: dict[str, Float[Tensor, ""]]  # every term, detached, for logging ("mse", "l1", "aux"...)
+    acts: Float[Tensor, "batch d_sae"] | None = None  # feature activations (the trainer tracks firing)
+
+
+def reconstruction_mse(
+    recon: Float[Tensor, "batch d_out"], target: Float[Tensor, "batch d_out"]
+) -> Float[Tensor, ""]:
+    """Squared L2 error summed over d_out, averaged over the batch (every variant's MSE)."""
+    return (recon - target).pow(2).sum(-1).mean()
+
+
+def mean_l0(acts: Float[Tensor, "batch d_sae"]) -> Float[Tensor, ""]:
+    """Active features per token, averaged over the batch."""
+    return (acts != 0).float().sum(-1).mean()
+
+
+class TrainingContext(NamedTuple):
+    """What a loss may need beyond the batch."""
+
+    sparsity_scale: float  # warmup factor in [0, 1] for the sparsity penalty
+    dead_mask: Tensor | None  # [d_sae] bool: features that have not fired for a while (AuxK)
+
+
+class Dictionary(nn.Module):
+    """Weights, encode/decode, save/load. Variants add the activation function and the loss."""
+
+    kind: ClassVar[str]
+    unit_norm_decoder: ClassVar[bool] = False
+
+    def __init__(self, cfg: Any, d_in: int, d_out: int, transcoder: bool = False) -> None:
+        super().__init__()
+        self.cfg = cfg  # the variant's validated config (has d_sae and the variant's knobs)
+        self.d_in, self.d_out, self.d_sae, self.transcoder = d_in, d_out, cfg.d_sae, transcoder
+        if not transcoder and d_in != d_out:
+            raise ConfigError(f"an SAE reconstructs its input, but d_in={d_in} != d_out={d_out}")
+        self.W_enc = nn.Parameter(torch.empty(d_in, self.d_sae))
+        self.b_enc = nn.Parameter(torch.zeros(self.d_sae))
+        self.W_dec = nn.Parameter(torch.empty(self.d_sae, d_out))
+        self.b_dec = nn.Parameter(torch.zeros(d_out))
+        self.register_buffer("input_scale", torch.tensor(1.0))
+        self.register_buffer("output_scale", torch.tensor(1.0))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Decoder rows random unit vectors; encoder their transpose (a common, stable start)."""
+        W_dec = torch.randn(self.d_sae, self.d_out)
+        W_dec /= W_dec.norm(dim=1, keepdim=True)
+        with torch.no_grad():
+            self.W_dec.copy_(W_dec)
+            self.W_enc.copy_(W_dec.T if self.d_in == self.d_out else torch.randn(self.d_in, self.d_sae) / self.d_in**0.5)
+            self.b_enc.zero_()
+            self.b_dec.zero_()
+
+    # --- the maths -------------------------------------------------------------------------
+
+    def pre_acts(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
+        centred = x if self.transcoder else x - self.b_dec
+        return centred @ self.W_enc + self.b_enc
+
+    def activate(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
+        raise NotImplementedError
+
+    def encode(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
+        return self.activate(self.pre_acts(x))
+
+    def decode(self, acts: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_out"]:
+        return acts @ self.W_dec + self.b_dec
+
+    def forward(self, x: Float[Tensor, "batch d_in"]) -> DictionaryOutput:
+        pre = self.pre_acts(x)
+        acts = self.activate(pre)
+        return DictionaryOutput(recon=self.decode(acts), acts=acts, pre=pre)
+
+    def loss(
+        self, x: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_out"], ctx: TrainingContext
+    ) -> LossOutput:
+        raise NotImplementedError
+
+    # --- decoder constraint (variants with unit_norm_decoder) ----------------------------
+
+    @torch.no_grad()
+    def remove_parallel_grad(self) -> None:
+        """Drop the part of each decoder row's gradient along the row (call before the step)."""
+        if self.unit_norm_decoder and self.W_dec.grad is not None:
+            rows = self.W_dec / self.W_dec.norm(dim=1, keepdim=True)
+            self.W_dec.grad -= (self.W_dec.grad * rows).sum(1, keepdim=True) * rows
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        """Project decoder rows back to unit norm (call after the step)."""
+        if self.unit_norm_decoder:
+            self.W_dec /= self.W_dec.norm(dim=1, keepdim=True)
+
+    # --- normalisation --------------------------------------------------------------------
+
+    @torch.no_grad()
+    def set_scales(self, input_scale: float, output_scale: float) -> None:
+        self.input_scale.fill_(input_scale)
+        self.output_scale.fill_(output_scale)
+
+    def folded_state_dict(self) -> dict[str, Tensor]:
+        """Weights that act on raw activations: the training scales folded in.
+
+        For raw x and scales s (input), t (output) the trained dictionary computes
+        pre = (s x - b_dec) W_enc + b_enc and the raw reconstruction (acts W_dec + b_dec) / t.
+        With W_enc' = s W_enc, W_dec' = W_dec / t, b_dec' = b_dec / t the reconstruction is
+        unchanged, and so are the pre-activations (thresholds need no folding): a transcoder
+        does not centre, and an SAE's centring term (x - b_dec / t) s W_enc differs from the
+        trained one by (s / t - 1) b_dec W_enc, which b_enc' absorbs (zero when s = t).
+        """
+        s, t = float(self.input_scale), float(self.output_scale)
+        state = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        if not self.transcoder:
+            state["b_enc"] = state["b_enc"] + (s / t - 1) * (state["b_dec"] @ state["W_enc"])
+        state["W_enc"] = state["W_enc"] * s
+        state["W_dec"] = state["W_dec"] / t
+        state["b_dec"] = state["b_dec"] / t
+        state["input_scale"] = torch.tensor(1.0)
+        state["output_scale"] = torch.tensor(1.0)
+        return state
+
+    # --- save / load ----------------------------------------------------------------------
+
+    def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write ``config.json`` and ``weights.safetensors`` (scales folded in) to ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous().float() for k, v in self.folded_state_dict().items()}
+        save_file(state, directory / WEIGHTS_NAME)
+        meta = {
+            "kind": self.kind, "d_in": self.d_in, "d_out": self.d_out, "d_sae": self.d_sae,
+            "transcoder": self.transcoder, "dictionary": self.cfg.model_dump(mode="json"),
+            "normalization": "folded into the weights",
+            "training_scales": {"input": float(self.input_scale), "output": float(self.output_scale)},
+            "lm_saes_version": __version__, **(extra or {}),
+        }
+        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "Dictionary":
+        """Load any registered variant from a dictionary directory written by ``save``.
+
+        The dictionary comes back in eval mode (BatchTopK then uses its inference threshold).
+        """
+        from lm_saes.dictionaries import build_dictionary, dictionary_config
+
+        directory = Path(directory)
+        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise LmSaesError(f"{directory} is not a dictionary directory: {path.name} is missing")
+        try:
+            meta = json.loads(config_path.read_text())
+            cfg = dictionary_config(meta["dictionary"])
+            dictionary = build_dictionary(cfg, meta["d_in"], meta["d_out"], meta["transcoder"])
+        except (ValueError, KeyError, TypeError) as e:  # bad JSON, a missing key, an invalid config
+            raise LmSaesError(f"{config_path} is not a valid dictionary config: {e}") from e
+        try:
+            state = load_file(weights_path)
+        except Exception as e:
+            raise LmSaesError(f"{weights_path} is not a readable safetensors file: {e}") from e
+        expected = {k: tuple(v.shape) for k, v in dictionary.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in state.items()}
+        mismatches = [
+            f"{k}: expected {expected.get(k, 'absent')}, found {found.get(k, 'absent')}"
+            for k in sorted(expected.keys() | found.keys()) if expected.get(k) != found.get(k)
+        ]
+        if mismatches:
+            raise LmSaesError(
+                f"{weights_path} does not match {config_path.name} ({'; '.join(mismatches)}). "
+                "The directory mixes files from different dictionaries; re-save it."
+            )
+        dictionary.load_state_dict(state)
+        return dictionary.to(device).eval()

@@ -1,0 +1,45 @@
+"""ReLU SAE with a decoder-norm-weighted L1 penalty (Anthropic, "Circuits Updates – April 2024").
+
+    acts = ReLU(pre)
+    loss = MSE + l1_coefficient * sparsity_scale * mean_batch sum_i acts_i ||W_dec,i||_2
+
+Weighting each activation by its decoder row's norm makes the penalty invariant to trading
+encoder scale for decoder scale, so the decoder rows are left free (no unit-norm constraint).
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from lm_saes.config import ReLUConfig
+from lm_saes.dictionaries.base import (
+    Dictionary, LossOutput, TrainingContext, mean_l0, reconstruction_mse,
+)
+
+
+def weighted_l1(
+    acts: Float[Tensor, "batch d_sae"], W_dec: Float[Tensor, "d_sae d_out"]
+) -> Float[Tensor, ""]:
+    """sum_i acts_i ||W_dec,i||_2, averaged over the batch."""
+    return (acts * W_dec.norm(dim=1)).sum(-1).mean()
+
+
+class ReLUDictionary(Dictionary):
+    kind = "relu"
+    unit_norm_decoder = False
+    cfg: ReLUConfig
+
+    def activate(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
+        return torch.relu(pre)
+
+    def loss(
+        self, x: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_out"], ctx: TrainingContext
+    ) -> LossOutput:
+        recon, acts, _ = self(x)
+        mse = reconstruction_mse(recon, target)
+        l1 = weighted_l1(acts, self.W_dec)
+        loss = mse + self.cfg.l1_coefficient * ctx.sparsity_scale * l1
+        terms = {"mse": mse.detach(), "l1": l1.detach(), "l0": mean_l0(acts.detach())}
+        return LossOutput(loss, terms, acts.detach())

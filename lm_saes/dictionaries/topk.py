@@ -1,0 +1,66 @@
+"""TopK SAE with the AuxK loss (Gao et al. 2024, "Scaling and evaluating sparse autoencoders").
+
+    acts = ReLU of each token's k largest pre-activations, zero elsewhere
+    loss = MSE + aux_coefficient * AuxK
+
+AuxK lets the dead features (ctx.dead_mask) explain the residual e = target - recon: the
+top-min(aux_k, n_dead) dead pre-activations (ReLU'd) reconstruct e_hat = aux_acts W_dec (no
+b_dec), and AuxK = ||e - e_hat||^2 normalised by the residual's variance. Its gradient reaches
+only the dead features, through their activations; e itself is a constant.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from lm_saes.config import TopKConfig
+from lm_saes.dictionaries.base import (
+    Dictionary, LossOutput, TrainingContext, mean_l0, reconstruction_mse,
+)
+
+
+def topk_activation(pre: Float[Tensor, "batch d_sae"], k: int) -> Float[Tensor, "batch d_sae"]:
+    """Each row's k largest entries, ReLU'd, kept where they are; zeros elsewhere."""
+    values, indices = pre.topk(k, dim=-1)  # [batch, k]
+    return torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
+
+
+def auxk_loss(
+    pre: Float[Tensor, "batch d_sae"],
+    residual: Float[Tensor, "batch d_out"],
+    W_dec: Float[Tensor, "d_sae d_out"],
+    dead_mask: Bool[Tensor, "d_sae"] | None,
+    aux_k: int,
+) -> Float[Tensor, ""]:
+    """mean_batch ||e - e_hat||^2 / mean_batch ||e - mean_batch e||^2, or 0 if no feature is dead."""
+    n_dead = 0 if dead_mask is None else int(dead_mask.sum())
+    if n_dead == 0:
+        return pre.new_zeros(())
+    residual = residual.detach()
+    aux_acts = topk_activation(pre.masked_fill(~dead_mask, float("-inf")), min(aux_k, n_dead))
+    error = reconstruction_mse(aux_acts @ W_dec, residual)
+    variance = (residual - residual.mean(0)).pow(2).sum(-1).mean()
+    # A residual constant over the batch (e.g. one token) has no variance to explain: the loss is 0.
+    has_variance = variance > 0
+    return torch.where(has_variance, error / torch.where(has_variance, variance, 1.0), 0.0)
+
+
+class TopKDictionary(Dictionary):
+    kind = "topk"
+    unit_norm_decoder = True
+    cfg: TopKConfig
+
+    def activate(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
+        return topk_activation(pre, self.cfg.k)
+
+    def loss(
+        self, x: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_out"], ctx: TrainingContext
+    ) -> LossOutput:
+        recon, acts, pre = self(x)
+        mse = reconstruction_mse(recon, target)
+        aux = auxk_loss(pre, target - recon, self.W_dec, ctx.dead_mask, self.cfg.aux_k)
+        loss = mse + self.cfg.aux_coefficient * aux
+        terms = {"mse": mse.detach(), "aux": aux.detach(), "l0": mean_l0(acts.detach())}
+        return LossOutput(loss, terms, acts.detach())

@@ -1,0 +1,151 @@
+"""The shared dictionary machinery: encode/decode, transcoders, the decoder constraint,
+folding the training scales into saved weights, and loading bad directories."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from lm_saes.dictionaries import VARIANTS, Dictionary, TrainingContext
+from lm_saes.dictionaries.base import CONFIG_NAME, WEIGHTS_NAME
+from lm_saes.errors import ConfigError, LmSaesError
+
+KINDS = sorted(VARIANTS)
+
+
+def test_an_sae_centres_its_input_and_a_transcoder_does_not(make):
+    weights = dict(W_enc=[[1, 0], [0, 1]], b_enc=[0.5, 0], W_dec=[[1, 1], [0, 2]], b_dec=[1, -1])
+    x = torch.tensor([[2.0, 3.0]])
+    sae = make("relu", 2, 2, **weights)
+    transcoder = make("relu", 2, 2, transcoder=True, **weights)
+    # SAE: (x - b_dec) W_enc + b_enc = [1, 4] + [0.5, 0]; transcoder: x W_enc + b_enc = [2.5, 3]
+    assert torch.equal(sae.pre_acts(x), torch.tensor([[1.5, 4.0]]))
+    assert torch.equal(transcoder.pre_acts(x), torch.tensor([[2.5, 3.0]]))
+    # decode: acts W_dec + b_dec = 1.5 [1, 1] + 4 [0, 2] + [1, -1]
+    assert torch.equal(sae(x).recon, torch.tensor([[2.5, 8.5]]))
+
+
+def test_transcoder_by_hand(make):
+    # d_in = 3 -> d_sae = 2 -> d_out = 2
+    d = make("relu", 2, 3, 2, transcoder=True, W_enc=[[1, 0], [0, 1], [1, -1]], b_enc=[0, 0.5],
+             W_dec=[[1, 0], [1, 1]], b_dec=[0, 1])
+    x = torch.tensor([[1.0, 2.0, 3.0]])
+    # pre = [1 + 3, 2 - 3 + 0.5] = [4, -0.5]; acts = [4, 0]; recon = 4 [1, 0] + [0, 1] = [4, 1]
+    out = d(x)
+    assert torch.equal(out.acts, torch.tensor([[4.0, 0.0]]))
+    assert torch.equal(out.recon, torch.tensor([[4.0, 1.0]]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_variant_trains_as_a_transcoder(make, kind):
+    torch.manual_seed(0)
+    d = make(kind, 4, 3, 2, transcoder=True)
+    x, y = torch.randn(5, 3), torch.randn(5, 2)
+    out = d.loss(x, y, TrainingContext(1.0, torch.tensor([True, False, True, False])))
+    out.loss.backward()
+    assert d(x).recon.shape == (5, 2) and out.acts.shape == (5, 4) and torch.isfinite(out.loss)
+    assert d.W_enc.grad.shape == (3, 4) and d.W_dec.grad.shape == (4, 2)
+
+
+def test_an_sae_must_reconstruct_its_own_width(make):
+    with pytest.raises(ConfigError, match="d_in=3 != d_out=2"):
+        make("relu", 4, 3, 2)
+
+
+def test_remove_parallel_grad_leaves_the_gradient_orthogonal_to_each_row(make):
+    torch.manual_seed(0)
+    d = make("topk", 4, 3, W_dec=torch.randn(4, 3).tolist())  # rows deliberately not unit
+    grad = torch.randn(4, 3)
+    d.W_dec.grad = grad.clone()
+    d.remove_parallel_grad()
+    rows = d.W_dec.detach() / d.W_dec.detach().norm(dim=1, keepdim=True)
+    assert torch.allclose((d.W_dec.grad * rows).sum(1), torch.zeros(4), atol=1e-6)
+    # only the parallel part went: what is left plus it is the original gradient
+    assert torch.allclose(d.W_dec.grad + (grad * rows).sum(1, keepdim=True) * rows, grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["topk", "batchtopk", "jumprelu"])
+def test_normalize_decoder_gives_unit_rows(make, kind):
+    d = make(kind, 3, 2, W_dec=[[3, 4], [0, 0.5], [1, 1]])
+    d.normalize_decoder()
+    assert torch.allclose(d.W_dec.norm(dim=1), torch.ones(3))
+    assert torch.allclose(d.W_dec[0], torch.tensor([0.6, 0.8]))
+
+
+def test_a_relu_dictionary_keeps_its_decoder_norms(make):
+    W_dec = [[3.0, 4.0], [0.0, 0.5]]
+    d = make("relu", 2, 2, W_dec=W_dec)
+    d.W_dec.grad = torch.ones(2, 2)
+    d.normalize_decoder()
+    d.remove_parallel_grad()
+    assert torch.equal(d.W_dec.detach(), torch.tensor(W_dec)) and torch.equal(d.W_dec.grad, torch.ones(2, 2))
+
+
+@pytest.mark.parametrize("transcoder", [False, True], ids=["sae", "transcoder"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_saved_weights_work_on_raw_activations(make, tmp_path, kind, transcoder):
+    torch.manual_seed(0)
+    d = make(kind, 8, 3, 2 if transcoder else 3, transcoder=transcoder)
+    with torch.no_grad():
+        d.b_enc.normal_(std=0.3)
+        d.b_dec.normal_()
+    if kind == "batchtopk":
+        d.threshold.fill_(0.2)
+    if kind == "jumprelu":
+        d.log_threshold.data.fill_(-1.0)
+    d.set_scales(2.5, 0.4)
+    d.eval()
+    x = torch.randn(10, 3)
+    loaded = Dictionary.from_pretrained(d.save(tmp_path / kind))
+    expected = d(x * 2.5)
+    out = loaded(x)
+    assert torch.allclose(out.pre, expected.pre, atol=1e-5)
+    assert torch.allclose(out.acts, expected.acts, atol=1e-5)
+    assert torch.allclose(out.recon, expected.recon / 0.4, atol=1e-5)
+    assert out.acts.ne(0).any()
+    assert loaded.input_scale.item() == 1.0 and loaded.output_scale.item() == 1.0
+    meta = json.loads((tmp_path / kind / CONFIG_NAME).read_text())
+    assert (meta["kind"], meta["d_sae"], meta["transcoder"]) == (kind, 8, transcoder)
+    assert meta["training_scales"] == {"input": 2.5, "output": pytest.approx(0.4)}
+    assert type(loaded) is VARIANTS[kind] and loaded.cfg == d.cfg
+
+
+def test_a_directory_without_weights_is_refused(make, tmp_path):
+    make("relu", 4, 3).save(tmp_path)
+    (tmp_path / WEIGHTS_NAME).unlink()
+    with pytest.raises(LmSaesError, match=f"{WEIGHTS_NAME} is missing"):
+        Dictionary.from_pretrained(tmp_path)
+
+
+def test_weights_of_another_size_are_refused_naming_the_mismatch(make, tmp_path):
+    make("topk", 4, 3).save(tmp_path / "d4")
+    make("topk", 5, 3).save(tmp_path / "d5")
+    (tmp_path / "d5" / WEIGHTS_NAME).replace(tmp_path / "d4" / WEIGHTS_NAME)
+    with pytest.raises(LmSaesError, match=r"W_enc: expected \(3, 4\), found \(3, 5\)") as err:
+        Dictionary.from_pretrained(tmp_path / "d4")
+    assert "b_dec" not in str(err.value)  # only the tensors that differ are named
+
+
+def test_weights_of_another_variant_are_refused(make, tmp_path):
+    make("relu", 4, 3).save(tmp_path / "relu")
+    save_file(make("jumprelu", 4, 3).state_dict(), tmp_path / "relu" / WEIGHTS_NAME)
+    with pytest.raises(LmSaesError, match="log_threshold: expected absent, found \\(4,\\)"):
+        Dictionary.from_pretrained(tmp_path / "relu")
+
+
+def test_a_garbage_weights_file_is_refused(make, tmp_path):
+    make("relu", 4, 3).save(tmp_path)
+    (tmp_path / WEIGHTS_NAME).write_bytes(b"not a safetensors file at all")
+    with pytest.raises(LmSaesError, match="not a readable safetensors file"):
+        Dictionary.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"kind": "relu"}', '{"dictionary": {"kind": "nope"}}'])
+def test_a_bad_config_is_refused(make, tmp_path, text):
+    make("relu", 4, 3).save(tmp_path)
+    (tmp_path / CONFIG_NAME).write_text(text)
+    with pytest.raises(LmSaesError, match="not a valid dictionary config"):
+        Dictionary.from_pretrained(tmp_path)
