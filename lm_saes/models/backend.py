@@ -11,7 +11,7 @@ import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from jaxtyping import Int
@@ -89,6 +89,16 @@ class LanguageModel:
         if missing:
             raise ModelError(f"hook point(s) {sorted(missing)} never fire in {self.name}'s forward")
         return captured
+
+    @torch.inference_mode()
+    def logits(
+        self, tokens: Int[Tensor, "batch ctx"], fwd_hooks: Sequence[tuple[str, Callable]] = ()
+    ) -> Tensor:
+        """Logits [batch, ctx, vocab] of a full forward with transformer_lens hook functions
+        ``fn(act, hook)`` attached; a function that returns a tensor replaces the activation."""
+        self._enable_gated([name for name, _ in fwd_hooks])
+        with self.bridge.hooks(fwd_hooks=list(fwd_hooks)):
+            return self.bridge(tokens.to(device=self.device, dtype=torch.long), return_type="logits")
 
     @torch.inference_mode()
     def _capture(
