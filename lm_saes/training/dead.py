@@ -1,0 +1,33 @@
+"""Dead-feature tracking: tokens since each feature last fired."""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+
+class DeadFeatureTracker:
+    """Counts, per feature, the tokens seen since it last fired; dead after ``dead_after`` tokens."""
+
+    def __init__(self, d_sae: int, dead_after: int, device: torch.device | str = "cpu") -> None:
+        self.dead_after = dead_after
+        self.tokens_since_fired = torch.zeros(d_sae, dtype=torch.long, device=device)
+
+    @torch.no_grad()
+    def update(self, acts: Float[Tensor, "batch d_sae"]) -> None:
+        fired = (acts != 0).any(dim=0)  # [d_sae]
+        self.tokens_since_fired += acts.shape[0]
+        self.tokens_since_fired[fired] = 0
+
+    def dead_mask(self) -> Bool[Tensor, "d_sae"]:
+        return self.tokens_since_fired >= self.dead_after
+
+    def dead_fraction(self) -> float:
+        return float(self.dead_mask().float().mean())
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"tokens_since_fired": self.tokens_since_fired.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.tokens_since_fired.copy_(state["tokens_since_fired"])

@@ -1,0 +1,28 @@
+"""The local training log: a JSONL file and a progress bar, always; nothing leaves the machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+SHOWN = {"loss": "loss", "l0": "L0", "explained_variance": "EV", "dead_fraction": "dead"}
+
+
+class TrainingLog:
+    def __init__(self, path: Path, total_tokens: int, initial_tokens: int, show: bool) -> None:
+        self.path = path
+        self.bar = tqdm(total=total_tokens, initial=initial_tokens, unit="tok", unit_scale=True,
+                        desc="train", disable=not show, dynamic_ncols=True)
+        self._tokens = initial_tokens
+
+    def __call__(self, record: dict[str, float]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.bar.update(record["tokens"] - self._tokens)
+        self._tokens = record["tokens"]
+        self.bar.set_postfix({name: f"{record[key]:.4g}" for key, name in SHOWN.items() if key in record})
+
+    def close(self) -> None:
+        self.bar.close()

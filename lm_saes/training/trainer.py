@@ -1,0 +1,140 @@
+"""The training loop, in three layers: ``fit`` iterates, ``train_step`` takes one Adam step,
+``forward_backward`` computes one batch's loss and gradients.
+
+Around the loop: input normalisation (average norm sqrt(d), estimated on the first batches),
+dead-feature tracking for AuxK, a JSONL log and a progress bar, checkpoints holding everything
+a resume needs (dictionary, optimizer, dead counters, step), and a guard that stops on a
+non-finite loss before any bad state reaches a checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lm_saes.config import TrainConfig
+from lm_saes.dictionaries import Dictionary, LossOutput, TrainingContext
+from lm_saes.errors import LmSaesError
+from lm_saes.training.data import Pair
+from lm_saes.training.dead import DeadFeatureTracker
+from lm_saes.training.schedules import lr_at, sparsity_scale_at, total_steps
+
+
+class TrainingDiverged(LmSaesError):
+    """The loss became NaN or infinite."""
+
+
+class Trainer:
+    """Optimises one dictionary; holds no files (checkpoints go through ``state_dict``)."""
+
+    def __init__(self, cfg: TrainConfig, dictionary: Dictionary, device: torch.device) -> None:
+        self.cfg, self.dictionary, self.device = cfg, dictionary.to(device), device
+        self.optimizer = torch.optim.Adam(dictionary.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
+        self.dead = DeadFeatureTracker(dictionary.d_sae, cfg.dead_after_tokens, device)
+        self.step = 0
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # any bad loss since the last check
+
+    # --- the three layers -----------------------------------------------------------------
+
+    def forward_backward(self, x: Tensor, y: Tensor) -> LossOutput:
+        ctx = TrainingContext(sparsity_scale_at(self.step, self.cfg), self.dead.dead_mask())
+        x = x * self.dictionary.input_scale
+        y = y * self.dictionary.output_scale
+        with self._autocast():
+            out = self.dictionary.loss(x, y, ctx)
+        out.loss.backward()
+        return out
+
+    def train_step(self, x: Tensor, y: Tensor) -> LossOutput:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, self.cfg)
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.forward_backward(x, y)
+        self.dictionary.remove_parallel_grad()
+        self.optimizer.step()
+        self.dictionary.normalize_decoder()
+        self.dead.update(out.acts)
+        self.nonfinite |= ~torch.isfinite(out.loss.detach())
+        self.step += 1
+        return out
+
+    def fit(
+        self, pairs: Iterator[Pair], on_log: Callable[[dict[str, float]], None],
+        on_checkpoint: Callable[[], None],
+    ) -> None:
+        """Train until total_steps; log every log_every steps; checkpoint every checkpoint_every."""
+        steps, start, tokens_at_start = total_steps(self.cfg), time.perf_counter(), self.step
+        for x, y in itertools.islice(pairs, steps - self.step):
+            out = self.train_step(x, y)
+            last = self.step == steps
+            if self.step % self.cfg.log_every == 0 or last:
+                self.check_finite()
+                rate = (self.step - tokens_at_start) * self.cfg.batch_size / (time.perf_counter() - start)
+                on_log(self.log_record(out, x, y, rate))
+            if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0 and not last:
+                self.check_finite()
+                on_checkpoint()
+        if self.step < steps:
+            raise LmSaesError(f"the batch stream ended after {self.step} of {steps} steps")
+
+    # --- normalisation, logging, safety ---------------------------------------------------
+
+    @torch.no_grad()
+    def fit_scales(self, pairs: list[Pair]) -> None:
+        """Scales that give inputs and targets an average norm of sqrt(d) (1 if disabled)."""
+        if not self.cfg.normalize_activations:
+            return
+        x_norm = torch.cat([x for x, _ in pairs]).norm(dim=1).mean()
+        y_norm = torch.cat([y for _, y in pairs]).norm(dim=1).mean()
+        d = self.dictionary
+        scale_in = d.d_in**0.5 / float(x_norm)
+        scale_out = scale_in if not d.transcoder else d.d_out**0.5 / float(y_norm)
+        d.set_scales(scale_in, scale_out)
+
+    def check_finite(self) -> None:
+        if bool(self.nonfinite):
+            raise TrainingDiverged(
+                f"the loss became NaN or infinite before step {self.step}; training stopped. The "
+                "last good checkpoint (if any) is kept in the output directory. Lower `lr`, check "
+                "the cache for NaNs, or keep `normalize_activations = true`."
+            )
+
+    @torch.no_grad()
+    def log_record(self, out: LossOutput, x: Tensor, y: Tensor, tokens_per_s: float) -> dict[str, float]:
+        from lm_saes.evaluation.metrics import explained_variance
+
+        d = self.dictionary
+        recon = d(x * d.input_scale).recon / d.output_scale
+        return {
+            "step": self.step, "tokens": self.step * self.cfg.batch_size, "lr": lr_at(self.step - 1, self.cfg),
+            "loss": float(out.loss), **{k: float(v) for k, v in out.terms.items()},
+            "explained_variance": float(explained_variance(recon, y)),
+            "dead_fraction": self.dead.dead_fraction(), "tokens_per_s": tokens_per_s,
+        }
+
+    def _autocast(self):
+        if self.cfg.autocast == "bfloat16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "dictionary": self.dictionary.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "dead": self.dead.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = state["step"]
+        self.dictionary.load_state_dict(state["dictionary"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.dead.load_state_dict(state["dead"])

@@ -1,0 +1,52 @@
+"""Schedules and dead-feature tracking, against values computed by hand."""
+
+import math
+
+import pytest
+import torch
+
+from lm_saes.config import TrainConfig
+from lm_saes.training.dead import DeadFeatureTracker
+from lm_saes.training.schedules import lr_at, sparsity_scale_at, total_steps
+
+
+def config(**kw) -> TrainConfig:
+    base = dict(dictionary={"kind": "topk", "d_sae": 8, "k": 2}, cache="c", output_dir="o",
+                total_tokens=1000, batch_size=10, lr=1.0, lr_warmup_steps=10, lr_decay_fraction=0.2)
+    return TrainConfig.model_validate(base | kw)
+
+
+def test_lr_warmup_constant_then_linear_decay():
+    cfg = config()  # 100 steps; decay over the last 20 (steps 80..99)
+    assert total_steps(cfg) == 100
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(50, cfg) == 1.0 and lr_at(79, cfg) == 1.0
+    assert lr_at(80, cfg) == pytest.approx(1.0) and lr_at(90, cfg) == pytest.approx(0.5)
+    assert lr_at(99, cfg) == pytest.approx(0.05)
+
+
+def test_cosine_and_constant_decay():
+    cos = config(lr_decay="cosine")
+    assert lr_at(90, cos) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_at(99, config(lr_decay="constant")) == 1.0
+
+
+def test_sparsity_warmup():
+    assert sparsity_scale_at(0, config()) == 1.0
+    cfg = config(sparsity_warmup_steps=4)
+    assert [sparsity_scale_at(s, cfg) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+
+
+def test_dead_features_counted_in_tokens_since_last_firing():
+    tracker = DeadFeatureTracker(d_sae=3, dead_after=5)
+    tracker.update(torch.tensor([[1.0, 0, 0], [0, 0, 0]]))  # feature 0 fired; 2 tokens
+    assert tracker.tokens_since_fired.tolist() == [0, 2, 2]
+    tracker.update(torch.tensor([[0.0, 2.0, 0], [0, 0, 0], [0, 0, 0]]))  # feature 1 fired; 3 tokens
+    assert tracker.tokens_since_fired.tolist() == [3, 0, 5]
+    assert tracker.dead_mask().tolist() == [False, False, True]
+    assert tracker.dead_fraction() == pytest.approx(1 / 3)
+
+
+def test_config_rejects_less_than_one_batch():
+    with pytest.raises(Exception, match="less than one batch"):
+        config(total_tokens=5)

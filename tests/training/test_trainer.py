@@ -1,0 +1,150 @@
+"""Training from a real cache: learning, saving, exact resume, NaN guard, transcoders, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lm_saes.activations.generate import generate
+from lm_saes.activations.reader import open_cache
+from lm_saes.config import GenerateConfig, TrainConfig, load_config
+from lm_saes.dictionaries import Dictionary
+from lm_saes.errors import CacheError, ConfigError
+from lm_saes.training.checkpoint import checkpoint_path, load_checkpoint
+from lm_saes.training.train import train
+from lm_saes.training.trainer import TrainingDiverged
+
+RESID, MLP_IN, MLP_OUT = "blocks.1.hook_resid_post", "blocks.1.mlp.hook_in", "blocks.1.hook_mlp_out"
+
+
+def make_cache(root: Path, model_dir: Path, dataset_file: Path, seed: int = 0) -> Path:
+    cfg = load_config(GenerateConfig, None, [
+        f"model.name={model_dir}", f"data.path={dataset_file}", "data.context_size=32",
+        "data.max_tokens=24000", f'hooks=["{RESID}", "{MLP_IN}", "{MLP_OUT}"]', f"output_dir={root}",
+        "shard_size_mb=0.5", "progress=false", "disk_headroom_gb=0", f"seed={seed}",
+    ])
+    generate(cfg)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory, model_dir, dataset_file) -> Path:
+    return make_cache(tmp_path_factory.mktemp("cache"), model_dir, dataset_file)
+
+
+def overrides(cache_root: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        f"cache={cache_root / RESID}", f"output_dir={out}", "total_tokens=40960", "batch_size=256",
+        "lr=3e-3", "lr_warmup_steps=5", "log_every=10", "checkpoint_every=0", "progress=false",
+        "dictionary.kind=topk", "dictionary.d_sae=128", "dictionary.k=8", "dictionary.aux_k=32",
+        "dead_after_tokens=5000", *extra,
+    ]
+
+
+def config(cache_root: Path, out: Path, *extra: str) -> TrainConfig:
+    return load_config(TrainConfig, None, overrides(cache_root, out, *extra))
+
+
+def log_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_topk_learns_and_the_saved_dictionary_works_on_raw_activations(cache_root, tmp_path):
+    result = train(config(cache_root, tmp_path / "sae"))
+    log = log_lines(tmp_path / "sae")
+    assert [r["step"] for r in log] == list(range(10, 161, 10))
+    assert log[-1]["explained_variance"] > 0.7 > 0.5 > log[0]["explained_variance"]
+    assert log[-1]["l0"] == pytest.approx(8.0)
+    assert result.metrics == log[-1]
+    for name in ("config.json", "weights.safetensors", "metrics.json", "train_config.json"):
+        assert (tmp_path / "sae" / name).is_file()
+    assert not checkpoint_path(tmp_path / "sae").exists()
+
+    loaded = Dictionary.from_pretrained(tmp_path / "sae")
+    raw = next(open_cache(cache_root / RESID).batches(512, seed=9)).float()
+    out = loaded(raw)
+    ev = 1 - (out.recon - raw).pow(2).sum() / (raw - raw.mean(0)).pow(2).sum()
+    assert float(ev) > 0.7  # normalisation folded in: raw activations in, raw reconstruction out
+    assert int((out.acts != 0).sum(1).max()) <= 8
+    meta = json.loads((tmp_path / "sae" / "config.json").read_text())
+    assert meta["source"]["hook_in"] == RESID and meta["kind"] == "topk"
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_identical_weights(cache_root, tmp_path):
+    args = overrides(cache_root, tmp_path / "ref", "total_tokens=256000", "checkpoint_every=20", "log_every=20")
+    train(load_config(TrainConfig, None, args))
+    killed = [a if not a.startswith("output_dir=") else f"output_dir={tmp_path / 'killed'}" for a in args]
+    cmd = [sys.executable, "-m", "lm_saes", "train"] + [x for a in killed for x in ("--set", a)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not checkpoint_path(tmp_path / "killed").is_file():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state, _ = load_checkpoint(tmp_path / "killed", torch.device("cpu"))
+    assert 0 < state["step"] < 1000
+    result = train(load_config(TrainConfig, None, killed))
+    assert result.resumed_from_step == state["step"]
+    a, b = Dictionary.from_pretrained(tmp_path / "ref"), Dictionary.from_pretrained(tmp_path / "killed")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]
+    assert strip(log_lines(tmp_path / "killed")) == strip(log_lines(tmp_path / "ref"))
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    batches = [torch.randn(64, 16) for _ in range(30)]
+    batches[17][3, 5] = float("nan")
+    cfg = TrainConfig.model_validate(dict(
+        dictionary={"kind": "topk", "d_sae": 32, "k": 4}, output_dir=tmp_path, total_tokens=64 * 30,
+        batch_size=64, log_every=5, checkpoint_every=5, progress=False, normalization_batches=2,
+    ))
+    with pytest.raises(TrainingDiverged, match="NaN or infinite before step 20"):
+        train(cfg, batches=batches)
+    state, _ = load_checkpoint(tmp_path, torch.device("cpu"))
+    assert state["step"] == 15
+    assert all(torch.isfinite(v).all() for v in state["dictionary"].values())
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_transcoder_from_two_hooks_of_one_run(cache_root, tmp_path):
+    cfg = config(cache_root, tmp_path / "tc", f"cache={cache_root / MLP_IN}", f"target_cache={cache_root / MLP_OUT}")
+    result = train(cfg)
+    loaded = Dictionary.from_pretrained(tmp_path / "tc")
+    assert loaded.transcoder and result.metrics["explained_variance"] > 0.3
+    meta = json.loads((tmp_path / "tc" / "config.json").read_text())
+    assert (meta["source"]["hook_in"], meta["source"]["hook_out"]) == (MLP_IN, MLP_OUT)
+
+
+def test_caches_from_different_runs_do_not_pair(cache_root, tmp_path, model_dir, dataset_file):
+    other = make_cache(tmp_path / "other", model_dir, dataset_file, seed=1)
+    cfg = config(cache_root, tmp_path / "tc", f"cache={cache_root / MLP_IN}", f"target_cache={other / MLP_OUT}")
+    with pytest.raises(CacheError, match="not generated in one run"):
+        train(cfg)
+
+
+def test_finished_directory_needs_overwrite(cache_root, tmp_path):
+    cfg = config(cache_root, tmp_path / "sae", "total_tokens=2560")
+    train(cfg)
+    with pytest.raises(ConfigError, match="already holds a finished dictionary"):
+        train(cfg)
+    train(cfg.model_copy(update={"overwrite": True}))
+
+
+def test_checkpoint_of_another_config_is_refused(cache_root, tmp_path):
+    from lm_saes.training.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path, {"step": 1}, {"something": "else"})
+    with pytest.raises(ConfigError, match="checkpoint of a different run"):
+        train(config(cache_root, tmp_path, "total_tokens=2560"))
