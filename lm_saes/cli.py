@@ -34,6 +34,32 @@ def _generate(args: argparse.Namespace) -> None:
         print(f"{hook}: {result.n_tokens:,} activations in {path}")
 
 
+def _train(args: argparse.Namespace) -> None:
+    from lm_saes.config import TrainConfig, load_config
+    from lm_saes.training.train import train
+
+    result = train(load_config(TrainConfig, args.config, args.set))
+    m = result.metrics
+    print(
+        f"{result.output_dir}: explained variance {m['explained_variance']:.3f}, L0 {m['l0']:.1f}, "
+        f"dead {m['dead_fraction']:.1%} (last batch; {m['tokens']:,} tokens)"
+    )
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from lm_saes.config import EvalConfig, load_config
+    from lm_saes.evaluation.run import evaluate
+
+    cfg = load_config(EvalConfig, args.config, [f"dictionary={args.dictionary}", *args.set])
+    results = evaluate(cfg)
+    print(f"{cfg.dictionary}  ({results['tokens']:,} tokens)")
+    for key, value in results.items():
+        if isinstance(value, float):
+            print(f"  {key:<20} {value:>12.4f}")
+    counts = results["density_histogram"]["counts"]
+    print(f"  density histogram    {counts} (+{results['density_histogram']['dead']} dead)")
+
+
 def _hooks(args: argparse.Namespace) -> None:
     from lm_saes.config import ModelConfig
     from lm_saes.models.backend import PROBE_CTX, load_language_model
@@ -56,6 +82,7 @@ def _hooks(args: argparse.Namespace) -> None:
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "pretrain": (_pretrain, "train a BPE tokenizer and a tiny GPT-2 on offline English text"),
     "generate": (_generate, "run a model over a text dataset and write an activation cache"),
+    "train": (_train, "train a sparse dictionary (SAE or transcoder) on an activation cache"),
 }
 
 
@@ -70,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="override a config field, e.g. --set model.dtype=bfloat16 (repeatable)",
         )
         p.set_defaults(run=run)
+    p = sub.add_parser("eval", help="metrics of a trained dictionary (written to its metrics.json)")
+    p.add_argument("dictionary", help="dictionary directory")
+    p.add_argument("--config", help="TOML file of eval settings (see EvalConfig)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    p.set_defaults(run=_eval)
     p = sub.add_parser("hooks", help="list a model's hook points and their shapes")
     p.add_argument("model", help="hub name or local Hugging Face directory")
     p.add_argument("--device", default="auto")

@@ -9,12 +9,17 @@ LM=".venv/bin/lm-saes"
 $LM pretrain examples/tiny_lm.toml
 $LM generate examples/generate.toml
 $LM generate examples/generate_2d.toml
+$LM train examples/train_topk.toml --set overwrite=true
+$LM eval work/dictionaries/topk
 cat <<'MSG'
 
 Done. What you have in ./work:
   work/tiny_lm/                      a GPT-2-style model + BPE tokenizer (Hugging Face layout)
   work/cache/<hook>/                 1d activation cache (shuffled tokens) for training
   work/cache_2d/<hook>/              2d activation cache (whole contexts) for analysis
+  work/dictionaries/topk/            a TopK SAE (config.json, weights.safetensors, train_log.jsonl,
+                                     metrics.json: the table above)
+Other variants: .venv/bin/lm-saes train examples/train_{relu,batchtopk,jumprelu,transcoder}.toml
 Read a cache in Python:
   .venv/bin/python -c "from lm_saes import open_cache; c = open_cache('work/cache/blocks.1.hook_resid_post'); print(c.manifest.n_tokens, next(c.batches(4096)).shape)"
 MSG

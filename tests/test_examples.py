@@ -6,10 +6,15 @@ import pytest
 
 from lm_saes.activations.generate import generate
 from lm_saes.activations.manifest import read_manifest
-from lm_saes.config import GenerateConfig, PretrainConfig, load_config
+from lm_saes.config import EvalConfig, GenerateConfig, PretrainConfig, TrainConfig, load_config
+from lm_saes.dictionaries import Dictionary
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-STAGE_OF = {"tiny_lm.toml": PretrainConfig, "generate.toml": GenerateConfig, "generate_2d.toml": GenerateConfig}
+TRAIN_EXAMPLES = [f"train_{v}.toml" for v in ("topk", "batchtopk", "relu", "jumprelu", "transcoder")]
+STAGE_OF = {
+    "tiny_lm.toml": PretrainConfig, "generate.toml": GenerateConfig, "generate_2d.toml": GenerateConfig,
+    **{name: TrainConfig for name in TRAIN_EXAMPLES},
+}
 
 
 def test_every_example_is_registered_and_valid():
@@ -27,6 +32,37 @@ def test_generate_examples_run(name, tmp_path, model_dir, dataset_file):
     result = generate(cfg)
     for hook, path in result.caches.items():
         assert read_manifest(path).layout == cfg.layout
+
+
+@pytest.fixture(scope="module")
+def example_cache(tmp_path_factory, model_dir, dataset_file) -> Path:
+    """examples/generate.toml, scaled down: the cache the train examples read."""
+    root = tmp_path_factory.mktemp("cache")
+    cfg = load_config(GenerateConfig, EXAMPLES / "generate.toml", [
+        f"model.name={model_dir}", f"data.path={dataset_file}", "data.context_size=32",
+        "data.max_tokens=8192", f"output_dir={root}", "progress=false", "disk_headroom_gb=0",
+    ])
+    generate(cfg)
+    return root
+
+
+@pytest.mark.parametrize("name", TRAIN_EXAMPLES)
+def test_train_examples_run_and_evaluate(name, tmp_path, example_cache):
+    from lm_saes.evaluation.run import evaluate
+    from lm_saes.training.train import train
+
+    original = load_config(TrainConfig, EXAMPLES / name)
+    moved = lambda p: example_cache / Path(p).name if p else None  # work/cache/<hook> -> the test cache
+    cfg = load_config(TrainConfig, EXAMPLES / name, [
+        f"cache={moved(original.cache)}", f"output_dir={tmp_path / 'dict'}", "total_tokens=4096",
+        "batch_size=512", "log_every=4", "progress=false", "dictionary.d_sae=64",
+        *([f"target_cache={moved(original.target_cache)}"] if original.target_cache else []),
+    ])
+    result = train(cfg)
+    loaded = Dictionary.from_pretrained(result.output_dir)
+    assert loaded.d_sae == 64 and loaded.transcoder == (original.target_cache is not None)
+    metrics = evaluate(EvalConfig(dictionary=result.output_dir, tokens=1024, batch_size=512, ce_tokens=0, device="cpu"))
+    assert metrics["tokens"] == 1024 and 0 <= metrics["alive_fraction"] <= 1
 
 
 @pytest.mark.slow

@@ -1,0 +1,108 @@
+"""`lm-saes eval DICT_DIR`: every metric of a trained dictionary, into its metrics.json.
+
+Reconstruction and sparsity come from ``tokens`` cached activations (MSE, explained variance,
+L0, L1, shrinkage, dead/alive fractions and the density histogram over that window). CE loss
+recovered and KL come from splicing the dictionary into its model over ``ce_tokens`` tokens of
+the text the cache was generated from.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import torch
+
+from lm_saes.activations.manifest import read_manifest, write_atomic
+from lm_saes.activations.reader import open_cache
+from lm_saes.config import DataConfig, EvalConfig, ModelConfig
+from lm_saes.data.tokens import build_contexts, load_texts
+from lm_saes.dictionaries import Dictionary
+from lm_saes.errors import CacheError
+from lm_saes.evaluation import metrics as m
+from lm_saes.evaluation.splice import spliced_losses
+from lm_saes.models.backend import load_language_model, resolve_device
+from lm_saes.training.data import check_aligned
+
+METRICS_NAME = "metrics.json"
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Compute the metrics, merge them into ``<dictionary>/metrics.json`` under "eval", return them."""
+    device = resolve_device(cfg.device)
+    dictionary = Dictionary.from_pretrained(cfg.dictionary, device=device).eval()
+    source = json.loads((cfg.dictionary / "config.json").read_text()).get("source", {})
+    cache_dir = cfg.cache or _path(source.get("cache"))
+    if cache_dir is None:
+        raise CacheError(f"{cfg.dictionary} does not record its training cache; set `cache`")
+    target_dir = cfg.target_cache or (_path(source.get("target_cache")) if dictionary.transcoder else None)
+    results = reconstruction_metrics(cfg, dictionary, cache_dir, target_dir, device)
+    if cfg.ce_tokens:
+        results.update(downstream_metrics(cfg, dictionary, cache_dir, target_dir))
+    path = cfg.dictionary / METRICS_NAME
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    write_atomic(path, (json.dumps({**stored, "eval": results}, indent=2) + "\n").encode())
+    return results
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+@torch.no_grad()
+def reconstruction_metrics(cfg: EvalConfig, dictionary: Dictionary, cache_dir: Path,
+                           target_dir: Path | None, device: torch.device) -> dict:
+    source = open_cache(cache_dir)
+    if source.d_model != dictionary.d_in:
+        raise CacheError(f"{cache_dir} holds d_model={source.d_model} activations but the "
+                         f"dictionary expects d_in={dictionary.d_in}; evaluate it on its own hook")
+    kwargs = dict(seed=cfg.seed, device=device, dtype=torch.float32)
+    inputs = source.batches(cfg.batch_size, **kwargs)
+    if target_dir is not None:
+        target = open_cache(target_dir)
+        check_aligned(source, target)
+        pairs = zip(inputs, target.batches(cfg.batch_size, **kwargs))
+    else:
+        pairs = ((x, x) for x in inputs)
+    firing = m.FeatureFiring(dictionary.d_sae, device=device)
+    recons, targets, acts_l1 = [], [], []
+    n_batches = max(1, cfg.tokens // cfg.batch_size)
+    for x, y in itertools.islice(pairs, n_batches):
+        out = dictionary(x)
+        firing.update(out.acts)
+        recons.append(out.recon)
+        targets.append(y)
+        acts_l1.append(torch.stack([m.l0(out.acts), m.l1(out.acts)]) * len(x))
+    recon, target = torch.cat(recons), torch.cat(targets)
+    l0, l1 = (torch.stack(acts_l1).sum(0) / len(target)).tolist()
+    histogram = firing.density_histogram(cfg.histogram_bins)
+    return {
+        "tokens": len(target), "mse": float(m.mse_per_token(recon, target)),
+        "explained_variance": float(m.explained_variance(recon, target)), "l0": l0, "l1": l1,
+        "shrinkage": float(m.shrinkage(recon, target)), "dead_fraction": firing.dead_fraction(),
+        "alive_fraction": firing.alive_fraction(),
+        "density_histogram": {"log10_edges": histogram.edges.tolist(), "counts": histogram.counts.tolist(),
+                              "dead": histogram.n_dead},
+    }
+
+
+def downstream_metrics(cfg: EvalConfig, dictionary: Dictionary, cache_dir: Path, target_dir: Path | None) -> dict:
+    manifest = read_manifest(cache_dir)
+    generated = manifest.config
+    lm = load_language_model(ModelConfig.model_validate({**generated["model"], "device": cfg.device}))
+    data = DataConfig.model_validate({**generated["data"], "max_tokens": cfg.ce_tokens})
+    contexts = build_contexts(load_texts(data), lm.tokenizer, data, lm.bos_token_id, lm.pad_token_id)
+    hook_out = read_manifest(target_dir).hook if target_dir is not None else None
+    totals, n_scored = torch.zeros(4, dtype=torch.float64), 0
+    for tokens, mask in zip(contexts.tokens.split(cfg.ce_batch_size), contexts.mask.split(cfg.ce_batch_size)):
+        losses = spliced_losses(lm, dictionary, tokens, manifest.hook, hook_out, mask)
+        scored = int(m.predicted_positions(tokens, mask).sum())  # each batch's means, weighted by positions
+        totals += torch.tensor([losses.ce_clean, losses.ce_spliced, losses.ce_zero, losses.kl_spliced]) * scored
+        n_scored += scored
+    ce_clean, ce_spliced, ce_zero, kl = (totals / n_scored).tolist()
+    return {
+        "ce_tokens": n_scored, "ce_clean": ce_clean, "ce_spliced": ce_spliced,
+        "ce_zero_ablation": ce_zero, "kl_spliced": kl,
+        "ce_loss_recovered": m.ce_loss_recovered(ce_clean, ce_spliced, ce_zero),
+    }
