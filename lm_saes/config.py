@@ -220,6 +220,10 @@ class TrainConfig(StrictModel):
     normalization_batches: int = Field(10, gt=0, description="Batches that estimate the average norms.")
     seed: int = Field(0, ge=0, description="Seed of the initialisation and the batch order.")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda'...")
+    tensor_parallel: int = Field(
+        1, ge=1, description="Ranks that split the features (encoder columns, decoder rows) under "
+        "torchrun; the remaining factor of the world size splits the batch (data parallel)."
+    )
     autocast: Literal["none", "bfloat16"] = Field(
         "none", description="bfloat16 autocast of the forward/backward (fp32 master weights)."
     )

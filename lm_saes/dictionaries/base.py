@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from lm_saes import __version__
+from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives, gather_state_dict
 from lm_saes.errors import ConfigError, LmSaesError
 
 CONFIG_NAME = "config.json"
@@ -54,9 +55,9 @@ def reconstruction_mse(
     return (recon - target).pow(2).sum(-1).mean()
 
 
-def mean_l0(acts: Float[Tensor, "batch d_sae"]) -> Float[Tensor, ""]:
-    """Active features per token, averaged over the batch."""
-    return (acts != 0).float().sum(-1).mean()
+def mean_l0(acts: Float[Tensor, "batch d_sae"], comm: Collectives = SINGLE_DEVICE) -> Float[Tensor, ""]:
+    """Active features per token (over every feature shard), averaged over the batch."""
+    return comm.feature_sum((acts != 0).float().sum(-1)).mean()
 
 
 class TrainingContext(NamedTuple):
@@ -71,6 +72,8 @@ class Dictionary(nn.Module):
 
     kind: ClassVar[str]
     unit_norm_decoder: ClassVar[bool] = False
+    # The dimension that indexes features, for every tensor split across tensor-parallel ranks.
+    feature_dims: ClassVar[dict[str, int]] = {"W_enc": 1, "b_enc": 0, "W_dec": 0}
 
     def __init__(self, cfg: Any, d_in: int, d_out: int, transcoder: bool = False) -> None:
         super().__init__()
@@ -84,6 +87,7 @@ class Dictionary(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(d_out))
         self.register_buffer("input_scale", torch.tensor(1.0))
         self.register_buffer("output_scale", torch.tensor(1.0))
+        self.comm: Collectives = SINGLE_DEVICE  # replaced by parallel.shard_ under tensor parallelism
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -100,7 +104,7 @@ class Dictionary(nn.Module):
 
     def pre_acts(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
         centred = x if self.transcoder else x - self.b_dec
-        return centred @ self.W_enc + self.b_enc
+        return self.comm.enter(centred) @ self.W_enc + self.b_enc
 
     def activate(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         raise NotImplementedError
@@ -109,7 +113,7 @@ class Dictionary(nn.Module):
         return self.activate(self.pre_acts(x))
 
     def decode(self, acts: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_out"]:
-        return acts @ self.W_dec + self.b_dec
+        return self.comm.reduce(acts @ self.W_dec) + self.b_dec
 
     def forward(self, x: Float[Tensor, "batch d_in"]) -> DictionaryOutput:
         pre = self.pre_acts(x)
@@ -154,7 +158,7 @@ class Dictionary(nn.Module):
         trained one by (s / t - 1) b_dec W_enc, which b_enc' absorbs (zero when s = t).
         """
         s, t = float(self.input_scale), float(self.output_scale)
-        state = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        state = gather_state_dict(self)  # the whole dictionary, also under tensor parallelism
         if not self.transcoder:
             state["b_enc"] = state["b_enc"] + (s / t - 1) * (state["b_dec"] @ state["W_enc"])
         state["W_enc"] = state["W_enc"] * s
@@ -167,10 +171,15 @@ class Dictionary(nn.Module):
     # --- save / load ----------------------------------------------------------------------
 
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write ``config.json`` and ``weights.safetensors`` (scales folded in) to ``directory``."""
+        """Write ``config.json`` and ``weights.safetensors`` (scales folded in) to ``directory``.
+
+        Under tensor parallelism every rank calls ``save`` (the shards are gathered); rank 0 writes.
+        """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.contiguous().float() for k, v in self.folded_state_dict().items()}
+        if self.comm.rank != 0:
+            return directory
+        directory.mkdir(parents=True, exist_ok=True)
         save_file(state, directory / WEIGHTS_NAME)
         meta = {
             "kind": self.kind, "d_in": self.d_in, "d_out": self.d_out, "d_sae": self.d_sae,

@@ -15,14 +15,27 @@ from torch import Tensor
 
 from lm_saes.config import BatchTopKConfig
 from lm_saes.dictionaries.base import LossOutput, TrainingContext
-from lm_saes.dictionaries.topk import TopKDictionary, topk_activation
+from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
+from lm_saes.dictionaries.topk import TopKDictionary
 
 UNSET_THRESHOLD = -1.0
 
 
-def batch_topk_activation(pre: Float[Tensor, "batch d_sae"], k: int) -> Float[Tensor, "batch d_sae"]:
-    """The k * batch largest entries of the whole batch, ReLU'd, kept where they are; zeros elsewhere."""
-    return topk_activation(pre.reshape(1, -1), k * pre.shape[0]).reshape(pre.shape)
+def batch_topk_activation(
+    pre: Float[Tensor, "batch d_sae"], k: int, comm: Collectives = SINGLE_DEVICE
+) -> Float[Tensor, "batch d_sae"]:
+    """The k * batch largest entries of the whole batch, ReLU'd, kept where they are; zeros elsewhere.
+
+    Distributed, "the whole batch" is every rank's rows and feature shards: each rank offers its
+    own top k * batch and keeps those at or above the k * batch-th largest of all offers.
+    """
+    n = k * pre.shape[0] * comm.dp_size  # k times the global batch
+    flat = pre.reshape(1, -1)  # [1, batch * d_sae]
+    values, indices = flat.topk(min(n, flat.shape[-1]), dim=-1)
+    if comm.distributed:
+        kth = comm.kth_largest(values, n, over="all")
+        values = torch.where(values >= kth, values, torch.zeros_like(values))
+    return torch.zeros_like(flat).scatter(-1, indices, torch.relu(values)).reshape(pre.shape)
 
 
 def threshold_activation(
@@ -32,14 +45,16 @@ def threshold_activation(
 
 
 def updated_threshold(
-    threshold: Float[Tensor, ""], acts: Float[Tensor, "batch d_sae"], momentum: float
+    threshold: Float[Tensor, ""], acts: Float[Tensor, "batch d_sae"], momentum: float,
+    comm: Collectives = SINGLE_DEVICE,
 ) -> Float[Tensor, ""]:
-    """EMA of the smallest positive activation; the first batch sets it; a batch with none keeps it."""
+    """EMA of the smallest positive activation (over every rank); the first batch sets it; a batch
+    with none keeps it."""
     fired = acts > 0
-    smallest = torch.where(fired, acts, float("inf")).min()
+    smallest = comm.all_min(torch.where(fired, acts, float("inf")).min())
     ema = momentum * threshold + (1 - momentum) * smallest
     new = torch.where(threshold < 0, smallest, ema)
-    return torch.where(fired.any(), new, threshold)
+    return torch.where(comm.all_any(fired.any()), new, threshold)
 
 
 class BatchTopKDictionary(TopKDictionary):
@@ -52,7 +67,7 @@ class BatchTopKDictionary(TopKDictionary):
 
     def activate(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         if self.training:
-            return batch_topk_activation(pre, self.cfg.k)
+            return batch_topk_activation(pre, self.cfg.k, self.comm)
         return threshold_activation(pre, self.threshold)
 
     def loss(
@@ -61,5 +76,5 @@ class BatchTopKDictionary(TopKDictionary):
         out = super().loss(x, target, ctx)
         if self.training:
             momentum = self.cfg.threshold_momentum
-            self.threshold.copy_(updated_threshold(self.threshold, out.acts, momentum))
+            self.threshold.copy_(updated_threshold(self.threshold, out.acts, momentum, self.comm))
         return out

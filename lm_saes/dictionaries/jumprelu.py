@@ -77,6 +77,7 @@ class JumpReLUDictionary(Dictionary):
     kind = "jumprelu"
     unit_norm_decoder = True
     cfg: JumpReLUConfig
+    feature_dims = {**Dictionary.feature_dims, "log_threshold": 0}
 
     def __init__(self, cfg: JumpReLUConfig, d_in: int, d_out: int, transcoder: bool = False) -> None:
         super().__init__(cfg, d_in, d_out, transcoder)
@@ -95,6 +96,6 @@ class JumpReLUDictionary(Dictionary):
         pre = self.pre_acts(x)
         acts = self.activate(pre)
         mse = reconstruction_mse(self.decode(acts), target)
-        l0 = step(pre, self.threshold, self.cfg.bandwidth).sum(-1).mean()
+        l0 = self.comm.reduce(step(pre, self.threshold, self.cfg.bandwidth).sum(-1)).mean()
         loss = mse + self.cfg.l0_coefficient * ctx.sparsity_scale * l0
         return LossOutput(loss, {"mse": mse.detach(), "l0": l0.detach()}, acts.detach())

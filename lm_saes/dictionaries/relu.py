@@ -17,13 +17,15 @@ from lm_saes.config import ReLUConfig
 from lm_saes.dictionaries.base import (
     Dictionary, LossOutput, TrainingContext, mean_l0, reconstruction_mse,
 )
+from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
 
 
 def weighted_l1(
-    acts: Float[Tensor, "batch d_sae"], W_dec: Float[Tensor, "d_sae d_out"]
+    acts: Float[Tensor, "batch d_sae"], W_dec: Float[Tensor, "d_sae d_out"],
+    comm: Collectives = SINGLE_DEVICE,
 ) -> Float[Tensor, ""]:
-    """sum_i acts_i ||W_dec,i||_2, averaged over the batch."""
-    return (acts * W_dec.norm(dim=1)).sum(-1).mean()
+    """sum_i acts_i ||W_dec,i||_2 (over every feature shard), averaged over the batch."""
+    return comm.reduce((acts * W_dec.norm(dim=1)).sum(-1)).mean()
 
 
 class ReLUDictionary(Dictionary):
@@ -39,7 +41,7 @@ class ReLUDictionary(Dictionary):
     ) -> LossOutput:
         recon, acts, _ = self(x)
         mse = reconstruction_mse(recon, target)
-        l1 = weighted_l1(acts, self.W_dec)
+        l1 = weighted_l1(acts, self.W_dec, self.comm)
         loss = mse + self.cfg.l1_coefficient * ctx.sparsity_scale * l1
-        terms = {"mse": mse.detach(), "l1": l1.detach(), "l0": mean_l0(acts.detach())}
+        terms = {"mse": mse.detach(), "l1": l1.detach(), "l0": mean_l0(acts.detach(), self.comm)}
         return LossOutput(loss, terms, acts.detach())

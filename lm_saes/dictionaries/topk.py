@@ -19,11 +19,22 @@ from lm_saes.config import TopKConfig
 from lm_saes.dictionaries.base import (
     Dictionary, LossOutput, TrainingContext, mean_l0, reconstruction_mse,
 )
+from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
 
 
-def topk_activation(pre: Float[Tensor, "batch d_sae"], k: int) -> Float[Tensor, "batch d_sae"]:
-    """Each row's k largest entries, ReLU'd, kept where they are; zeros elsewhere."""
-    values, indices = pre.topk(k, dim=-1)  # [batch, k]
+def topk_activation(
+    pre: Float[Tensor, "batch d_sae"], k: int, comm: Collectives = SINGLE_DEVICE
+) -> Float[Tensor, "batch d_sae"]:
+    """Each row's k largest entries, ReLU'd, kept where they are; zeros elsewhere.
+
+    Under tensor parallelism ``pre`` is this rank's feature shard: each shard offers its own
+    top k, and keeps those at or above the k-th largest of all the shards' offers (the same
+    selection as on one device, up to exact ties at the k-th value).
+    """
+    values, indices = pre.topk(min(k, pre.shape[-1]), dim=-1)  # [batch, k]
+    if comm.tp_size > 1:
+        kth = comm.kth_largest(values, k)  # [batch, 1]
+        values = torch.where(values >= kth, values, torch.zeros_like(values))
     return torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
 
 
@@ -33,15 +44,20 @@ def auxk_loss(
     W_dec: Float[Tensor, "d_sae d_out"],
     dead_mask: Bool[Tensor, "d_sae"] | None,
     aux_k: int,
+    comm: Collectives = SINGLE_DEVICE,
 ) -> Float[Tensor, ""]:
-    """mean_batch ||e - e_hat||^2 / mean_batch ||e - mean_batch e||^2, or 0 if no feature is dead."""
-    n_dead = 0 if dead_mask is None else int(dead_mask.sum())
+    """mean_batch ||e - e_hat||^2 / mean_batch ||e - mean_batch e||^2, or 0 if no feature is dead.
+
+    The means run over the whole batch, across data-parallel ranks (the residual is a constant,
+    so these are plain reductions)."""
+    n_dead = 0 if dead_mask is None else int(comm.feature_sum(dead_mask.sum()))
     if n_dead == 0:
         return pre.new_zeros(())
     residual = residual.detach()
-    aux_acts = topk_activation(pre.masked_fill(~dead_mask, float("-inf")), min(aux_k, n_dead))
-    error = reconstruction_mse(aux_acts @ W_dec, residual)
-    variance = (residual - residual.mean(0)).pow(2).sum(-1).mean()
+    aux_acts = topk_activation(pre.masked_fill(~dead_mask, float("-inf")), min(aux_k, n_dead), comm)
+    error = reconstruction_mse(comm.reduce(aux_acts @ W_dec), residual)
+    mean = comm.batch_mean(residual.mean(0))
+    variance = comm.batch_mean((residual - mean).pow(2).sum(-1).mean())
     # A residual constant over the batch (e.g. one token) has no variance to explain: the loss is 0.
     has_variance = variance > 0
     return torch.where(has_variance, error / torch.where(has_variance, variance, 1.0), 0.0)
@@ -53,14 +69,14 @@ class TopKDictionary(Dictionary):
     cfg: TopKConfig
 
     def activate(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
-        return topk_activation(pre, self.cfg.k)
+        return topk_activation(pre, self.cfg.k, self.comm)
 
     def loss(
         self, x: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_out"], ctx: TrainingContext
     ) -> LossOutput:
         recon, acts, pre = self(x)
         mse = reconstruction_mse(recon, target)
-        aux = auxk_loss(pre, target - recon, self.W_dec, ctx.dead_mask, self.cfg.aux_k)
+        aux = auxk_loss(pre, target - recon, self.W_dec, ctx.dead_mask, self.cfg.aux_k, self.comm)
         loss = mse + self.cfg.aux_coefficient * aux
-        terms = {"mse": mse.detach(), "aux": aux.detach(), "l0": mean_l0(acts.detach())}
+        terms = {"mse": mse.detach(), "aux": aux.detach(), "l0": mean_l0(acts.detach(), self.comm)}
         return LossOutput(loss, terms, acts.detach())

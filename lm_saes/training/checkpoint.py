@@ -1,4 +1,6 @@
-"""Checkpoints: one function names the path for both save and load; writes are atomic."""
+"""Checkpoints: one function names the path for both save and load; writes are atomic.
+
+Every rank of a distributed run keeps its own file (its feature shard, its optimizer state)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ import torch
 CHECKPOINT_DIR = "checkpoint"
 
 
-def checkpoint_path(output_dir: Path) -> Path:
-    return output_dir / CHECKPOINT_DIR / "state.pt"
+def checkpoint_path(output_dir: Path, rank: int = 0) -> Path:
+    return output_dir / CHECKPOINT_DIR / f"state-rank{rank}.pt"
 
 
-def save_checkpoint(output_dir: Path, state: dict[str, Any], config: dict[str, Any]) -> Path:
-    path = checkpoint_path(output_dir)
+def save_checkpoint(output_dir: Path, state: dict[str, Any], config: dict[str, Any], rank: int = 0) -> Path:
+    path = checkpoint_path(output_dir, rank)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     torch.save({"state": state, "config": config}, tmp)
@@ -25,9 +27,11 @@ def save_checkpoint(output_dir: Path, state: dict[str, Any], config: dict[str, A
     return path
 
 
-def load_checkpoint(output_dir: Path, map_location: torch.device) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def load_checkpoint(
+    output_dir: Path, map_location: torch.device, rank: int = 0
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(trainer state, config it was made with), or None if there is no checkpoint."""
-    path = checkpoint_path(output_dir)
+    path = checkpoint_path(output_dir, rank)
     if not path.is_file():
         return None
     blob = torch.load(path, map_location=map_location, weights_only=True)

@@ -6,25 +6,33 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
+
 
 class DeadFeatureTracker:
-    """Counts, per feature, the tokens seen since it last fired; dead after ``dead_after`` tokens."""
+    """Counts, per feature, the tokens seen since it last fired; dead after ``dead_after`` tokens.
 
-    def __init__(self, d_sae: int, dead_after: int, device: torch.device | str = "cpu") -> None:
-        self.dead_after = dead_after
+    Distributed, it tracks this rank's feature shard over the whole batch (all data ranks)."""
+
+    def __init__(
+        self, d_sae: int, dead_after: int, device: torch.device | str = "cpu", comm: Collectives = SINGLE_DEVICE
+    ) -> None:
+        self.dead_after, self.comm = dead_after, comm
         self.tokens_since_fired = torch.zeros(d_sae, dtype=torch.long, device=device)
 
     @torch.no_grad()
     def update(self, acts: Float[Tensor, "batch d_sae"]) -> None:
-        fired = (acts != 0).any(dim=0)  # [d_sae]
-        self.tokens_since_fired += acts.shape[0]
+        fired = self.comm.batch_any((acts != 0).any(dim=0))  # [d_sae]
+        self.tokens_since_fired += acts.shape[0] * self.comm.dp_size
         self.tokens_since_fired[fired] = 0
 
     def dead_mask(self) -> Bool[Tensor, "d_sae"]:
         return self.tokens_since_fired >= self.dead_after
 
     def dead_fraction(self) -> float:
-        return float(self.dead_mask().float().mean())
+        """Over the whole dictionary (every feature shard)."""
+        n_dead = self.comm.feature_sum(self.dead_mask().sum())
+        return float(n_dead) / (len(self.tokens_since_fired) * self.comm.tp_size)
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"tokens_since_fired": self.tokens_since_fired.clone()}

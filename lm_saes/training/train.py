@@ -4,6 +4,11 @@ The directory gets ``config.json`` + ``weights.safetensors`` (normalisation fold
 resolved ``train_config.json``, the ``train_log.jsonl`` and, last, ``metrics.json``, which marks
 it finished. An interrupted run leaves ``checkpoint/`` and resumes from it with the same config,
 reproducing the uninterrupted run exactly.
+
+Under torchrun the ranks form a (data, tensor) mesh (``training/mesh.py``): each data-parallel
+group reads its share of every batch (``batch_size`` is the global batch), the tensor-parallel
+ranks of a group split the features. Rank 0 writes the directory; each rank checkpoints its own
+state. Given ``batches`` instead of a cache, each rank's iterable must be its own share.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ import torch
 from lm_saes.activations.manifest import read_manifest, write_atomic
 from lm_saes.config import TrainConfig, save_resolved
 from lm_saes.dictionaries import Dictionary, build_dictionary
+from lm_saes.dictionaries.parallel import Collectives, shard_
+from lm_saes.distributed import barrier, broadcast_error
 from lm_saes.errors import ConfigError
 from lm_saes.models.backend import resolve_device
 from lm_saes.training.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 from lm_saes.training.data import Pair, cache_pairs, iterable_pairs
 from lm_saes.training.log import TrainingLog
+from lm_saes.training.mesh import ParallelDims, build_collectives
 from lm_saes.training.schedules import total_steps
 from lm_saes.training.trainer import Trainer
 
@@ -44,12 +52,14 @@ def train(cfg: TrainConfig, batches: Iterable | None = None) -> TrainResult:
     """Train ``cfg.dictionary`` on ``cfg.cache`` (or on ``batches``: tensors or (input, target) pairs)."""
     start = time.perf_counter()
     device = resolve_device(cfg.device)
+    dims, comm = build_collectives(cfg, device)
     out = cfg.output_dir
-    _prepare_output(cfg)
+    _on_rank_zero(comm, lambda: _prepare_output(cfg))
     if batches is None:
         if cfg.cache is None:
             raise ConfigError("set `cache` to an activation cache's hook directory (or pass batches)")
-        pairs = cache_pairs(cfg.cache, cfg.target_cache, cfg.batch_size, cfg.seed, device)
+        rows = cfg.batch_size // dims.data  # this data-parallel rank's share of each batch
+        pairs = cache_pairs(cfg.cache, cfg.target_cache, rows, cfg.seed, device, dims.data_rank, dims.data)
         d_in, d_out = _cache_widths(cfg)
     else:
         pairs = iterable_pairs(batches, device)
@@ -58,9 +68,12 @@ def train(cfg: TrainConfig, batches: Iterable | None = None) -> TrainResult:
         pairs = itertools.chain([first], pairs)
     torch.manual_seed(cfg.seed)
     transcoder = cfg.target_cache is not None or d_in != d_out
-    trainer = Trainer(cfg, build_dictionary(cfg.dictionary, d_in, d_out, transcoder), device)
+    dictionary = build_dictionary(cfg.dictionary, d_in, d_out, transcoder)  # the same on every rank
+    if comm.distributed:
+        shard_(dictionary, comm)
+    trainer = Trainer(cfg, dictionary, device, comm)
 
-    resumed = _resume(cfg, trainer, device)
+    resumed = _resume(cfg, trainer, device, dims)
     if resumed:
         pairs = itertools.islice(pairs, resumed, None)  # skip what the first run consumed
     else:
@@ -68,20 +81,38 @@ def train(cfg: TrainConfig, batches: Iterable | None = None) -> TrainResult:
         trainer.fit_scales(head)
         pairs = itertools.chain(head, pairs)
 
+    writer = comm.rank == 0
     log = TrainingLog(out / "train_log.jsonl", total_steps(cfg) * cfg.batch_size,
-                      trainer.step * cfg.batch_size, cfg.progress)
+                      trainer.step * cfg.batch_size, cfg.progress and writer)
     records: list[dict[str, float]] = []
 
     def on_log(record: dict[str, float]) -> None:
         records.append(record)
-        log(record)
+        if writer:
+            log(record)
+
+    def on_checkpoint() -> None:
+        save_checkpoint(out, trainer.state_dict(), _compared(cfg, dims), comm.rank)
 
     try:
-        trainer.fit(pairs, on_log, on_checkpoint=lambda: save_checkpoint(out, trainer.state_dict(), _compared(cfg)))
+        trainer.fit(pairs, on_log, on_checkpoint)
     finally:
         log.close()
-    _save(cfg, trainer.dictionary, records[-1])
+    _save(cfg, trainer.dictionary, records[-1], comm)
     return TrainResult(out, records[-1], time.perf_counter() - start, resumed)
+
+
+def _on_rank_zero(comm: Collectives, action) -> None:
+    """Run ``action`` on rank 0; if it raises a ConfigError, every rank raises it."""
+    error = None
+    if comm.rank == 0:
+        try:
+            action()
+        except ConfigError as e:
+            error = str(e)
+    error = broadcast_error(error)
+    if error is not None:
+        raise ConfigError(error)
 
 
 def _cache_widths(cfg: TrainConfig) -> tuple[int, int]:
@@ -90,8 +121,8 @@ def _cache_widths(cfg: TrainConfig) -> tuple[int, int]:
     return d_in, d_out
 
 
-def _compared(cfg: TrainConfig) -> dict:
-    return cfg.model_dump(mode="json", exclude=UNCOMPARED)
+def _compared(cfg: TrainConfig, dims: ParallelDims) -> dict:
+    return {**cfg.model_dump(mode="json", exclude=UNCOMPARED), "world_size": dims.world_size}
 
 
 def _prepare_output(cfg: TrainConfig) -> None:
@@ -106,22 +137,40 @@ def _prepare_output(cfg: TrainConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _resume(cfg: TrainConfig, trainer: Trainer, device: torch.device) -> int:
+def _resume(cfg: TrainConfig, trainer: Trainer, device: torch.device, dims: ParallelDims) -> int:
     """Load the checkpoint of an interrupted run of this config; the step it had reached."""
-    found = load_checkpoint(cfg.output_dir, device)
+    rank = trainer.comm.rank
+    found = load_checkpoint(cfg.output_dir, device, rank)
+    _check_same_step(trainer.comm, found[0]["step"] if found else -1, device)
     if found is None:
-        (cfg.output_dir / "train_log.jsonl").unlink(missing_ok=True)
+        if rank == 0:
+            (cfg.output_dir / "train_log.jsonl").unlink(missing_ok=True)
         return 0
     state, config = found
-    if config != _compared(cfg):
-        differ = sorted(k for k in config.keys() | _compared(cfg).keys() if config.get(k) != _compared(cfg).get(k))
+    expected = _compared(cfg, dims)
+    if config != expected:
+        differ = sorted(k for k in config.keys() | expected.keys() if config.get(k) != expected.get(k))
         raise ConfigError(
             f"{cfg.output_dir} holds a checkpoint of a different run (fields {differ} differ); run "
             "that config to resume it, or delete the checkpoint/ directory to start over"
         )
     trainer.load_state_dict(state)
-    _truncate_log(cfg.output_dir / "train_log.jsonl", trainer.step)
+    if rank == 0:
+        _truncate_log(cfg.output_dir / "train_log.jsonl", trainer.step)
     return trainer.step
+
+
+def _check_same_step(comm: Collectives, step: int, device: torch.device) -> None:
+    """Every rank must resume from the same step (a run killed mid-checkpoint may leave a mix)."""
+    if not comm.distributed:
+        return
+    steps = torch.tensor([step, -step], device=device)
+    low, neg_high = comm.all_min(steps).tolist()
+    if low != -neg_high:
+        raise ConfigError(
+            "the ranks' checkpoints are from different steps (the run was killed while saving); "
+            "delete the checkpoint/ directory to start over"
+        )
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -131,7 +180,8 @@ def _truncate_log(path: Path, step: int) -> None:
         path.write_text("".join(line + "\n" for line in kept))
 
 
-def _save(cfg: TrainConfig, dictionary: Dictionary, final: dict[str, float]) -> None:
+def _save(cfg: TrainConfig, dictionary: Dictionary, final: dict[str, float], comm: Collectives) -> None:
+    """Every rank calls this (the shards are gathered); rank 0 writes."""
     out = cfg.output_dir
     source = {"cache": str(cfg.cache) if cfg.cache else None, "target_cache": str(cfg.target_cache) if cfg.target_cache else None}
     manifest = read_manifest(cfg.cache) if cfg.cache is not None else None
@@ -139,6 +189,9 @@ def _save(cfg: TrainConfig, dictionary: Dictionary, final: dict[str, float]) -> 
         source.update(model=manifest.model, hook_in=manifest.hook)
         source["hook_out"] = read_manifest(cfg.target_cache).hook if cfg.target_cache else manifest.hook
     dictionary.save(out, extra={"source": source})
-    save_resolved(cfg, out / "train_config.json")
-    write_atomic(out / METRICS_NAME, (json.dumps({"final_batch": final}, indent=2) + "\n").encode())
-    remove_checkpoint(out)
+    if comm.rank == 0:
+        save_resolved(cfg, out / "train_config.json")
+        write_atomic(out / METRICS_NAME, (json.dumps({"final_batch": final}, indent=2) + "\n").encode())
+    barrier()  # every rank has finished with its checkpoint before rank 0 removes them
+    if comm.rank == 0:
+        remove_checkpoint(out)

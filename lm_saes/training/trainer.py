@@ -20,6 +20,7 @@ from torch import Tensor
 
 from lm_saes.config import TrainConfig
 from lm_saes.dictionaries import Dictionary, LossOutput, TrainingContext
+from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
 from lm_saes.errors import LmSaesError
 from lm_saes.training.data import Pair
 from lm_saes.training.dead import DeadFeatureTracker
@@ -31,12 +32,16 @@ class TrainingDiverged(LmSaesError):
 
 
 class Trainer:
-    """Optimises one dictionary; holds no files (checkpoints go through ``state_dict``)."""
+    """Optimises one dictionary (or this rank's shard of it); holds no files (checkpoints go
+    through ``state_dict``). Distributed, every rank runs the same steps in lockstep."""
 
-    def __init__(self, cfg: TrainConfig, dictionary: Dictionary, device: torch.device) -> None:
-        self.cfg, self.dictionary, self.device = cfg, dictionary.to(device), device
+    def __init__(
+        self, cfg: TrainConfig, dictionary: Dictionary, device: torch.device, comm: Collectives = SINGLE_DEVICE
+    ) -> None:
+        self.cfg, self.dictionary, self.device, self.comm = cfg, dictionary.to(device), device, comm
         self.optimizer = torch.optim.Adam(dictionary.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
-        self.dead = DeadFeatureTracker(dictionary.d_sae, cfg.dead_after_tokens, device)
+        local_features = dictionary.W_enc.shape[1]  # d_sae, or one tensor-parallel shard of it
+        self.dead = DeadFeatureTracker(local_features, cfg.dead_after_tokens, device, comm)
         self.step = 0
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # any bad loss since the last check
 
@@ -49,6 +54,7 @@ class Trainer:
         with self._autocast():
             out = self.dictionary.loss(x, y, ctx)
         out.loss.backward()
+        self.comm.average_gradients(list(self.dictionary.parameters()))
         return out
 
     def train_step(self, x: Tensor, y: Tensor) -> LossOutput:
@@ -90,15 +96,15 @@ class Trainer:
         """Scales that give inputs and targets an average norm of sqrt(d) (1 if disabled)."""
         if not self.cfg.normalize_activations:
             return
-        x_norm = torch.cat([x for x, _ in pairs]).norm(dim=1).mean()
-        y_norm = torch.cat([y for _, y in pairs]).norm(dim=1).mean()
+        x_norm = self.comm.batch_mean(torch.cat([x for x, _ in pairs]).norm(dim=1).mean())
+        y_norm = self.comm.batch_mean(torch.cat([y for _, y in pairs]).norm(dim=1).mean())
         d = self.dictionary
         scale_in = d.d_in**0.5 / float(x_norm)
         scale_out = scale_in if not d.transcoder else d.d_out**0.5 / float(y_norm)
         d.set_scales(scale_in, scale_out)
 
     def check_finite(self) -> None:
-        if bool(self.nonfinite):
+        if bool(self.comm.all_any(self.nonfinite)):
             raise TrainingDiverged(
                 f"the loss became NaN or infinite before step {self.step}; training stopped. The "
                 "last good checkpoint (if any) is kept in the output directory. Lower `lr`, check "
