@@ -184,13 +184,30 @@ DictionaryConfig = Annotated[
 ]
 
 
+class OnTheFlyConfig(StrictModel):
+    """Activations straight from the model while training, instead of a cache."""
+
+    model: ModelConfig
+    data: DataConfig
+    hook: str = Field(description="Input hook point (see `lm-saes hooks`).")
+    target_hook: str | None = Field(None, description="Transcoder: the hook to reconstruct.")
+    batch_contexts: int = Field(32, gt=0, description="Contexts per model forward.")
+    shuffle_tokens: int = Field(
+        65_536, gt=0, description="Tokens gathered and shuffled together before they are batched."
+    )
+
+
 class TrainConfig(StrictModel):
-    """`lm-saes train`: fit one sparse dictionary to cached activations."""
+    """`lm-saes train`: fit one sparse dictionary to cached activations (or the model's, live)."""
 
     dictionary: DictionaryConfig
     cache: Path | None = Field(
-        None, description="Hook directory of an activation cache (the input). None only when "
-        "`lm_saes.train` is given the batches directly."
+        None, description="Hook directory of an activation cache (the input). None when training "
+        "on the fly or when `lm_saes.train` is given the batches directly."
+    )
+    on_the_fly: OnTheFlyConfig | None = Field(
+        None, description="Run the model while training instead of reading a cache (every epoch "
+        "runs the model again; a cache pays for itself from the second dictionary on)."
     )
     target_cache: Path | None = Field(
         None,
@@ -237,6 +254,8 @@ class TrainConfig(StrictModel):
         steps = self.total_tokens // self.batch_size
         if steps < 1:
             raise ValueError(f"total_tokens={self.total_tokens} is less than one batch ({self.batch_size})")
+        if self.on_the_fly is not None and (self.cache is not None or self.target_cache is not None):
+            raise ValueError("set either `cache` (and `target_cache`) or `on_the_fly`, not both")
         return self
 
 

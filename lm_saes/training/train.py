@@ -32,6 +32,7 @@ from lm_saes.errors import ConfigError
 from lm_saes.models.backend import resolve_device
 from lm_saes.training.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 from lm_saes.training.data import Pair, cache_pairs, iterable_pairs
+from lm_saes.training.live import load_source, model_pairs
 from lm_saes.training.log import TrainingLog
 from lm_saes.training.mesh import ParallelDims, build_collectives
 from lm_saes.training.schedules import total_steps
@@ -55,10 +56,16 @@ def train(cfg: TrainConfig, batches: Iterable | None = None) -> TrainResult:
     dims, comm = build_collectives(cfg, device)
     out = cfg.output_dir
     _on_rank_zero(comm, lambda: _prepare_output(cfg))
-    if batches is None:
+    rows = cfg.batch_size // dims.data  # this data-parallel rank's share of each batch
+    if batches is None and cfg.on_the_fly is not None:
+        src = cfg.on_the_fly
+        lm, widths = load_source(src)
+        pairs = model_pairs(lm, src, rows, cfg.seed, device, dims.data_rank, dims.data)
+        d_in, d_out = widths[src.hook], widths[src.target_hook or src.hook]
+    elif batches is None:
         if cfg.cache is None:
-            raise ConfigError("set `cache` to an activation cache's hook directory (or pass batches)")
-        rows = cfg.batch_size // dims.data  # this data-parallel rank's share of each batch
+            raise ConfigError("set `cache` to an activation cache's hook directory, or `on_the_fly` "
+                              "(or pass batches to lm_saes.train)")
         pairs = cache_pairs(cfg.cache, cfg.target_cache, rows, cfg.seed, device, dims.data_rank, dims.data)
         d_in, d_out = _cache_widths(cfg)
     else:
@@ -67,7 +74,8 @@ def train(cfg: TrainConfig, batches: Iterable | None = None) -> TrainResult:
         d_in, d_out = first[0].shape[1], first[1].shape[1]
         pairs = itertools.chain([first], pairs)
     torch.manual_seed(cfg.seed)
-    transcoder = cfg.target_cache is not None or d_in != d_out
+    live_transcoder = cfg.on_the_fly is not None and cfg.on_the_fly.target_hook is not None
+    transcoder = cfg.target_cache is not None or live_transcoder or d_in != d_out
     dictionary = build_dictionary(cfg.dictionary, d_in, d_out, transcoder)  # the same on every rank
     if comm.distributed:
         shard_(dictionary, comm)
@@ -188,6 +196,9 @@ def _save(cfg: TrainConfig, dictionary: Dictionary, final: dict[str, float], com
     if manifest is not None:
         source.update(model=manifest.model, hook_in=manifest.hook)
         source["hook_out"] = read_manifest(cfg.target_cache).hook if cfg.target_cache else manifest.hook
+    if cfg.on_the_fly is not None:
+        src = cfg.on_the_fly
+        source.update(model=src.model.name, hook_in=src.hook, hook_out=src.target_hook or src.hook, on_the_fly=True)
     dictionary.save(out, extra={"source": source})
     if comm.rank == 0:
         save_resolved(cfg, out / "train_config.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -148,3 +149,52 @@ def test_checkpoint_of_another_config_is_refused(cache_root, tmp_path):
     save_checkpoint(tmp_path, {"step": 1}, {"something": "else"})
     with pytest.raises(ConfigError, match="checkpoint of a different run"):
         train(config(cache_root, tmp_path, "total_tokens=2560"))
+
+
+def test_on_the_fly_gives_the_cache_rows_and_trains(cache_root, tmp_path, model_dir, dataset_file):
+    from lm_saes.config import OnTheFlyConfig
+    from lm_saes.training.live import load_source, model_pairs
+
+    src = OnTheFlyConfig.model_validate(dict(
+        model={"name": str(model_dir), "device": "cpu"}, hook=MLP_IN, target_hook=MLP_OUT, shuffle_tokens=1000,
+        data={"path": str(dataset_file), "context_size": 32, "max_tokens": 3200},
+    ))
+    lm, widths = load_source(src)
+    pairs = list(itertools.islice(model_pairs(lm, src, 100, seed=0, device=torch.device("cpu")), 30))
+    live_x = torch.cat([x for x, _ in pairs])
+    live_y = torch.cat([y for _, y in pairs])
+    # The same model and data through `lm-saes generate` (float32): the same rows, in another order.
+    cache = load_config(GenerateConfig, None, [
+        f"model.name={model_dir}", f"data.path={dataset_file}", "data.context_size=32", "data.max_tokens=3200",
+        f'hooks=["{MLP_IN}", "{MLP_OUT}"]', f"output_dir={tmp_path / 'c'}", "dtype=float32",
+        "progress=false", "disk_headroom_gb=0",
+    ])
+    generate(cache)
+    cached_x = torch.cat(list(open_cache(tmp_path / "c" / MLP_IN).batches(4096, shuffle=False)))
+    cached_y = torch.cat(list(open_cache(tmp_path / "c" / MLP_OUT).batches(4096, shuffle=False)))
+    assert len(live_x) == len(cached_x) // 100 * 100  # one epoch: every kept token, the tail batch dropped
+    r_in, r_out = torch.randn(live_x.shape[1]), torch.randn(live_y.shape[1])
+    by_row = lambda x, y: sorted(zip((x @ r_in).tolist(), (y @ r_out).tolist()))  # rows as random projections
+    live, cached = by_row(live_x, live_y), dict(by_row(cached_x, cached_y))
+    for s_in, s_out in live:
+        match = min(cached, key=lambda c: abs(c - s_in))
+        assert abs(match - s_in) < 1e-4 and abs(cached[match] - s_out) < 1e-4  # pairs stay aligned
+
+    cfg = load_config(TrainConfig, None, [
+        f"output_dir={tmp_path / 'live'}", "total_tokens=5120", "batch_size=256", "progress=false",
+        "checkpoint_every=0", "dictionary.kind=topk", "dictionary.d_sae=64", "dictionary.k=4",
+        f"on_the_fly.model.name={model_dir}", "on_the_fly.model.device=cpu", f"on_the_fly.hook={MLP_IN}",
+        f"on_the_fly.target_hook={MLP_OUT}", f"on_the_fly.data.path={dataset_file}",
+        "on_the_fly.data.context_size=32", "on_the_fly.shuffle_tokens=1024",
+    ])
+    train(cfg)
+    loaded = Dictionary.from_pretrained(tmp_path / "live")
+    assert loaded.transcoder and (loaded.d_in, loaded.d_out) == (widths[MLP_IN], widths[MLP_OUT])
+    meta = json.loads((tmp_path / "live" / "config.json").read_text())["source"]
+    assert meta["on_the_fly"] and (meta["hook_in"], meta["hook_out"]) == (MLP_IN, MLP_OUT)
+
+
+def test_cache_and_on_the_fly_are_exclusive(tmp_path, model_dir, dataset_file):
+    with pytest.raises(ConfigError, match="either `cache`"):
+        config(tmp_path, tmp_path / "x", f"on_the_fly.model.name={model_dir}", "on_the_fly.hook=h",
+               f"on_the_fly.data.path={dataset_file}")
