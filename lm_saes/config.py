@@ -230,6 +230,10 @@ class TrainConfig(StrictModel):
     dead_after_tokens: int = Field(
         1_000_000, gt=0, description="A feature that has not fired for this many tokens counts as dead."
     )
+    resample_every: int = Field(
+        0, ge=0, description="Steps between resamplings of the dead features from badly "
+        "reconstructed inputs (0: never; single-device runs only). TopK variants have AuxK instead."
+    )
     normalize_activations: bool = Field(
         True, description="Scale inputs (and targets) to average norm sqrt(d) while training; folded "
         "into the saved weights."

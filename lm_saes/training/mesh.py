@@ -51,6 +51,8 @@ def parallel_dims(cfg: TrainConfig, world_size: int, rank: int) -> ParallelDims:
     k = getattr(cfg.dictionary, "k", None)
     if k is not None and k > cfg.dictionary.d_sae // tp:
         problems.append(f"dictionary.k={k} exceeds the {cfg.dictionary.d_sae // tp} features of one shard")
+    if cfg.resample_every and world_size > 1:
+        problems.append("resample_every is single-device only; set it to 0")
     if cfg.batch_size % dp:
         problems.append(f"batch_size={cfg.batch_size} does not split over data_parallel={dp} ranks")
     if problems:

@@ -24,6 +24,7 @@ from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
 from lm_saes.errors import LmSaesError
 from lm_saes.training.data import Pair
 from lm_saes.training.dead import DeadFeatureTracker
+from lm_saes.training.resample import resample_dead
 from lm_saes.training.schedules import lr_at, sparsity_scale_at, total_steps
 
 
@@ -68,7 +69,17 @@ class Trainer:
         self.dead.update(out.acts)
         self.nonfinite |= ~torch.isfinite(out.loss.detach())
         self.step += 1
+        if self.cfg.resample_every and self.step % self.cfg.resample_every == 0:
+            self.resample(x, y)
         return out
+
+    def resample(self, x: Tensor, y: Tensor) -> None:
+        """Resample the dead features from this batch (seeded by the step, so resume is exact)."""
+        d = self.dictionary
+        generator = torch.Generator(self.device).manual_seed(self.cfg.seed * 1_000_003 + self.step)
+        features = resample_dead(d, self.optimizer, self.dead.dead_mask(), x * d.input_scale,
+                                 y * d.output_scale, generator)
+        self.dead.tokens_since_fired[features] = 0
 
     def fit(
         self, pairs: Iterator[Pair], on_log: Callable[[dict[str, float]], None],
