@@ -249,6 +249,9 @@ class TrainConfig(StrictModel):
         "none", description="bfloat16 autocast of the forward/backward (fp32 master weights)."
     )
     log_every: int = Field(50, gt=0, description="Steps between log lines (JSONL and progress bar).")
+    wandb_project: str | None = Field(
+        None, description="Also log to this Weights & Biases project (optional; WANDB_MODE=offline works)."
+    )
     checkpoint_every: int = Field(1000, ge=0, description="Steps between checkpoints (0: only at the end).")
     progress: bool = Field(True, description="Show a progress bar.")
     overwrite: bool = Field(False, description="Replace a finished dictionary at output_dir.")

@@ -37,9 +37,10 @@ from lm_saes.training.log import TrainingLog
 from lm_saes.training.mesh import ParallelDims, build_collectives
 from lm_saes.training.schedules import total_steps
 from lm_saes.training.trainer import Trainer
+from lm_saes.training.wandb_log import WandbLog
 
 METRICS_NAME = "metrics.json"
-UNCOMPARED = {"overwrite", "progress", "checkpoint_every", "log_every"}  # do not change the result
+UNCOMPARED = {"overwrite", "progress", "checkpoint_every", "log_every", "wandb_project"}  # do not change the result
 
 
 class TrainResult(NamedTuple):
@@ -92,12 +93,15 @@ def train(cfg: TrainConfig, batches: Iterable | None = None) -> TrainResult:
     writer = comm.rank == 0
     log = TrainingLog(out / "train_log.jsonl", total_steps(cfg) * cfg.batch_size,
                       trainer.step * cfg.batch_size, cfg.progress and writer)
+    wandb = WandbLog(cfg.wandb_project, out.name, cfg.model_dump(mode="json")) if cfg.wandb_project and writer else None
     records: list[dict[str, float]] = []
 
     def on_log(record: dict[str, float]) -> None:
         records.append(record)
         if writer:
             log(record)
+        if wandb is not None:
+            wandb(record)
 
     def on_checkpoint() -> None:
         save_checkpoint(out, trainer.state_dict(), _compared(cfg, dims), comm.rank)
@@ -106,6 +110,8 @@ def train(cfg: TrainConfig, batches: Iterable | None = None) -> TrainResult:
         trainer.fit(pairs, on_log, on_checkpoint)
     finally:
         log.close()
+        if wandb is not None:
+            wandb.close()
     _save(cfg, trainer.dictionary, records[-1], comm)
     return TrainResult(out, records[-1], time.perf_counter() - start, resumed)
 

@@ -198,3 +198,20 @@ def test_cache_and_on_the_fly_are_exclusive(tmp_path, model_dir, dataset_file):
     with pytest.raises(ConfigError, match="either `cache`"):
         config(tmp_path, tmp_path / "x", f"on_the_fly.model.name={model_dir}", "on_the_fly.hook=h",
                f"on_the_fly.data.path={dataset_file}")
+
+
+def test_wandb_offline_run_gets_the_log_records(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    batches = [torch.randn(64, 8) for _ in range(4)]
+    cfg = TrainConfig.model_validate(dict(
+        dictionary={"kind": "topk", "d_sae": 16, "k": 2}, output_dir=tmp_path / "sae", total_tokens=256,
+        batch_size=64, log_every=2, progress=False, wandb_project="lm-saes-test", device="cpu",
+    ))
+    train(cfg, batches=batches)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    records = (runs[0] / f"run-{runs[0].name.split('-')[-1]}.wandb").read_bytes()  # the run's protobuf log
+    for key in (b"explained_variance", b"dead_fraction", b"tokens_per_s", b"lm-saes-test"):
+        assert key in records
