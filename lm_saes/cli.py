@@ -60,6 +60,16 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"  density histogram    {counts} (+{results['density_histogram']['dead']} dead)")
 
 
+def _export(args: argparse.Namespace) -> None:
+    import json
+
+    from lm_saes.dictionaries.saelens import SAELENS_CFG, export_saelens
+
+    out = export_saelens(args.dictionary, args.out_dir, overwrite=args.overwrite)
+    architecture = json.loads((out / SAELENS_CFG).read_text())["architecture"]
+    print(f"{out}: SAELens '{architecture}' dictionary (load with sae_lens.SAE.load_from_disk)")
+
+
 def _hooks(args: argparse.Namespace) -> None:
     from lm_saes.config import ModelConfig
     from lm_saes.models.backend import PROBE_CTX, load_language_model
@@ -102,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML file of eval settings (see EvalConfig)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.set_defaults(run=_eval)
+    p = sub.add_parser("export", help="write a dictionary in another toolkit's layout (SAELens)")
+    p.add_argument("dictionary", help="dictionary directory")
+    p.add_argument("out_dir", help="directory to write (cfg.json + sae_weights.safetensors)")
+    p.add_argument("--format", choices=["saelens"], default="saelens", help="target layout")
+    p.add_argument("--overwrite", action="store_true", help="replace an export already in out_dir")
+    p.set_defaults(run=_export)
     p = sub.add_parser("hooks", help="list a model's hook points and their shapes")
     p.add_argument("model", help="hub name or local Hugging Face directory")
     p.add_argument("--device", default="auto")

@@ -196,10 +196,15 @@ class Dictionary(nn.Module):
         """Load any registered variant from a dictionary directory written by ``save``.
 
         The dictionary comes back in eval mode (BatchTopK then uses its inference threshold).
+        A SAELens directory (``cfg.json`` + ``sae_weights.safetensors``) loads through
+        ``lm_saes.dictionaries.saelens.load_saelens``.
         """
         from lm_saes.dictionaries import build_dictionary, dictionary_config
+        from lm_saes.dictionaries.saelens import is_saelens_dir, load_saelens
 
         directory = Path(directory)
+        if not (directory / CONFIG_NAME).is_file() and is_saelens_dir(directory):
+            return load_saelens(directory, device=device)
         config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
         for path in (config_path, weights_path):
             if not path.is_file():
