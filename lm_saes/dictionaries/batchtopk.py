@@ -60,6 +60,7 @@ def updated_threshold(
 class BatchTopKDictionary(TopKDictionary):
     kind = "batchtopk"
     cfg: BatchTopKConfig
+    sparse_decode = False  # a token may keep more than k features: the dense decoder
 
     def __init__(self, cfg: BatchTopKConfig, d_in: int, d_out: int, transcoder: bool = False) -> None:
         super().__init__(cfg, d_in, d_out, transcoder)

@@ -12,30 +12,47 @@ only the dead features, through their activations; e itself is a constant.
 from __future__ import annotations
 
 import torch
-from jaxtyping import Bool, Float
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from lm_saes.config import TopKConfig
 from lm_saes.dictionaries.base import (
-    Dictionary, LossOutput, TrainingContext, mean_l0, reconstruction_mse,
+    Dictionary, DictionaryOutput, LossOutput, TrainingContext, mean_l0, reconstruction_mse,
 )
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
 
 
-def topk_activation(
+def topk_select(
     pre: Float[Tensor, "batch d_sae"], k: int, comm: Collectives = SINGLE_DEVICE
-) -> Float[Tensor, "batch d_sae"]:
-    """Each row's k largest entries, ReLU'd, kept where they are; zeros elsewhere.
+) -> tuple[Float[Tensor, "batch k"], Int[Tensor, "batch k"]]:
+    """Each row's k largest entries, ReLU'd, and their feature indices.
 
     Under tensor parallelism ``pre`` is this rank's feature shard: each shard offers its own
     top k, and keeps those at or above the k-th largest of all the shards' offers (the same
-    selection as on one device, up to exact ties at the k-th value).
+    selection as on one device, up to exact ties at the k-th value); the others become 0.
     """
     values, indices = pre.topk(min(k, pre.shape[-1]), dim=-1)  # [batch, k]
     if comm.tp_size > 1:
         kth = comm.kth_largest(values, k)  # [batch, 1]
         values = torch.where(values >= kth, values, torch.zeros_like(values))
-    return torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
+    return torch.relu(values), indices
+
+
+def topk_activation(
+    pre: Float[Tensor, "batch d_sae"], k: int, comm: Collectives = SINGLE_DEVICE
+) -> Float[Tensor, "batch d_sae"]:
+    """Each row's k largest entries, ReLU'd, kept where they are; zeros elsewhere."""
+    values, indices = topk_select(pre, k, comm)
+    return torch.zeros_like(pre).scatter(-1, indices, values)
+
+
+def sparse_decode(
+    values: Float[Tensor, "batch k"], indices: Int[Tensor, "batch k"], W_dec: Float[Tensor, "d_sae d_out"]
+) -> Float[Tensor, "batch d_out"]:
+    """sum_j values[b, j] W_dec[indices[b, j]]: the decoder product of k-sparse activations in
+    O(batch k d_out) instead of O(batch d_sae d_out). Its eager twin is a dense scatter + matmul."""
+    return F.embedding_bag(indices, W_dec, per_sample_weights=values.to(W_dec.dtype), mode="sum")
 
 
 def auxk_loss(
@@ -68,8 +85,19 @@ class TopKDictionary(Dictionary):
     unit_norm_decoder = True
     cfg: TopKConfig
 
+    sparse_decode = True  # False: the dense scatter + matmul twin (same outputs and gradients)
+
     def activate(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         return topk_activation(pre, self.cfg.k, self.comm)
+
+    def forward(self, x: Float[Tensor, "batch d_in"]) -> DictionaryOutput:
+        if not self.sparse_decode:
+            return super().forward(x)
+        pre = self.pre_acts(x)
+        values, indices = topk_select(pre, self.cfg.k, self.comm)  # [batch, k] each
+        recon = self.comm.reduce(sparse_decode(values, indices, self.W_dec)) + self.b_dec
+        acts = torch.zeros_like(pre).scatter(-1, indices, values)
+        return DictionaryOutput(recon=recon, acts=acts, pre=pre)
 
     def loss(
         self, x: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_out"], ctx: TrainingContext

@@ -110,3 +110,32 @@ def test_the_residual_is_a_constant_target():
     residual = torch.tensor([[2.0, 0.0], [0.0, 1.0]], requires_grad=True)
     auxk_loss(pre, residual, torch.eye(2), torch.tensor([True, False]), aux_k=1).backward()
     assert residual.grad is None and pre.grad[:, 0].ne(0).all() and (pre.grad[:, 1] == 0).all()
+
+
+@pytest.mark.parametrize("transcoder", [False, True])
+def test_sparse_decode_equals_its_dense_twin_with_gradients(transcoder):
+    from lm_saes.config import TopKConfig
+    from lm_saes.dictionaries import build_dictionary
+
+    torch.manual_seed(0)
+    d_out = 12 if transcoder else 10
+    fast = build_dictionary(TopKConfig(d_sae=40, k=5, aux_k=8), 10, d_out, transcoder)
+    with torch.no_grad():
+        fast.b_enc.normal_()
+        fast.b_dec.normal_()
+    slow = build_dictionary(fast.cfg, 10, d_out, transcoder)
+    slow.load_state_dict(fast.state_dict())
+    slow.sparse_decode = False
+    x, y = torch.randn(16, 10), torch.randn(16, d_out)
+    dead = torch.zeros(40, dtype=torch.bool)
+    dead[::3] = True
+    outs = []
+    for dictionary in (fast, slow):
+        out = dictionary.loss(x, y if transcoder else x, TrainingContext(1.0, dead))
+        out.loss.backward()
+        outs.append((dictionary(x), {n: p.grad for n, p in dictionary.named_parameters()}))
+    (fast_out, fast_grads), (slow_out, slow_grads) = outs
+    for a, b in zip(fast_out, slow_out):
+        torch.testing.assert_close(a, b)
+    for name in slow_grads:
+        torch.testing.assert_close(fast_grads[name], slow_grads[name])
