@@ -168,10 +168,23 @@ def _resume(cfg: TrainConfig, trainer: Trainer, device: torch.device, dims: Para
             f"{cfg.output_dir} holds a checkpoint of a different run (fields {differ} differ); run "
             "that config to resume it, or delete the checkpoint/ directory to start over"
         )
+    _check_shapes(cfg, trainer.dictionary, state["dictionary"])
     trainer.load_state_dict(state)
     if rank == 0:
         _truncate_log(cfg.output_dir / "train_log.jsonl", trainer.step)
     return trainer.step
+
+
+def _check_shapes(cfg: TrainConfig, dictionary: Dictionary, saved: dict[str, torch.Tensor]) -> None:
+    """A checkpoint of the same config over data of another width (the cache was regenerated)."""
+    differ = [f"{name} {tuple(saved[name].shape)} -> {tuple(t.shape)}"
+              for name, t in dictionary.state_dict().items() if name in saved and saved[name].shape != t.shape]
+    if differ:
+        raise ConfigError(
+            f"the checkpoint in {cfg.output_dir} was trained on activations of another width than the "
+            f"data now ({'; '.join(differ)}): the cache changed since. Delete the checkpoint/ "
+            "directory to start over on the new data"
+        )
 
 
 def _check_same_step(comm: Collectives, step: int, device: torch.device) -> None:

@@ -17,7 +17,7 @@ from lm_saes.activations.generate import generate
 from lm_saes.activations.reader import open_cache
 from lm_saes.config import GenerateConfig, TrainConfig, load_config
 from lm_saes.dictionaries import Dictionary
-from lm_saes.errors import CacheError, ConfigError
+from lm_saes.errors import CacheError, ConfigError, LmSaesError
 from lm_saes.training.checkpoint import checkpoint_path, load_checkpoint
 from lm_saes.training.train import train
 from lm_saes.training.trainer import TrainingDiverged
@@ -215,3 +215,17 @@ def test_wandb_offline_run_gets_the_log_records(tmp_path, monkeypatch):
     records = (runs[0] / f"run-{runs[0].name.split('-')[-1]}.wandb").read_bytes()  # the run's protobuf log
     for key in (b"explained_variance", b"dead_fraction", b"tokens_per_s", b"lm-saes-test"):
         assert key in records
+
+
+def test_a_checkpoint_over_data_of_another_width_is_refused(tmp_path):
+    def cfg(steps):
+        return TrainConfig.model_validate(dict(
+            dictionary={"kind": "topk", "d_sae": 16, "k": 2}, output_dir=tmp_path, total_tokens=64 * steps,
+            batch_size=64, checkpoint_every=2, progress=False, device="cpu",
+        ))
+
+    narrow = [torch.randn(64, 8) for _ in range(3)]
+    with pytest.raises(LmSaesError, match="ended after 3 of 4 steps"):
+        train(cfg(4), batches=narrow)  # leaves a checkpoint at step 2
+    with pytest.raises(ConfigError, match=r"another width .*W_enc \(8, 16\) -> \(12, 16\)"):
+        train(cfg(4), batches=[torch.randn(64, 12) for _ in range(4)])
