@@ -284,6 +284,40 @@ class EvalConfig(StrictModel):
     seed: int = Field(12345, ge=0, description="Seed of the evaluation batch order.")
 
 
+class StoreConfig(StrictModel):
+    """Where analyses are stored: a MongoDB server, or the embedded one (see lm_saes.store)."""
+
+    mongo_uri: str | None = Field(
+        None,
+        description="mongodb:// URI of a MongoDB server. None: the MONGO_URI environment variable "
+        "if set, else the embedded server (nx-27017) started on data_dir.",
+    )
+    database: str = Field("lm_saes", min_length=1, max_length=63, description="Database name.")
+    data_dir: Path = Field(Path("work/store"), description="Embedded server's files (relative to the working folder).")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Embedded server's port when this process starts it (None: a free one)."
+    )
+    timeout_s: float = Field(
+        5.0, gt=0, description="Seconds to wait for the server to answer before a request fails."
+    )
+    start_timeout_s: float = Field(30.0, gt=0, description="Seconds to wait for the embedded server to start.")
+
+    @field_validator("mongo_uri")
+    @classmethod
+    def _uri_scheme(cls, uri: str | None) -> str | None:
+        if uri is not None and not uri.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError(f"mongo_uri must start with mongodb:// or mongodb+srv://, got {uri!r}")
+        return uri
+
+    @field_validator("database")
+    @classmethod
+    def _database_name(cls, name: str) -> str:
+        bad = sorted(set(name) & set('/\\. "$'))
+        if bad:
+            raise ValueError(f"database name {name!r} may not contain {bad}")
+        return name
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------

@@ -23,3 +23,7 @@ class ModelError(LmSaesError):
 
 class DiskSpaceError(LmSaesError):
     """The disk cannot hold what a stage is about to write."""
+
+
+class StoreError(LmSaesError):
+    """The analysis store (MongoDB) is unreachable or refused a write; names the URI and the fix."""
