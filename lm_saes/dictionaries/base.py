@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -45,7 +45,12 @@ class DictionaryOutput(NamedTuple):
 class LossOutput(NamedTuple):
     loss: Float[Tensor, ""]  # what the optimizer minimises
     terms: dict[str, Float[Tensor, ""]]  # every term, detached, for logging ("mse", "l1", "aux"...)
-    acts: Float[Tensor, "batch d_sae"] | None = None  # feature activations (the trainer tracks firing)
+    fired: Bool[Tensor, "d_sae"] | None = None  # features active on some token of the batch (dead tracking)
+
+
+def fired_features(acts: Float[Tensor, "batch d_sae"]) -> Bool[Tensor, "d_sae"]:
+    """Features active on at least one token of the batch."""
+    return (acts.detach() != 0).any(dim=0)
 
 
 def reconstruction_mse(
@@ -103,8 +108,12 @@ class Dictionary(nn.Module):
     # --- the maths -------------------------------------------------------------------------
 
     def pre_acts(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
-        centred = x if self.transcoder else x - self.b_dec
-        return self.comm.enter(centred) @ self.W_enc + self.b_enc
+        # An SAE's (x - b_dec) W_enc + b_enc is computed as x W_enc + (b_enc - b_dec W_enc): one
+        # GEMM less in the backward (b_dec's gradient no longer needs d loss / d x for the batch).
+        rows = x.reshape(-1, x.shape[-1])  # [tokens, d_in]
+        bias = self.b_enc if self.transcoder else self.b_enc - self.comm.enter(self.b_dec) @ self.W_enc
+        pre = torch.addmm(bias, self.comm.enter(rows), self.W_enc)  # [tokens, d_sae]
+        return pre.reshape(*x.shape[:-1], pre.shape[-1])
 
     def activate(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         raise NotImplementedError

@@ -14,7 +14,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lm_saes.config import BatchTopKConfig
-from lm_saes.dictionaries.base import LossOutput, TrainingContext
+from lm_saes.dictionaries.base import LossOutput, TrainingContext, fired_features, mean_l0
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
 from lm_saes.dictionaries.topk import TopKDictionary
 
@@ -74,8 +74,8 @@ class BatchTopKDictionary(TopKDictionary):
     def loss(
         self, x: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_out"], ctx: TrainingContext
     ) -> LossOutput:
-        out = super().loss(x, target, ctx)
+        recon, acts, pre = self(x)
         if self.training:
             momentum = self.cfg.threshold_momentum
-            self.threshold.copy_(updated_threshold(self.threshold, out.acts, momentum, self.comm))
-        return out
+            self.threshold.copy_(updated_threshold(self.threshold, acts.detach(), momentum, self.comm))
+        return self.topk_loss(pre, recon, target, ctx, fired_features(acts), mean_l0(acts.detach(), self.comm))

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from lm_saes.config import JumpReLUConfig
 from lm_saes.dictionaries.base import (
-    Dictionary, LossOutput, TrainingContext, mean_l0, reconstruction_mse,
+    Dictionary, LossOutput, TrainingContext, fired_features, mean_l0, reconstruction_mse,
 )
 
 
@@ -98,4 +98,4 @@ class JumpReLUDictionary(Dictionary):
         mse = reconstruction_mse(self.decode(acts), target)
         l0 = self.comm.reduce(step(pre, self.threshold, self.cfg.bandwidth).sum(-1)).mean()
         loss = mse + self.cfg.l0_coefficient * ctx.sparsity_scale * l0
-        return LossOutput(loss, {"mse": mse.detach(), "l0": l0.detach()}, acts.detach())
+        return LossOutput(loss, {"mse": mse.detach(), "l0": l0.detach()}, fired_features(acts))

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from lm_saes.config import ReLUConfig
 from lm_saes.dictionaries.base import (
-    Dictionary, LossOutput, TrainingContext, mean_l0, reconstruction_mse,
+    Dictionary, LossOutput, TrainingContext, fired_features, mean_l0, reconstruction_mse,
 )
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
 
@@ -44,4 +44,4 @@ class ReLUDictionary(Dictionary):
         l1 = weighted_l1(acts, self.W_dec, self.comm)
         loss = mse + self.cfg.l1_coefficient * ctx.sparsity_scale * l1
         terms = {"mse": mse.detach(), "l1": l1.detach(), "l0": mean_l0(acts.detach(), self.comm)}
-        return LossOutput(loss, terms, acts.detach())
+        return LossOutput(loss, terms, fired_features(acts))

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from lm_saes.config import TopKConfig
 from lm_saes.dictionaries.base import (
-    Dictionary, DictionaryOutput, LossOutput, TrainingContext, mean_l0, reconstruction_mse,
+    Dictionary, DictionaryOutput, LossOutput, TrainingContext, fired_features, mean_l0, reconstruction_mse,
 )
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
 
@@ -66,13 +66,20 @@ def auxk_loss(
     """mean_batch ||e - e_hat||^2 / mean_batch ||e - mean_batch e||^2, or 0 if no feature is dead.
 
     The means run over the whole batch, across data-parallel ranks (the residual is a constant,
-    so these are plain reductions)."""
+    so these are plain reductions). On one feature shard only the dead columns are read and
+    decoded; across tensor-parallel shards (unequal dead counts) the masked dense twin runs."""
     n_dead = 0 if dead_mask is None else int(comm.feature_sum(dead_mask.sum()))
     if n_dead == 0:
         return pre.new_zeros(())
     residual = residual.detach()
-    aux_acts = topk_activation(pre.masked_fill(~dead_mask, float("-inf")), min(aux_k, n_dead), comm)
-    error = reconstruction_mse(comm.reduce(aux_acts @ W_dec), residual)
+    if comm.tp_size == 1:
+        dead = dead_mask.nonzero().squeeze(1)  # [n_dead]
+        values, picked = pre.index_select(1, dead).topk(min(aux_k, n_dead), dim=-1)  # [batch, aux_k]
+        e_hat = sparse_decode(torch.relu(values), dead[picked], W_dec)
+    else:
+        aux_acts = topk_activation(pre.masked_fill(~dead_mask, float("-inf")), min(aux_k, n_dead), comm)
+        e_hat = comm.reduce(aux_acts @ W_dec)
+    error = reconstruction_mse(e_hat, residual)
     mean = comm.batch_mean(residual.mean(0))
     variance = comm.batch_mean((residual - mean).pow(2).sum(-1).mean())
     # A residual constant over the batch (e.g. one token) has no variance to explain: the loss is 0.
@@ -102,9 +109,25 @@ class TopKDictionary(Dictionary):
     def loss(
         self, x: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_out"], ctx: TrainingContext
     ) -> LossOutput:
-        recon, acts, pre = self(x)
+        if not self.sparse_decode:
+            recon, acts, pre = self(x)
+            return self.topk_loss(pre, recon, target, ctx, fired_features(acts), mean_l0(acts.detach(), self.comm))
+        # The sparse path never builds the dense [batch, d_sae] activations.
+        pre = self.pre_acts(x)
+        values, indices = topk_select(pre, self.cfg.k, self.comm)  # [batch, k] each
+        recon = self.comm.reduce(sparse_decode(values, indices, self.W_dec)) + self.b_dec
+        active = (values.detach() > 0).float()  # [batch, k]
+        fired = pre.new_zeros(pre.shape[-1]).index_add_(0, indices.flatten(), active.flatten()) > 0
+        l0 = self.comm.feature_sum(active.sum(-1)).mean()
+        return self.topk_loss(pre, recon, target, ctx, fired, l0)
+
+    def topk_loss(
+        self, pre: Float[Tensor, "batch d_sae"], recon: Float[Tensor, "batch d_out"],
+        target: Float[Tensor, "batch d_out"], ctx: TrainingContext, fired: Bool[Tensor, "d_sae"],
+        l0: Float[Tensor, ""],
+    ) -> LossOutput:
+        """MSE + aux_coefficient * AuxK."""
         mse = reconstruction_mse(recon, target)
         aux = auxk_loss(pre, target - recon, self.W_dec, ctx.dead_mask, self.cfg.aux_k, self.comm)
         loss = mse + self.cfg.aux_coefficient * aux
-        terms = {"mse": mse.detach(), "aux": aux.detach(), "l0": mean_l0(acts.detach(), self.comm)}
-        return LossOutput(loss, terms, acts.detach())
+        return LossOutput(loss, {"mse": mse.detach(), "aux": aux.detach(), "l0": l0}, fired)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool
 from torch import Tensor
 
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
@@ -21,10 +21,11 @@ class DeadFeatureTracker:
         self.tokens_since_fired = torch.zeros(d_sae, dtype=torch.long, device=device)
 
     @torch.no_grad()
-    def update(self, acts: Float[Tensor, "batch d_sae"]) -> None:
-        fired = self.comm.batch_any((acts != 0).any(dim=0))  # [d_sae]
-        self.tokens_since_fired += acts.shape[0] * self.comm.dp_size
-        self.tokens_since_fired[fired] = 0
+    def update(self, fired: Bool[Tensor, "d_sae"], n_tokens: int) -> None:
+        """After a batch of ``n_tokens`` (this rank's) in which the features ``fired`` were active."""
+        fired = self.comm.batch_any(fired)
+        self.tokens_since_fired += n_tokens * self.comm.dp_size
+        self.tokens_since_fired.masked_fill_(fired, 0)
 
     def dead_mask(self) -> Bool[Tensor, "d_sae"]:
         return self.tokens_since_fired >= self.dead_after

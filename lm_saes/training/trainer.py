@@ -40,7 +40,8 @@ class Trainer:
         self, cfg: TrainConfig, dictionary: Dictionary, device: torch.device, comm: Collectives = SINGLE_DEVICE
     ) -> None:
         self.cfg, self.dictionary, self.device, self.comm = cfg, dictionary.to(device), device, comm
-        self.optimizer = torch.optim.Adam(dictionary.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
+        fused = device.type in ("cuda", "cpu")  # one kernel for every parameter's update
+        self.optimizer = torch.optim.Adam(dictionary.parameters(), lr=cfg.lr, betas=cfg.adam_betas, fused=fused)
         local_features = dictionary.W_enc.shape[1]  # d_sae, or one tensor-parallel shard of it
         self.dead = DeadFeatureTracker(local_features, cfg.dead_after_tokens, device, comm)
         self.step = 0
@@ -49,7 +50,9 @@ class Trainer:
     # --- the three layers -----------------------------------------------------------------
 
     def forward_backward(self, x: Tensor, y: Tensor) -> LossOutput:
-        ctx = TrainingContext(sparsity_scale_at(self.step, self.cfg), self.dead.dead_mask())
+        # No feature can be dead before dead_after_tokens have passed: skip the mask (and AuxK) till then.
+        can_be_dead = self.step * self.cfg.batch_size >= self.cfg.dead_after_tokens
+        ctx = TrainingContext(sparsity_scale_at(self.step, self.cfg), self.dead.dead_mask() if can_be_dead else None)
         x = x * self.dictionary.input_scale
         y = y * self.dictionary.output_scale
         with self._autocast():
@@ -66,7 +69,7 @@ class Trainer:
         self.dictionary.remove_parallel_grad()
         self.optimizer.step()
         self.dictionary.normalize_decoder()
-        self.dead.update(out.acts)
+        self.dead.update(out.fired, len(x))
         self.nonfinite |= ~torch.isfinite(out.loss.detach())
         self.step += 1
         if self.cfg.resample_every and self.step % self.cfg.resample_every == 0:

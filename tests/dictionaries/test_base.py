@@ -46,7 +46,7 @@ def test_every_variant_trains_as_a_transcoder(make, kind):
     x, y = torch.randn(5, 3), torch.randn(5, 2)
     out = d.loss(x, y, TrainingContext(1.0, torch.tensor([True, False, True, False])))
     out.loss.backward()
-    assert d(x).recon.shape == (5, 2) and out.acts.shape == (5, 4) and torch.isfinite(out.loss)
+    assert d(x).recon.shape == (5, 2) and out.fired.shape == (4,) and torch.isfinite(out.loss)
     assert d.W_enc.grad.shape == (3, 4) and d.W_dec.grad.shape == (4, 2)
 
 

@@ -81,6 +81,6 @@ def test_aux_loss_is_topk_auxk(make):
     # [[0, 0, 0.5], [0, 0, 0.1]]; ||e - e_hat||^2 = [0, 1.04] -> 0.52
     # e - mean(e) = +-[0.5, 0.1, -0.2] -> variance 0.30; aux = 0.52 / 0.3
     assert out.terms["aux"].item() == pytest.approx(0.52 / 0.3)
-    recon = d.decode(out.acts)
+    recon = d.decode(d.activate(d.pre_acts(X1)))  # the training (batch-level) activations
     same = auxk_loss(X1, X1 - recon, d.W_dec, torch.tensor([False, False, True]), d.cfg.aux_k)
     assert out.terms["aux"].item() == pytest.approx(same.item())

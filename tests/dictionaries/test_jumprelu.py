@@ -55,7 +55,7 @@ def test_loss_and_threshold_gradient_by_hand(make):
     assert out.terms["mse"].item() == pytest.approx(2.29)
     assert out.terms["l0"].item() == pytest.approx(1.5)
     assert out.loss.item() == pytest.approx(2.365)
-    assert torch.equal(out.acts, ACTS)
+    assert torch.equal(out.fired, (ACTS != 0).any(0))
     out.loss.backward()
     # mse: d/dacts = 2 (acts - x) / B = acts - x; d/dtheta = -(theta/eps) sum_b K (acts - x)
     #   = [-2 * -0.9, -1 * (-0.4 + 0), -4 * -1.9] = [1.8, 0.4, 7.6]

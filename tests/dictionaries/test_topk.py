@@ -129,12 +129,16 @@ def test_sparse_decode_equals_its_dense_twin_with_gradients(transcoder):
     x, y = torch.randn(16, 10), torch.randn(16, d_out)
     dead = torch.zeros(40, dtype=torch.bool)
     dead[::3] = True
-    outs = []
+    outs, losses = [], []
     for dictionary in (fast, slow):
         out = dictionary.loss(x, y if transcoder else x, TrainingContext(1.0, dead))
         out.loss.backward()
+        losses.append(out)
         outs.append((dictionary(x), {n: p.grad for n, p in dictionary.named_parameters()}))
     (fast_out, fast_grads), (slow_out, slow_grads) = outs
+    assert torch.equal(losses[0].fired, losses[1].fired) and losses[0].fired.sum() > 5
+    for name in ("mse", "aux", "l0"):
+        torch.testing.assert_close(losses[0].terms[name], losses[1].terms[name])
     for a, b in zip(fast_out, slow_out):
         torch.testing.assert_close(a, b)
     for name in slow_grads:

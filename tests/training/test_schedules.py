@@ -39,9 +39,9 @@ def test_sparsity_warmup():
 
 def test_dead_features_counted_in_tokens_since_last_firing():
     tracker = DeadFeatureTracker(d_sae=3, dead_after=5)
-    tracker.update(torch.tensor([[1.0, 0, 0], [0, 0, 0]]))  # feature 0 fired; 2 tokens
+    tracker.update(torch.tensor([True, False, False]), n_tokens=2)  # feature 0 fired
     assert tracker.tokens_since_fired.tolist() == [0, 2, 2]
-    tracker.update(torch.tensor([[0.0, 2.0, 0], [0, 0, 0], [0, 0, 0]]))  # feature 1 fired; 3 tokens
+    tracker.update(torch.tensor([False, True, False]), n_tokens=3)  # feature 1 fired
     assert tracker.tokens_since_fired.tolist() == [3, 0, 5]
     assert tracker.dead_mask().tolist() == [False, False, True]
     assert tracker.dead_fraction() == pytest.approx(1 / 3)
