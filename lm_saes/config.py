@@ -318,6 +318,41 @@ class StoreConfig(StrictModel):
         return name
 
 
+class AnalyzeConfig(StrictModel):
+    """`lm-saes analyze`: every feature's statistics from a 2d activation cache (lm_saes.analysis)."""
+
+    dictionary: Path = Field(description="Dictionary directory (config.json + weights.safetensors).")
+    cache: Path = Field(
+        description="Hook directory of a 2d activation cache of the dictionary's input hook."
+    )
+    name: str = Field(
+        "default", min_length=1, description="Name of this analysis (a dictionary may have several)."
+    )
+    top_k: int = Field(20, ge=0, description="Top activating contexts kept per feature (one per context).")
+    window: int = Field(8, ge=0, description="Tokens shown on each side of a context's peak token.")
+    n_bands: int = Field(
+        10, ge=0, description="Equal-width bands of (0, max activation] sampled per feature (0: none)."
+    )
+    per_band: int = Field(5, ge=0, description="Contexts sampled uniformly per band (0: no band samples).")
+    histogram_bins: int = Field(
+        64, gt=0, description="Linear bins of each activation histogram (lm_saes/analysis/histogram.py)."
+    )
+    n_logits: int = Field(10, ge=0, description="Top positive and negative logit effects kept per feature.")
+    n_neighbors: int = Field(10, ge=0, description="Nearest features (decoder cosine) kept per feature.")
+    batch_size: int = Field(
+        16, gt=0, description="Contexts per encoder batch (memory: batch_size x ctx x d_sae floats)."
+    )
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda'...")
+    seed: int = Field(0, ge=0, description="Seed of the random priorities that sample the bands.")
+    max_contexts: int | None = Field(
+        None, gt=0, description="Analyze only the cache's first contexts (None: all of them)."
+    )
+    include_bos: bool = Field(
+        False, description="Count BOS positions as tokens (by default they are left out, as in 1d caches)."
+    )
+    progress: bool = Field(True, description="Show a progress bar.")
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,190 @@
+"""`lm-saes analyze`: every feature of a dictionary analyzed from a 2d activation cache.
+
+All features are analyzed at once, a batch of whole contexts at a time, on the GPU when present:
+
+1. Pass 1 (``statistics.py``): encode each batch, then firing counts, sums and maxima, the
+   activation histograms (``histogram.py``) and the exact top contexts with their windows.
+2. Pass 2 (``bands.py``), only when ``n_bands`` and ``per_band`` are set: encode again and sample
+   contexts uniformly within equal-width bands of each feature's range (0, max], which pass 1 fixed.
+3. The decoder alone (``decoder.py``): norms, direct logit effects, nearest features.
+
+Memory is bounded whatever the cache's size: one batch's activations [batch_size, ctx, d_sae]
+plus O(d_sae * (histogram_bins + (top_k + n_bands * per_band) * window)) of kept examples.
+
+``analyze_features`` returns a summary and a lazy iterator of feature documents (see
+``documents.py`` for the schema); writing them anywhere is the caller's business.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from lm_saes import __version__
+from lm_saes.activations.reader import ActivationCache, open_cache
+from lm_saes.analysis.bands import BandSamples
+from lm_saes.analysis.contexts import ContextBatch, context_batches, n_stream_contexts
+from lm_saes.analysis.decoder import LogitEffects, TopValues, decoder_norms, logit_effects, nearest_features
+from lm_saes.analysis.documents import AnalysisTensors, TokenStrings, band_view, feature_documents, to_cpu
+from lm_saes.analysis.statistics import FeatureStatistics
+from lm_saes.config import AnalyzeConfig, ModelConfig
+from lm_saes.dictionaries import Dictionary
+from lm_saes.errors import CacheError
+from lm_saes.models.backend import resolve_device
+
+DENSITY_BINS = 20  # bins of the summary's log10 feature-density histogram
+
+
+class Analysis(NamedTuple):
+    summary: dict  # the dictionary-level record (see ``_summary``)
+    features: Iterator[dict]  # one document per feature, in index order (schema: documents.py)
+
+
+class AnalysisInputs(NamedTuple):
+    dictionary: Dictionary
+    cache: ActivationCache
+    tokenizer: object  # transformers tokenizer of the cache's model
+    W_U: Float[Tensor, "d_model vocab"] | None  # the model's unembedding
+
+
+def load_analysis_inputs(cfg: AnalyzeConfig) -> AnalysisInputs:
+    """The dictionary, the cache, and the tokenizer and unembedding of the model the cache records."""
+    from lm_saes.models.backend import load_language_model
+
+    cache = open_cache(cfg.cache)
+    model = cache.manifest.config.get("model")
+    if not model:
+        raise CacheError(f"{cfg.cache}/manifest.json does not record its model; call "
+                         "lm_saes.analysis.analyze_features with a tokenizer and W_U yourself")
+    dictionary = Dictionary.from_pretrained(cfg.dictionary, device=resolve_device(cfg.device))
+    lm = load_language_model(ModelConfig.model_validate({**model, "device": cfg.device}))
+    W_U = lm.bridge.W_U.detach().clone()
+    return AnalysisInputs(dictionary, cache, lm.tokenizer, W_U)
+
+
+def analyze(cfg: AnalyzeConfig) -> Analysis:
+    """Load what ``cfg`` names and analyze it (see ``analyze_features``)."""
+    return analyze_features(cfg, *load_analysis_inputs(cfg))
+
+
+def analyze_features(
+    cfg: AnalyzeConfig,
+    dictionary: Dictionary,
+    cache: ActivationCache,
+    tokenizer,
+    W_U: Float[Tensor, "d_model vocab"] | None = None,
+) -> Analysis:
+    """The summary and the feature documents. The statistics are computed here, before returning;
+    the documents are built lazily, a block of features at a time.
+
+    ``dictionary`` is moved to ``cfg.device``. Without ``W_U`` (or when the decoder does not
+    write to a d_model-wide stream) the documents' logit effects are empty.
+    """
+    start = time.perf_counter()
+    _check_inputs(cfg, dictionary, cache)
+    device = resolve_device(cfg.device)
+    dictionary = dictionary.to(device).eval()
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    with torch.inference_mode():
+        stats = FeatureStatistics(dictionary.d_sae, cfg.top_k, cfg.window, cfg.histogram_bins, device)
+        _run_pass(cfg, dictionary, cache, device, bos_id, stats.update, "analyze: statistics")
+        if stats.firing.n_tokens == 0:
+            raise CacheError(f"{cfg.cache}: the analyzed contexts hold no tokens (all padding or BOS)")
+        bands = None
+        if cfg.n_bands and cfg.per_band:
+            bands = BandSamples(stats.max_activation, cfg.n_bands, cfg.per_band, cfg.window, cfg.seed, device)
+            _run_pass(cfg, dictionary, cache, device, bos_id, bands.update, "analyze: bands")
+        W_dec = dictionary.W_dec.detach()
+        use_logits = W_U is not None and cfg.n_logits > 0 and W_U.shape[0] == W_dec.shape[1]
+        vocab = min(W_U.shape[1], len(tokenizer)) if W_U is not None else 0
+        logits = logit_effects(W_dec, W_U[:, :vocab], cfg.n_logits) if use_logits else None
+        neighbors = nearest_features(W_dec, cfg.n_neighbors) if cfg.n_neighbors and dictionary.d_sae > 1 else None
+        tensors = _tensors(cfg, stats, bands, decoder_norms(W_dec), logits, neighbors)
+    summary = _summary(cfg, dictionary, cache, stats, use_logits, time.perf_counter() - start)
+    return Analysis(summary, feature_documents(tensors, TokenStrings(tokenizer)))
+
+
+def _check_inputs(cfg: AnalyzeConfig, dictionary: Dictionary, cache: ActivationCache) -> None:
+    if cache.layout != "2d":
+        raise CacheError(f"{cache.hook_dir} is a {cache.layout} cache; analysis needs whole contexts: "
+                         "generate the cache again with layout = \"2d\"")
+    if cache.d_model != dictionary.d_in:
+        raise CacheError(f"{cache.hook_dir} holds d_model={cache.d_model} activations but the dictionary "
+                         f"expects d_in={dictionary.d_in}; analyze it on its own input hook")
+
+
+def _run_pass(
+    cfg: AnalyzeConfig, dictionary: Dictionary, cache: ActivationCache, device: torch.device,
+    bos_id: int | None, accumulate: Callable[[ContextBatch, Tensor], None], desc: str,
+) -> None:
+    """One pass over the cache: encode every batch of contexts and hand it to ``accumulate``."""
+    batches = context_batches(cache, cfg.batch_size, device, bos_id, cfg.include_bos, cfg.max_contexts)
+    total = n_stream_contexts(cache, cfg.max_contexts)
+    with tqdm(total=total, unit="ctx", desc=desc, disable=not cfg.progress, dynamic_ncols=True) as bar:
+        for batch in batches:
+            n, ctx, d = batch.activations.shape
+            acts = dictionary.encode(batch.activations.view(n * ctx, d)).view(n, ctx, -1)  # [n, ctx, d_sae]
+            accumulate(batch, acts)
+            bar.update(n)
+
+
+def _tensors(
+    cfg: AnalyzeConfig, stats: FeatureStatistics, bands: BandSamples | None, norms: Tensor,
+    logits: LogitEffects | None, neighbors: TopValues | None,
+) -> AnalysisTensors:
+    d_sae = len(norms)
+    return AnalysisTensors(
+        n_fired=stats.firing.counts.cpu(),
+        n_contexts=stats.contexts_fired.cpu(),
+        n_tokens=stats.firing.n_tokens,
+        max_activation=stats.max_activation.cpu(),
+        mean_activation=stats.mean_activation().cpu(),
+        decoder_norm=norms.cpu(),
+        top=to_cpu(stats.top.sorted_payload()),
+        bands=None if bands is None else to_cpu(band_view(bands.samples.sorted_payload(), d_sae, cfg.n_bands)),
+        band_contexts=None if bands is None else bands.band_contexts.view(d_sae, cfg.n_bands).cpu(),
+        histogram_counts=stats.histogram.counts.cpu(),
+        histogram_upper=stats.histogram.upper().cpu(),
+        logits=None if logits is None else LogitEffects(_cpu(logits.positive), _cpu(logits.negative)),
+        neighbors=None if neighbors is None else _cpu(neighbors),
+        window=cfg.window,
+    )
+
+
+def _cpu(top: TopValues) -> TopValues:
+    return TopValues(top.values.cpu(), top.indices.cpu())
+
+
+def _summary(cfg: AnalyzeConfig, dictionary: Dictionary, cache: ActivationCache, stats: FeatureStatistics,
+             use_logits: bool, seconds: float) -> dict:
+    """The dictionary-level record: what was analyzed, from what, and the density histogram."""
+    histogram = stats.firing.density_histogram(DENSITY_BINS)
+    manifest = cache.manifest
+    return {
+        "name": cfg.name,
+        "dictionary": str(Path(cfg.dictionary).resolve()),
+        "cache": str(Path(cache.hook_dir).resolve()),
+        "model": manifest.model,
+        "hook": manifest.hook,
+        "context_size": manifest.context_size,
+        "kind": dictionary.kind,
+        "d_in": dictionary.d_in,
+        "d_sae": dictionary.d_sae,
+        "n_contexts": stats.n_contexts,
+        "n_tokens": stats.firing.n_tokens,
+        "alive_fraction": stats.firing.alive_fraction(),
+        "dead_fraction": stats.firing.dead_fraction(),
+        "density_histogram": {"log10_edges": histogram.edges.tolist(), "counts": histogram.counts.tolist(),
+                              "dead": histogram.n_dead},
+        "logit_effects": "W_dec @ W_U (final layer norm ignored)" if use_logits else None,
+        "config": cfg.model_dump(mode="json"),
+        "seconds": seconds,
+        "lm_saes_version": __version__,
+    }
