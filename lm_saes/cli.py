@@ -60,6 +60,42 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"  density histogram    {counts} (+{results['density_histogram']['dead']} dead)")
 
 
+def _analyze(args: argparse.Namespace) -> None:
+    from lm_saes.analysis.stage import run_analysis
+    from lm_saes.config import AnalyzeConfig, load_config
+
+    result = run_analysis(load_config(AnalyzeConfig, args.config, args.set))
+    summary = result.summary
+    print(
+        f"analysis '{result.analysis}' of '{result.dictionary}' stored: {result.n_features:,} features over "
+        f"{summary['n_tokens']:,} tokens ({summary['alive_fraction']:.1%} alive)\n"
+        f"look at it: lm-saes show {result.dictionary}            (the densest features)\n"
+        f"            lm-saes show {result.dictionary} INDEX      (one feature's top contexts)"
+    )
+
+
+def _show(args: argparse.Namespace) -> None:
+    from lm_saes.analysis.show import render_feature, render_list
+    from lm_saes.config import StoreConfig, load_config
+    from lm_saes.errors import LmSaesError
+    from lm_saes.store import open_store
+
+    name = args.dictionary
+    with open_store(load_config(StoreConfig, None, args.set)) as store:
+        if store.dictionary(name) is None:
+            known = ", ".join(d["name"] for d in store.dictionaries()) or "none yet (run lm-saes analyze)"
+            raise LmSaesError(f"no dictionary {name!r} in the store; stored: {known}")
+        if args.feature is None:
+            features = store.features(name, args.analysis, sort="density", descending=True, limit=args.limit)
+            print(render_list(features, name, store.count_features(name, args.analysis)))
+            return
+        doc = store.feature(name, args.feature, args.analysis)
+    if doc is None:
+        raise LmSaesError(f"{name!r} has no feature {args.feature} in analysis {args.analysis!r}")
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    print(render_feature(doc, name, args.contexts, color))
+
+
 def _export(args: argparse.Namespace) -> None:
     import json
 
@@ -93,6 +129,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "pretrain": (_pretrain, "train a BPE tokenizer and a tiny GPT-2 on offline English text"),
     "generate": (_generate, "run a model over a text dataset and write an activation cache"),
     "train": (_train, "train a sparse dictionary (SAE or transcoder) on an activation cache"),
+    "analyze": (_analyze, "compute every feature's statistics from a 2d cache into the store"),
 }
 
 
@@ -118,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["saelens"], default="saelens", help="target layout")
     p.add_argument("--overwrite", action="store_true", help="replace an export already in out_dir")
     p.set_defaults(run=_export)
+    p = sub.add_parser("show", help="print a stored feature's top contexts (or the densest features)")
+    p.add_argument("dictionary", help="dictionary name in the store (its directory's name by default)")
+    p.add_argument("feature", nargs="?", type=int, help="feature index (omit for a list)")
+    p.add_argument("--analysis", default="default", help="analysis name")
+    p.add_argument("--contexts", type=int, default=10, help="top contexts to print")
+    p.add_argument("--limit", type=int, default=20, help="features listed when no index is given")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="ANSI highlighting")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a store setting, e.g. --set mongo_uri=mongodb://localhost:27017")
+    p.set_defaults(run=_show)
     p = sub.add_parser("hooks", help="list a model's hook points and their shapes")
     p.add_argument("model", help="hub name or local Hugging Face directory")
     p.add_argument("--device", default="auto")

@@ -322,6 +322,10 @@ class AnalyzeConfig(StrictModel):
     """`lm-saes analyze`: every feature's statistics from a 2d activation cache (lm_saes.analysis)."""
 
     dictionary: Path = Field(description="Dictionary directory (config.json + weights.safetensors).")
+    dictionary_name: str | None = Field(
+        None, min_length=1, description="Name of the dictionary in the store (None: the directory's name)."
+    )
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Where the analysis is stored.")
     cache: Path = Field(
         description="Hook directory of a 2d activation cache of the dictionary's input hook."
     )

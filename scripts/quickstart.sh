@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole pipeline on this machine: set up, train (or reuse) the tiny language model, and
-# cache its activations. Everything lands in ./work/.
+# The whole pipeline on this machine: set up, train (or reuse) the tiny language model, cache
+# its activations, train and evaluate a TopK SAE, and analyze its features into the embedded
+# store. Everything lands in ./work/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,6 +12,8 @@ $LM generate examples/generate.toml
 $LM generate examples/generate_2d.toml
 $LM train examples/train_topk.toml --set overwrite=true
 $LM eval work/dictionaries/topk
+$LM analyze examples/analyze.toml
+$LM show topk --limit 5
 cat <<'MSG'
 
 Done. What you have in ./work:
@@ -19,6 +22,10 @@ Done. What you have in ./work:
   work/cache_2d/<hook>/              2d activation cache (whole contexts) for analysis
   work/dictionaries/topk/            a TopK SAE (config.json, weights.safetensors, train_log.jsonl,
                                      metrics.json: the table above)
+  work/store/                        the embedded MongoDB-protocol store with every feature's analysis
+Look at the features (the embedded store starts and stops by itself):
+  .venv/bin/lm-saes show topk            the densest features
+  .venv/bin/lm-saes show topk 7          feature 7's top contexts, tokens highlighted
 Other variants: .venv/bin/lm-saes train examples/train_{relu,batchtopk,jumprelu,transcoder}.toml
 Read a cache in Python:
   .venv/bin/python -c "from lm_saes import open_cache; c = open_cache('work/cache/blocks.1.hook_resid_post'); print(c.manifest.n_tokens, next(c.batches(4096)).shape)"

@@ -6,14 +6,14 @@ import pytest
 
 from lm_saes.activations.generate import generate
 from lm_saes.activations.manifest import read_manifest
-from lm_saes.config import EvalConfig, GenerateConfig, PretrainConfig, TrainConfig, load_config
+from lm_saes.config import AnalyzeConfig, EvalConfig, GenerateConfig, PretrainConfig, TrainConfig, load_config
 from lm_saes.dictionaries import Dictionary
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 TRAIN_EXAMPLES = [f"train_{v}.toml" for v in ("topk", "batchtopk", "relu", "jumprelu", "transcoder")]
 STAGE_OF = {
     "tiny_lm.toml": PretrainConfig, "generate.toml": GenerateConfig, "generate_2d.toml": GenerateConfig,
-    **{name: TrainConfig for name in TRAIN_EXAMPLES},
+    **{name: TrainConfig for name in TRAIN_EXAMPLES}, "analyze.toml": AnalyzeConfig,
 }
 
 
@@ -63,6 +63,30 @@ def test_train_examples_run_and_evaluate(name, tmp_path, example_cache):
     assert loaded.d_sae == 64 and loaded.transcoder == (original.target_cache is not None)
     metrics = evaluate(EvalConfig(dictionary=result.output_dir, tokens=1024, batch_size=512, ce_tokens=0, device="cpu"))
     assert metrics["tokens"] == 1024 and 0 <= metrics["alive_fraction"] <= 1
+
+
+def test_analyze_example_runs_into_the_embedded_store(tmp_path, example_cache, model_dir, dataset_file, monkeypatch):
+    from lm_saes.analysis.stage import run_analysis
+    from lm_saes.store import open_store
+    from lm_saes.training.train import train
+
+    monkeypatch.delenv("MONGO_URI", raising=False)
+    generate(load_config(GenerateConfig, EXAMPLES / "generate_2d.toml", [
+        f"model.name={model_dir}", f"data.path={dataset_file}", "data.context_size=32",
+        "data.max_tokens=2048", f"output_dir={tmp_path / 'cache_2d'}", "progress=false",
+    ]))
+    hook = load_config(AnalyzeConfig, EXAMPLES / "analyze.toml").cache.name
+    train(load_config(TrainConfig, EXAMPLES / "train_topk.toml", [
+        f"cache={example_cache / hook}", f"output_dir={tmp_path / 'topk'}", "total_tokens=2048",
+        "batch_size=512", "progress=false", "dictionary.d_sae=64",
+    ]))
+    cfg = load_config(AnalyzeConfig, EXAMPLES / "analyze.toml", [
+        f"dictionary={tmp_path / 'topk'}", f"cache={tmp_path / 'cache_2d' / hook}",
+        f"store.data_dir={tmp_path / 'store'}", "progress=false",
+    ])
+    stored = run_analysis(cfg)
+    with open_store(cfg.store) as store:
+        assert store.count_features(stored.dictionary) == 64 == stored.n_features
 
 
 @pytest.mark.slow

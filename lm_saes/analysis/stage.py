@@ -1,0 +1,63 @@
+"""`lm-saes analyze`: analyze a dictionary (``analyze.py``) and store the result (``lm_saes.store``).
+
+The store gets the dictionary (its config, the training source and metrics.json), the model and
+cache it was analyzed on, and the analysis run with one document per feature. The run becomes
+visible only once every feature is written; an interrupted run leaves the previous complete one
+in place (see ``lm_saes.store.writer``), so a failed analysis can simply be run again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+from tqdm.auto import tqdm
+
+from lm_saes.analysis.analyze import analyze_features, load_analysis_inputs
+from lm_saes.config import AnalyzeConfig
+from lm_saes.store import open_store
+
+
+class StoredAnalysis(NamedTuple):
+    dictionary: str  # the dictionary's name in the store
+    analysis: str  # the analysis name
+    n_features: int
+    summary: dict
+
+
+def dictionary_name(cfg: AnalyzeConfig) -> str:
+    return cfg.dictionary_name or Path(cfg.dictionary).resolve().name
+
+
+def run_analysis(cfg: AnalyzeConfig) -> StoredAnalysis:
+    """Analyze every feature of ``cfg.dictionary`` on ``cfg.cache`` into the store."""
+    inputs = load_analysis_inputs(cfg)
+    summary, features = analyze_features(cfg, *inputs)
+    name = dictionary_name(cfg)
+    manifest = inputs.cache.manifest
+    with open_store(cfg.store) as store:
+        store.upsert_model(manifest.model, {"config": manifest.config.get("model", {})})
+        store.upsert_cache(str(Path(cfg.cache).resolve()), {
+            "model": manifest.model, "hook": manifest.hook, "layout": manifest.layout,
+            "n_tokens": manifest.n_tokens, "d_model": manifest.d_model,
+        })
+        store.upsert_dictionary(name, _dictionary_doc(cfg.dictionary))
+        bar = tqdm(features, total=summary["d_sae"], unit="feature", desc="analyze: store",
+                   disable=not cfg.progress, dynamic_ncols=True)
+        with store.begin_analysis(name, cfg.name, meta={"cache": summary["cache"]}, n_features=summary["d_sae"]) as writer:
+            n = writer.write_features(bar)
+            writer.complete(summary)
+    return StoredAnalysis(name, cfg.name, n, summary)
+
+
+def _dictionary_doc(directory: Path) -> dict:
+    """What the store shows of a dictionary: its config, where it came from, its metrics."""
+    meta = json.loads((directory / "config.json").read_text())
+    metrics_path = directory / "metrics.json"
+    return {
+        "path": str(Path(directory).resolve()),
+        "kind": meta["kind"], "d_in": meta["d_in"], "d_out": meta["d_out"], "d_sae": meta["d_sae"],
+        "transcoder": meta["transcoder"], "config": meta["dictionary"], "source": meta.get("source", {}),
+        "metrics": json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
+    }
