@@ -318,16 +318,28 @@ class StoreConfig(StrictModel):
         return name
 
 
+class AnalyzeSourceConfig(StrictModel):
+    """Analysis contexts straight from the model (run twice, in dataset order) instead of a 2d cache."""
+
+    model: ModelConfig
+    data: DataConfig
+    hook: str = Field(description="The dictionary's input hook point (see `lm-saes hooks`).")
+
+
 class AnalyzeConfig(StrictModel):
-    """`lm-saes analyze`: every feature's statistics from a 2d activation cache (lm_saes.analysis)."""
+    """`lm-saes analyze`: every feature's statistics from a 2d activation cache or the model (lm_saes.analysis)."""
 
     dictionary: Path = Field(description="Dictionary directory (config.json + weights.safetensors).")
     dictionary_name: str | None = Field(
         None, min_length=1, description="Name of the dictionary in the store (None: the directory's name)."
     )
     store: StoreConfig = Field(default_factory=StoreConfig, description="Where the analysis is stored.")
-    cache: Path = Field(
-        description="Hook directory of a 2d activation cache of the dictionary's input hook."
+    cache: Path | None = Field(
+        None, description="Hook directory of a 2d activation cache of the dictionary's input hook."
+    )
+    on_the_fly: AnalyzeSourceConfig | None = Field(
+        None, description="Run the model on these contexts instead of reading a cache (twice: the "
+        "band pass runs it again)."
     )
     name: str = Field(
         "default", min_length=1, description="Name of this analysis (a dictionary may have several)."
@@ -355,6 +367,14 @@ class AnalyzeConfig(StrictModel):
         False, description="Count BOS positions as tokens (by default they are left out, as in 1d caches)."
     )
     progress: bool = Field(True, description="Show a progress bar.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "AnalyzeConfig":
+        if (self.cache is None) == (self.on_the_fly is None):
+            both = "both are" if self.cache is not None else "neither is"
+            raise ValueError(f"set exactly one of `cache` (a 2d cache's hook directory) or `on_the_fly` "
+                             f"(model, data, hook); {both} set")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------

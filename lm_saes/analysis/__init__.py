@@ -1,4 +1,4 @@
-"""Streaming statistics of every feature of a dictionary, from a 2d activation cache.
+"""Streaming statistics of every feature of a dictionary, from a 2d activation cache or the model.
 
     summary, docs = analyze(AnalyzeConfig(dictionary=..., cache=...))
     for doc in docs: ...  # one plain JSON-able dict per feature (schema in documents.py)

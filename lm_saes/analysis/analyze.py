@@ -1,4 +1,5 @@
-"""`lm-saes analyze`: every feature of a dictionary analyzed from a 2d activation cache.
+"""`lm-saes analyze`: every feature of a dictionary analyzed from a 2d activation cache, or from
+the model run on the fly (``sources.py``: both yield the same batches of whole contexts).
 
 All features are analyzed at once, a batch of whole contexts at a time, on the GPU when present:
 
@@ -8,7 +9,7 @@ All features are analyzed at once, a batch of whole contexts at a time, on the G
    contexts uniformly within equal-width bands of each feature's range (0, max], which pass 1 fixed.
 3. The decoder alone (``decoder.py``): norms, direct logit effects, nearest features.
 
-Memory is bounded whatever the cache's size: one batch's activations [batch_size, ctx, d_sae]
+Memory is bounded whatever the source's size: one batch's activations [batch_size, ctx, d_sae]
 plus O(d_sae * (histogram_bins + (top_k + n_bands * per_band) * window)) of kept examples.
 
 ``analyze_features`` returns a summary and a lazy iterator of feature documents (see
@@ -30,13 +31,14 @@ from tqdm.auto import tqdm
 from lm_saes import __version__
 from lm_saes.activations.reader import ActivationCache, open_cache
 from lm_saes.analysis.bands import BandSamples
-from lm_saes.analysis.contexts import ContextBatch, context_batches, n_stream_contexts
+from lm_saes.analysis.contexts import ContextBatch
 from lm_saes.analysis.decoder import LogitEffects, TopValues, decoder_norms, logit_effects, nearest_features
 from lm_saes.analysis.documents import AnalysisTensors, TokenStrings, band_view, feature_documents, to_cpu
+from lm_saes.analysis.sources import CacheSource, ContextSource, ModelSource
 from lm_saes.analysis.statistics import FeatureStatistics
 from lm_saes.config import AnalyzeConfig, ModelConfig
 from lm_saes.dictionaries import Dictionary
-from lm_saes.errors import CacheError
+from lm_saes.errors import CacheError, ModelError
 from lm_saes.models.backend import resolve_device
 
 DENSITY_BINS = 20  # bins of the summary's log10 feature-density histogram
@@ -49,24 +51,30 @@ class Analysis(NamedTuple):
 
 class AnalysisInputs(NamedTuple):
     dictionary: Dictionary
-    cache: ActivationCache
-    tokenizer: object  # transformers tokenizer of the cache's model
+    source: ContextSource  # CacheSource or ModelSource
+    tokenizer: object  # transformers tokenizer of the source's model
     W_U: Float[Tensor, "d_model vocab"] | None  # the model's unembedding
 
 
 def load_analysis_inputs(cfg: AnalyzeConfig) -> AnalysisInputs:
-    """The dictionary, the cache, and the tokenizer and unembedding of the model the cache records."""
+    """The dictionary, the source of contexts, and the tokenizer and unembedding of its model
+    (the one the cache records, or the one run on the fly)."""
     from lm_saes.models.backend import load_language_model
 
-    cache = open_cache(cfg.cache)
-    model = cache.manifest.config.get("model")
-    if not model:
-        raise CacheError(f"{cfg.cache}/manifest.json does not record its model; call "
-                         "lm_saes.analysis.analyze_features with a tokenizer and W_U yourself")
     dictionary = Dictionary.from_pretrained(cfg.dictionary, device=resolve_device(cfg.device))
-    lm = load_language_model(ModelConfig.model_validate({**model, "device": cfg.device}))
+    if cfg.on_the_fly is not None:
+        lm = load_language_model(cfg.on_the_fly.model)
+        source: ContextSource = ModelSource(lm, cfg.on_the_fly)
+    else:
+        cache = open_cache(cfg.cache)
+        model = cache.manifest.config.get("model")
+        if not model:
+            raise CacheError(f"{cfg.cache}/manifest.json does not record its model; call "
+                             "lm_saes.analysis.analyze_features with a tokenizer and W_U yourself")
+        source = CacheSource(cache)
+        lm = load_language_model(ModelConfig.model_validate({**model, "device": cfg.device}))
     W_U = lm.bridge.W_U.detach().clone()
-    return AnalysisInputs(dictionary, cache, lm.tokenizer, W_U)
+    return AnalysisInputs(dictionary, source, lm.tokenizer, W_U)
 
 
 def analyze(cfg: AnalyzeConfig) -> Analysis:
@@ -77,56 +85,62 @@ def analyze(cfg: AnalyzeConfig) -> Analysis:
 def analyze_features(
     cfg: AnalyzeConfig,
     dictionary: Dictionary,
-    cache: ActivationCache,
+    source: ContextSource | ActivationCache,
     tokenizer,
     W_U: Float[Tensor, "d_model vocab"] | None = None,
 ) -> Analysis:
     """The summary and the feature documents. The statistics are computed here, before returning;
     the documents are built lazily, a block of features at a time.
 
+    ``source`` is a ``CacheSource`` or ``ModelSource`` (``sources.py``); a bare 2d
+    ``ActivationCache`` is wrapped in a ``CacheSource``.
+
     ``dictionary`` is moved to ``cfg.device``. Without ``W_U`` (or when the decoder does not
     write to a d_model-wide stream) the documents' logit effects are empty.
     """
     start = time.perf_counter()
-    _check_inputs(cfg, dictionary, cache)
+    if isinstance(source, ActivationCache):
+        source = CacheSource(source)
+    _check_inputs(dictionary, source)
     device = resolve_device(cfg.device)
     dictionary = dictionary.to(device).eval()
     bos_id = getattr(tokenizer, "bos_token_id", None)
     with torch.inference_mode():
         stats = FeatureStatistics(dictionary.d_sae, cfg.top_k, cfg.window, cfg.histogram_bins, device)
-        _run_pass(cfg, dictionary, cache, device, bos_id, stats.update, "analyze: statistics")
+        _run_pass(cfg, dictionary, source, device, bos_id, stats.update, "analyze: statistics")
         if stats.firing.n_tokens == 0:
-            raise CacheError(f"{cfg.cache}: the analyzed contexts hold no tokens (all padding or BOS)")
+            raise _error(source)(f"{source.where}: the analyzed contexts hold no tokens (all padding or BOS)")
         bands = None
         if cfg.n_bands and cfg.per_band:
             bands = BandSamples(stats.max_activation, cfg.n_bands, cfg.per_band, cfg.window, cfg.seed, device)
-            _run_pass(cfg, dictionary, cache, device, bos_id, bands.update, "analyze: bands")
+            _run_pass(cfg, dictionary, source, device, bos_id, bands.update, "analyze: bands")
         W_dec = dictionary.W_dec.detach()
         use_logits = W_U is not None and cfg.n_logits > 0 and W_U.shape[0] == W_dec.shape[1]
         vocab = min(W_U.shape[1], len(tokenizer)) if W_U is not None else 0
         logits = logit_effects(W_dec, W_U[:, :vocab], cfg.n_logits) if use_logits else None
         neighbors = nearest_features(W_dec, cfg.n_neighbors) if cfg.n_neighbors and dictionary.d_sae > 1 else None
         tensors = _tensors(cfg, stats, bands, decoder_norms(W_dec), logits, neighbors)
-    summary = _summary(cfg, dictionary, cache, stats, use_logits, time.perf_counter() - start)
+    summary = _summary(cfg, dictionary, source, stats, use_logits, time.perf_counter() - start)
     return Analysis(summary, feature_documents(tensors, TokenStrings(tokenizer)))
 
 
-def _check_inputs(cfg: AnalyzeConfig, dictionary: Dictionary, cache: ActivationCache) -> None:
-    if cache.layout != "2d":
-        raise CacheError(f"{cache.hook_dir} is a {cache.layout} cache; analysis needs whole contexts: "
-                         "generate the cache again with layout = \"2d\"")
-    if cache.d_model != dictionary.d_in:
-        raise CacheError(f"{cache.hook_dir} holds d_model={cache.d_model} activations but the dictionary "
-                         f"expects d_in={dictionary.d_in}; analyze it on its own input hook")
+def _error(source: ContextSource) -> type[CacheError] | type[ModelError]:
+    return CacheError if isinstance(source, CacheSource) else ModelError
+
+
+def _check_inputs(dictionary: Dictionary, source: ContextSource) -> None:
+    if source.d_model != dictionary.d_in:
+        raise _error(source)(f"{source.where} holds d_model={source.d_model} activations but the dictionary "
+                             f"expects d_in={dictionary.d_in}; analyze it on its own input hook")
 
 
 def _run_pass(
-    cfg: AnalyzeConfig, dictionary: Dictionary, cache: ActivationCache, device: torch.device,
+    cfg: AnalyzeConfig, dictionary: Dictionary, source: ContextSource, device: torch.device,
     bos_id: int | None, accumulate: Callable[[ContextBatch, Tensor], None], desc: str,
 ) -> None:
-    """One pass over the cache: encode every batch of contexts and hand it to ``accumulate``."""
-    batches = context_batches(cache, cfg.batch_size, device, bos_id, cfg.include_bos, cfg.max_contexts)
-    total = n_stream_contexts(cache, cfg.max_contexts)
+    """One pass over the source: encode every batch of contexts and hand it to ``accumulate``."""
+    batches = source.batches(cfg.batch_size, device, bos_id, cfg.include_bos, cfg.max_contexts)
+    total = source.n_contexts(cfg.max_contexts)
     with tqdm(total=total, unit="ctx", desc=desc, disable=not cfg.progress, dynamic_ncols=True) as bar:
         for batch in batches:
             n, ctx, d = batch.activations.shape
@@ -162,18 +176,18 @@ def _cpu(top: TopValues) -> TopValues:
     return TopValues(top.values.cpu(), top.indices.cpu())
 
 
-def _summary(cfg: AnalyzeConfig, dictionary: Dictionary, cache: ActivationCache, stats: FeatureStatistics,
+def _summary(cfg: AnalyzeConfig, dictionary: Dictionary, source: ContextSource, stats: FeatureStatistics,
              use_logits: bool, seconds: float) -> dict:
     """The dictionary-level record: what was analyzed, from what, and the density histogram."""
     histogram = stats.firing.density_histogram(DENSITY_BINS)
-    manifest = cache.manifest
+    described = source.describe()
     return {
         "name": cfg.name,
         "dictionary": str(Path(cfg.dictionary).resolve()),
-        "cache": str(Path(cache.hook_dir).resolve()),
-        "model": manifest.model,
-        "hook": manifest.hook,
-        "context_size": manifest.context_size,
+        "cache": described["label"],  # the cache's hook directory, or "on the fly: <data path>"
+        "model": described["model"],
+        "hook": described["hook"],
+        "context_size": described["context_size"],
         "kind": dictionary.kind,
         "d_in": dictionary.d_in,
         "d_sae": dictionary.d_sae,

@@ -1,7 +1,7 @@
 """`lm-saes analyze`: analyze a dictionary (``analyze.py``) and store the result (``lm_saes.store``).
 
 The store gets the dictionary (its config, the training source and metrics.json), the model and
-cache it was analyzed on, and the analysis run with one document per feature. The run becomes
+cache it was analyzed on (no cache record when the model ran on the fly), and the analysis run with one document per feature. The run becomes
 visible only once every feature is written; an interrupted run leaves the previous complete one
 in place (see ``lm_saes.store.writer``), so a failed analysis can simply be run again.
 """
@@ -31,17 +31,18 @@ def dictionary_name(cfg: AnalyzeConfig) -> str:
 
 
 def run_analysis(cfg: AnalyzeConfig) -> StoredAnalysis:
-    """Analyze every feature of ``cfg.dictionary`` on ``cfg.cache`` into the store."""
+    """Analyze every feature of ``cfg.dictionary`` on ``cfg.cache`` (or on the fly) into the store."""
     inputs = load_analysis_inputs(cfg)
     summary, features = analyze_features(cfg, *inputs)
     name = dictionary_name(cfg)
-    manifest = inputs.cache.manifest
+    source = inputs.source.describe()
     with open_store(cfg.store) as store:
-        store.upsert_model(manifest.model, {"config": manifest.config.get("model", {})})
-        store.upsert_cache(str(Path(cfg.cache).resolve()), {
-            "model": manifest.model, "hook": manifest.hook, "layout": manifest.layout,
-            "n_tokens": manifest.n_tokens, "d_model": manifest.d_model,
-        })
+        store.upsert_model(source["model"], {"config": source["model_config"]})
+        if source["path"] is not None:
+            store.upsert_cache(source["path"], {
+                "model": source["model"], "hook": source["hook"], "layout": source["layout"],
+                "n_tokens": source["n_tokens"], "d_model": source["d_model"],
+            })
         store.upsert_dictionary(name, _dictionary_doc(cfg.dictionary))
         bar = tqdm(features, total=summary["d_sae"], unit="feature", desc="analyze: store",
                    disable=not cfg.progress, dynamic_ncols=True)
