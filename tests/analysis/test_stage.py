@@ -66,3 +66,17 @@ def test_highlight_marks_active_tokens_in_proportion():
     assert plain == " a[[ b]](2.00)[[\u21b5]](1.00)"
     colored = highlight([" a", " b"], [0.0, 2.0], 2.0, color=True)
     assert colored.startswith(" a\033[48;5;202m")  # the maximum gets the strongest shade
+
+
+def test_analysis_into_an_external_server_given_by_mongo_uri(cfg, tmp_path):
+    from lm_saes.store import acquire_server, release_server
+
+    lease = acquire_server(tmp_path / "external", start_timeout_s=60)  # stands in for a real MongoDB
+    try:
+        external = cfg.model_copy(update={"store": StoreConfig(mongo_uri=lease.uri, data_dir=tmp_path / "unused")})
+        stored = run_analysis(external)
+        with open_store(external.store) as store:
+            assert store.count_features("tiny-sae") == stored.n_features
+        assert not (tmp_path / "unused").exists()  # no embedded server was started
+    finally:
+        release_server(lease)

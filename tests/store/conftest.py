@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+
 import pytest
 
 from lm_saes.config import StoreConfig
@@ -37,10 +39,16 @@ def embedded_server(tmp_path_factory) -> ServerLease:
     assert server_state(lease.data_dir) is None
 
 
-@pytest.fixture()
-def store_cfg(embedded_server) -> StoreConfig:
-    """A config joining the session server, with a database of its own."""
-    return StoreConfig(data_dir=embedded_server.data_dir, database=f"t{uuid.uuid4().hex[:12]}", timeout_s=5)
+@pytest.fixture(params=["embedded", "mongo_uri"])
+def store_cfg(request, embedded_server, tmp_path) -> StoreConfig:
+    """A config reaching the session server with a database of its own: as the embedded default
+    (joining it through data_dir), or as an external server given by ``mongo_uri`` (set
+    LM_SAES_TEST_MONGO_URI to run these tests against a real MongoDB instead)."""
+    database = f"t{uuid.uuid4().hex[:12]}"
+    if request.param == "embedded":
+        return StoreConfig(data_dir=embedded_server.data_dir, database=database, timeout_s=5)
+    uri = os.environ.get("LM_SAES_TEST_MONGO_URI", embedded_server.uri)
+    return StoreConfig(mongo_uri=uri, data_dir=tmp_path / "unused", database=database, timeout_s=5)
 
 
 @pytest.fixture()
