@@ -96,6 +96,20 @@ def _show(args: argparse.Namespace) -> None:
     print(render_feature(doc, name, args.contexts, color))
 
 
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from lm_saes.config import ServeConfig, load_config
+    from lm_saes.server import create_app
+
+    overrides = [f"host={args.host}"] * (args.host is not None) + [f"port={args.port}"] * (args.port is not None)
+    cfg = load_config(ServeConfig, args.config, [*overrides, *args.set])
+    app = create_app(cfg.store, cfg.static_dir, cfg.device)
+    host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+    print(f"lm-saes: serving http://{host}:{cfg.port}/  (API docs: http://{host}:{cfg.port}/api/docs)", flush=True)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info")
+
+
 def _export(args: argparse.Namespace) -> None:
     import json
 
@@ -165,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a store setting, e.g. --set mongo_uri=mongodb://localhost:27017")
     p.set_defaults(run=_show)
+    p = sub.add_parser("serve", help="serve the store's features over HTTP: the API and the web UI")
+    p.add_argument("config", nargs="?", help="TOML file of serve settings (see ServeConfig)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8000)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting, e.g. --set store.mongo_uri=mongodb://localhost:27017 (repeatable)")
+    p.set_defaults(run=_serve)
     p = sub.add_parser("hooks", help="list a model's hook points and their shapes")
     p.add_argument("model", help="hub name or local Hugging Face directory")
     p.add_argument("--device", default="auto")

@@ -377,6 +377,16 @@ class AnalyzeConfig(StrictModel):
         return self
 
 
+class ServeConfig(StrictModel):
+    """`lm-saes serve`: the read-only API and web UI over the store (lm_saes.server)."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="Address to bind (0.0.0.0 exposes it to the network).")
+    port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="The store to browse.")
+    static_dir: Path | None = Field(None, description="Built UI to serve (None: lm_saes/server/static/).")
+    device: str = Field("auto", description="Where inference loads models: 'auto' (CUDA when present), 'cpu'...")
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------

@@ -48,6 +48,11 @@ Search (``search=``) uses MongoDB's ``$text`` over a text index on ``interpretat
 words, stemmed, any word matches). nx-27017 accepts the text index and answers ``$text``; where a
 server has no ``$text`` (mongomock) the store falls back to a case-insensitive regex of the words,
 which scans the analysis's features instead of using an index.
+
+Token search (``lm_saes.store.search.search_tokens(store, dictionary, token, analysis, limit)``) matches a token against each feature's ``peak_tokens`` (the
+peak token of every top context, stripped and lower-cased, kept in the small summary document at
+write time) through a multikey (analysis_id, peak_tokens) index: no details are scanned. Analyses
+written before ``peak_tokens`` existed answer no token search until they are analyzed again.
 """
 
 from lm_saes.store.documents import MAX_FEATURE_BYTES

@@ -6,7 +6,9 @@ is refused, as are NaN and infinities, with the path of the offending value.
 
 A feature is split by :func:`split_feature` into its summary (top-level scalars: ``index``,
 ``density``, ``max_activation``, ``interpretation`` and any other number or string) and its
-details (top-level lists and dicts). Top-level None values are dropped (never stored as null).
+details (top-level lists and dicts). The writer adds ``peak_tokens`` to the summary: the peak token
+of each top context as :func:`token_key` (stripped, lower-cased), under a multikey index for token
+search (:func:`peak_tokens`). Top-level None values are dropped (never stored as null).
 Both parts together must encode to at most :data:`MAX_FEATURE_BYTES`, the one place that bounds a
 feature's size whatever the dictionary's size: a feature's size depends on how many examples it
 keeps (top-k, bands) and how long they are (window), not on the number of features.
@@ -112,6 +114,25 @@ class FeatureParts(NamedTuple):
     summary: dict  # scalars + dictionary, analysis, analysis_id, index
     details: dict  # lists and dicts + analysis_id, index
     n_bytes: int  # encoded size of both
+
+
+def token_key(token: str) -> str:
+    """How a token is compared in token search: surrounding whitespace stripped, lower-cased."""
+    return token.strip().lower()
+
+
+def peak_tokens(top_contexts: Any) -> list[str]:
+    """The token at the peak of each top context (``tokens[peak - start]``) as its token_key,
+    one per context (repeats kept, so a search can count matches); [] without top contexts."""
+    keys = []
+    for example in top_contexts if isinstance(top_contexts, list) else []:
+        try:
+            token = example["tokens"][example["peak"] - example["start"]]
+        except (KeyError, IndexError, TypeError):
+            continue
+        if isinstance(token, str) and token.strip():
+            keys.append(token_key(token))
+    return keys
 
 
 def split_feature(doc: Mapping[str, Any], dictionary: str, analysis: str, analysis_id: str) -> FeatureParts:

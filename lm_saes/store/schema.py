@@ -9,7 +9,7 @@ Collections (one database, ``StoreConfig.database``)::
     analyses         {_id: run id, dictionary, name, status, created_at, host, pid, meta,
                       n_features, n_written, completed_at, summary, error}
     features         {analysis_id, dictionary, analysis, index, density, max_activation,
-                      interpretation?, <the feature's other top-level scalars>}
+                      interpretation?, peak_tokens?, <the feature's other top-level scalars>}
     feature_details  {analysis_id, index, <the feature's lists and dicts>}
 
 One run of ``begin_analysis`` is one ``analyses`` document; its ``_id`` (``analysis_id``) tags
@@ -62,6 +62,7 @@ _INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict]]] = {
         ([("analysis_id", ASCENDING), ("density", DESCENDING)], {}),
         ([("analysis_id", ASCENDING), ("max_activation", DESCENDING)], {}),
         ([("dictionary", ASCENDING), ("analysis", ASCENDING)], {}),
+        ([("analysis_id", ASCENDING), ("peak_tokens", ASCENDING)], {}),  # multikey: token search
     ],
     DETAILS: [([("analysis_id", ASCENDING), ("index", ASCENDING)], {"unique": True})],
 }

@@ -27,6 +27,7 @@ from lm_saes.store.schema import (
 from lm_saes.store.writer import ACTIVE_RUNS, AnalysisWriter
 
 MAX_PAGE = 10_000
+_SUMMARY = {"_id": 0, "peak_tokens": 0}  # what feature lists return: the scalars
 _REMOTE_FIX = (
     "Start MongoDB there (e.g. `docker compose up -d mongo` in the lm-saes repository), correct "
     "mongo_uri / MONGO_URI, or unset both to use the embedded server."
@@ -283,7 +284,7 @@ class Store:
         order = [(sort, DESCENDING if descending else ASCENDING)] + ([("index", ASCENDING)] if sort != "index" else [])
 
         def page(query: dict) -> list[dict]:
-            return list(self.db[FEATURES].find(query, {"_id": 0}).sort(order).skip(skip).limit(limit))
+            return list(self.db[FEATURES].find(query, _SUMMARY).sort(order).skip(skip).limit(limit))
 
         with self.errors(f"listing features of {dictionary!r}"):
             return self._with_search(page, run["_id"], min_density, max_density, search)

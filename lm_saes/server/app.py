@@ -1,0 +1,58 @@
+"""The FastAPI app: the store opened at startup and closed at shutdown, the routers, the UI."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from lm_saes.config import StoreConfig
+from lm_saes.errors import StoreError
+from lm_saes.server.deps import StoreHolder
+from lm_saes.server.inference import InferenceEngine
+from lm_saes.server.routers import dictionaries, features, health, inference
+from lm_saes.server.static import mount_ui
+
+log = logging.getLogger(__name__)
+
+
+def create_app(store_cfg: StoreConfig | None = None, static_dir: Path | None = None, device: str = "auto") -> FastAPI:
+    """The read-only lm-saes API under ``/api`` and the UI build of ``static_dir`` at ``/``.
+
+    Nothing is opened here: the store opens when the app starts (its lifespan) and closes when it
+    stops; ``device`` is where inference loads models ("auto": CUDA when present).
+    """
+    store_cfg = store_cfg or StoreConfig()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.stores = StoreHolder(store_cfg)
+        app.state.engine = InferenceEngine(device)
+        try:
+            await run_in_threadpool(app.state.stores.get)
+        except StoreError as e:  # serve anyway: requests answer 503 until the database is back
+            log.warning("the store is not available yet: %s", e)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(app.state.stores.close)
+
+    app = FastAPI(
+        title="lm-saes", summary="Browse the features of sparse dictionaries stored by `lm-saes analyze`.",
+        lifespan=lifespan, openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None,
+    )
+
+    @app.exception_handler(StoreError)
+    async def store_unavailable(request: Request, error: StoreError) -> JSONResponse:
+        request.app.state.stores.failed()  # reopen on the next request
+        return JSONResponse({"detail": str(error)}, status_code=503)
+
+    for module in (health, dictionaries, features, inference):
+        app.include_router(module.router, prefix="/api")
+    mount_ui(app, static_dir)
+    return app

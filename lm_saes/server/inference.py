@@ -1,0 +1,110 @@
+"""Encode a text with a stored dictionary: its model and weights loaded on first use, then cached.
+
+torch, transformers and the model code are imported here lazily, inside :meth:`InferenceEngine.run`,
+so that serving the browsing API never pays for them.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, NamedTuple
+
+from lm_saes.errors import LmSaesError
+
+MAX_LOADED = 2  # dictionaries (with their models) kept in memory
+
+
+class InferenceUnavailable(LmSaesError):
+    """The dictionary cannot be run on text (no model source, missing files, unknown hook)."""
+
+
+class TokenActivations(NamedTuple):
+    tokens: list[str]  # each token decoded on its own, BOS left out
+    features: list[list[tuple[int, float]]]  # per token: (feature index, activation), strongest first
+    truncated: bool  # the text was cut to the model's context length
+
+
+class _Loaded(NamedTuple):
+    lm: Any  # lm_saes.models.backend.LanguageModel
+    dictionary: Any  # lm_saes.dictionaries.Dictionary
+    hook: str
+    n_ctx: int | None
+
+
+class InferenceEngine:
+    """Models and dictionaries by dictionary record, loaded lazily and kept (the newest MAX_LOADED)."""
+
+    def __init__(self, device: str = "auto") -> None:
+        self.device = device
+        self._loaded: dict[tuple, _Loaded] = {}
+        self._lock = threading.Lock()
+
+    def run(self, record: dict, text: str, top: int) -> TokenActivations:
+        """The ``top`` most active features (activation > 0) at each token of ``text``."""
+        import torch
+
+        with self._lock:  # one forward at a time: the models are shared
+            loaded = self._load(record)
+            tok = loaded.lm.tokenizer
+            ids = list(tok(text, add_special_tokens=False)["input_ids"])
+            bos = tok.bos_token_id
+            prefix = [bos] if bos is not None else []
+            limit = loaded.n_ctx - len(prefix) if loaded.n_ctx else None
+            truncated = limit is not None and len(ids) > limit
+            ids = ids[:limit] if truncated else ids
+            if not ids:
+                return TokenActivations([], [], truncated)
+            tokens = torch.tensor([prefix + ids], dtype=torch.long)  # [1, ctx]
+            with torch.inference_mode():
+                x = loaded.lm.run_to_hooks(tokens, [loaded.hook], out_dtype=torch.float32)[loaded.hook]
+                x = x[0, len(prefix):].to(loaded.dictionary.W_dec.device)  # [n_tokens, d_in]
+                acts = loaded.dictionary.encode(x).float().cpu()  # [n_tokens, d_sae]
+                values, indices = acts.topk(min(top, acts.shape[-1]), dim=-1)  # [n_tokens, top]
+            features = [
+                [(i, v) for i, v in zip(row_i, row_v) if v > 0]
+                for row_i, row_v in zip(indices.tolist(), values.tolist())
+            ]
+            return TokenActivations([tok.decode([i]) for i in ids], features, truncated)
+
+    def _load(self, record: dict) -> _Loaded:
+        key = (record["name"], record.get("path"), record.get("updated_at"))
+        if key in self._loaded:
+            return self._loaded[key]
+        loaded = _load(record, self.device)
+        self._loaded = {k: v for k, v in self._loaded.items() if k[0] != record["name"]}
+        while len(self._loaded) >= MAX_LOADED:
+            self._loaded.pop(next(iter(self._loaded)))
+        self._loaded[key] = loaded
+        return loaded
+
+
+def _load(record: dict, device: str) -> _Loaded:
+    name = record["name"]
+    source = record.get("source") or {}
+    model, hook, path = source.get("model"), source.get("hook_in"), record.get("path")
+    if not model or not hook:
+        raise InferenceUnavailable(
+            f"dictionary {name!r} names no source model and input hook (source.model / source.hook_in); "
+            "it cannot be run on text"
+        )
+    if not path:
+        raise InferenceUnavailable(f"dictionary {name!r} has no 'path' to its weights in the store")
+
+    from lm_saes.config import ModelConfig
+    from lm_saes.dictionaries import Dictionary
+    from lm_saes.models.backend import load_language_model
+
+    try:
+        lm = load_language_model(ModelConfig(name=model, device=device))
+    except (LmSaesError, OSError, ValueError) as e:
+        raise InferenceUnavailable(f"dictionary {name!r}: cannot load its model {model!r}: {e}") from e
+    try:
+        lm.check_hooks([hook])
+    except LmSaesError as e:
+        raise InferenceUnavailable(f"dictionary {name!r}: its input hook {hook!r} is not in {model!r}: {e}") from e
+    try:
+        dictionary = Dictionary.from_pretrained(path, device=lm.device)
+    except (LmSaesError, OSError, ValueError) as e:
+        raise InferenceUnavailable(f"dictionary {name!r}: cannot load its weights from {path}: {e}") from e
+    n_ctx = getattr(getattr(lm.bridge, "cfg", None), "n_ctx", None)
+    return _Loaded(lm, dictionary, hook, int(n_ctx) if n_ctx else None)

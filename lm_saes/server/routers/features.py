@@ -1,0 +1,87 @@
+"""Features of a dictionary's analysis: a filtered page, one feature, a random one, token search."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query
+
+from lm_saes.server.deps import StoreDep, require_analysis, require_dictionary
+from lm_saes.store.search import search_tokens as find_by_token
+from lm_saes.server.schemas import (
+    FeatureDetail, FeaturePage, FeatureSummary, RandomFeature, TokenMatch, TokenSearch,
+)
+
+router = APIRouter(prefix="/dictionaries/{name}", tags=["features"])
+
+AnalysisQuery = Query("default", min_length=1, description="Analysis name.")
+FIRES = math.nextafter(0.0, 1.0)  # the smallest density > 0: min_density that keeps features that fire
+
+
+@router.get("/features", response_model=FeaturePage)
+def list_features(
+    store: StoreDep,
+    name: str,
+    analysis: str = AnalysisQuery,
+    sort: Literal["index", "density", "max_activation"] = "index",
+    order: Literal["asc", "desc"] = "asc",
+    min_density: float | None = Query(None, ge=0, le=1),
+    max_density: float | None = Query(None, ge=0, le=1),
+    search: str | None = Query(None, max_length=200, description="Words of the interpretation."),
+    skip: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500),
+) -> FeaturePage:
+    require_dictionary(store, name)
+    require_analysis(store, name, analysis)
+    filters = dict(min_density=min_density, max_density=max_density, search=search)
+    items = store.features(name, analysis, sort=sort, descending=order == "desc", skip=skip, limit=limit, **filters)
+    return FeaturePage(total=store.count_features(name, analysis, **filters),
+                       items=[FeatureSummary.model_validate(doc) for doc in items])
+
+
+@router.get("/features/{index}", response_model=FeatureDetail)
+def get_feature(store: StoreDep, name: str, index: int = Path(ge=0), analysis: str = AnalysisQuery) -> FeatureDetail:
+    """The whole feature document, with the indices before and after it."""
+    record = require_dictionary(store, name)
+    run = require_analysis(store, name, analysis)
+    doc = store.feature(name, index, analysis)
+    if doc is None:
+        raise HTTPException(404, f"dictionary {name!r} has no feature {index} in analysis {analysis!r}")
+    d_sae = record.get("d_sae") or run.get("n_features") or index + 1
+    return FeatureDetail.model_validate({
+        **doc, "prev": index - 1 if index > 0 else None, "next": index + 1 if index + 1 < d_sae else None,
+    })
+
+
+@router.get("/random", response_model=RandomFeature)
+def random_feature(store: StoreDep, name: str, analysis: str = AnalysisQuery) -> RandomFeature:
+    """A feature drawn uniformly among those that fire (density > 0)."""
+    require_dictionary(store, name)
+    require_analysis(store, name, analysis)
+    n = store.count_features(name, analysis, min_density=FIRES)
+    if n == 0:
+        raise HTTPException(404, f"no feature of {name!r} fires in analysis {analysis!r}")
+    page = store.features(name, analysis, min_density=FIRES, skip=random.randrange(n), limit=1)
+    if not page:  # the analysis was replaced between the two queries
+        raise HTTPException(404, f"analysis {analysis!r} of {name!r} changed; try again")
+    return RandomFeature(index=page[0]["index"])
+
+
+@router.get("/search", response_model=TokenSearch)
+def search_tokens(
+    store: StoreDep,
+    name: str,
+    q: str = Query(min_length=1, max_length=200, description="A token; compared stripped and case-insensitively."),
+    analysis: str = AnalysisQuery,
+    limit: int = Query(20, ge=1, le=500),
+) -> TokenSearch:
+    """Features whose top contexts peak on the token ``q``, most matching contexts first."""
+    if not q.strip():
+        raise HTTPException(422, "q must contain a non-whitespace token")
+    require_dictionary(store, name)
+    require_analysis(store, name, analysis)
+    found = find_by_token(store, name, q, analysis, limit)
+    return TokenSearch(items=[TokenMatch.model_validate(doc) for doc in found])
+

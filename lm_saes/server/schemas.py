@@ -1,0 +1,153 @@
+"""Response and request models of the API: what the UI sees, apart from how MongoDB stores it.
+
+Nested payloads of a feature (examples, histograms, logits) mirror the analysis's feature document
+(``lm_saes.analysis.documents``); store-internal fields (``analysis_id``, ``peak_tokens``...) are
+left out. Unknown keys of stored documents are ignored, never forwarded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Health(BaseModel):
+    status: str
+    store: str
+
+
+class DensityHistogram(BaseModel):
+    log10_edges: list[float]
+    counts: list[int]
+    dead: int
+
+
+class AnalysisSummary(BaseModel):
+    name: str
+    n_tokens: int | None = None
+    n_contexts: int | None = None
+    alive_fraction: float | None = None
+    dead_fraction: float | None = None
+    density_histogram: DensityHistogram | None = None
+    created_at: str | None = None
+
+
+class DictionarySummary(BaseModel):
+    name: str
+    kind: str | None = None
+    d_sae: int | None = None
+    d_in: int | None = None
+    analyses: list[str] = []
+    metrics: dict[str, Any] = {}
+    source: dict[str, Any] = {}
+
+
+class DictionaryDetail(BaseModel):
+    name: str
+    kind: str | None = None
+    d_sae: int | None = None
+    d_in: int | None = None
+    d_out: int | None = None
+    transcoder: bool | None = None
+    config: dict[str, Any] = {}
+    source: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    analysis: AnalysisSummary | None = None
+
+
+class FeatureSummary(BaseModel):
+    index: int
+    density: float
+    max_activation: float
+    mean_activation: float | None = None
+    n_fired: int | None = None
+    interpretation: str | None = None
+
+
+class FeaturePage(BaseModel):
+    total: int
+    items: list[FeatureSummary]
+
+
+class Example(BaseModel):
+    context_id: int
+    peak: int
+    max: float
+    start: int
+    tokens: list[str]
+    acts: list[float]
+
+
+class Band(BaseModel):
+    band: int
+    low: float
+    high: float
+    n_contexts: int
+    examples: list[Example]
+
+
+class Histogram(BaseModel):
+    edges: list[float] = []
+    counts: list[int] = []
+
+
+class LogitEffect(BaseModel):
+    token: str
+    token_id: int
+    value: float
+
+
+class Logits(BaseModel):
+    positive: list[LogitEffect] = []
+    negative: list[LogitEffect] = []
+
+
+class Neighbor(BaseModel):
+    index: int
+    cosine: float
+
+
+class FeatureDetail(FeatureSummary):
+    n_contexts: int | None = None
+    decoder_norm: float | None = None
+    top_contexts: list[Example] = []
+    quantiles: list[Band] = []
+    histogram: Histogram = Histogram()
+    logits: Logits = Logits()
+    neighbors: list[Neighbor] = []
+    prev: int | None = Field(description="The previous feature index, None for the first.")
+    next: int | None = Field(description="The next feature index, None for the last.")
+
+
+class RandomFeature(BaseModel):
+    index: int
+
+
+class TokenMatch(BaseModel):
+    index: int
+    density: float
+    max_activation: float
+    matches: int = Field(description="How many of the feature's top contexts peak on the token.")
+
+
+class TokenSearch(BaseModel):
+    items: list[TokenMatch]
+
+
+class InferRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    text: str = Field(min_length=1, max_length=2000, description="Text to run through the model.")
+    top: int = Field(5, ge=1, le=100, description="Most active features kept per token.")
+
+
+class TokenFeature(BaseModel):
+    index: int
+    act: float
+
+
+class InferResponse(BaseModel):
+    tokens: list[str]
+    features: list[list[TokenFeature]]
+    truncated: bool = Field(False, description="Whether the text was cut to the model's context length.")

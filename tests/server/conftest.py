@@ -1,0 +1,70 @@
+"""A real analysis in an embedded store, built once a session: a 2d cache of the tiny model, a
+trained TopK dictionary, `run_analysis` into a temporary store; plus two dictionary records
+without analyses (one with no source model, one whose input hook is not in the model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lm_saes.activations.generate import generate
+from lm_saes.analysis.stage import run_analysis
+from lm_saes.config import AnalyzeConfig, GenerateConfig, StoreConfig, TrainConfig, load_config
+from lm_saes.server import create_app
+from lm_saes.store import open_store, stop_server
+from lm_saes.training.train import train
+from served import BAD_HOOK, BARE, CTX, D_SAE, HOOK, NAME
+
+class Stored(NamedTuple):
+    store: StoreConfig
+    dictionary_dir: Path
+    model_dir: Path
+
+
+@pytest.fixture(scope="session")
+def stored(tmp_path_factory, model_dir, dataset_file) -> Stored:
+    root = tmp_path_factory.mktemp("server")
+    generate(load_config(GenerateConfig, None, [
+        f"model.name={model_dir}", f"data.path={dataset_file}", f"data.context_size={CTX}",
+        f"data.max_tokens={CTX * 80}", f'hooks=["{HOOK}"]', f"output_dir={root / 'cache'}", "layout=2d",
+        "batch_size=32", "progress=false", "disk_headroom_gb=0",
+    ]))
+    dictionary_dir = root / "sae"
+    train(load_config(TrainConfig, None, [
+        f"cache={root / 'cache' / HOOK}", f"output_dir={dictionary_dir}", "total_tokens=4096", "batch_size=256",
+        "lr=3e-3", "lr_warmup_steps=5", "progress=false", "checkpoint_every=0", "device=cpu",
+        "dictionary.kind=topk", f"dictionary.d_sae={D_SAE}", "dictionary.k=4",
+    ]))
+    store = StoreConfig(data_dir=root / "store", timeout_s=2)
+    run_analysis(AnalyzeConfig(
+        dictionary=dictionary_dir, cache=root / "cache" / HOOK, dictionary_name=NAME, top_k=5, window=3,
+        n_bands=3, per_band=2, device="cpu", progress=False, store=store,
+    ))
+    with open_store(store) as s:
+        s.upsert_dictionary(BARE, {"kind": "topk", "d_sae": 4, "d_in": 32})
+        s.upsert_dictionary(BAD_HOOK, {
+            "kind": "topk", "d_sae": D_SAE, "d_in": 32, "path": str(dictionary_dir),
+            "source": {"model": str(model_dir), "hook_in": "blocks.9.hook_nowhere"},
+        })
+    yield Stored(store, dictionary_dir, model_dir)
+    stop_server(store.data_dir)
+
+
+@pytest.fixture(scope="module")
+def client(stored, tmp_path_factory) -> TestClient:
+    """The app over the stored analysis, serving a fake UI build (index.html + one asset)."""
+    static = tmp_path_factory.mktemp("static")
+    (static / "assets").mkdir()
+    (static / "index.html").write_text("<!doctype html><div id=root>UI</div>")
+    (static / "assets" / "app.js").write_text("console.log('ui')")
+    with TestClient(create_app(stored.store, static_dir=static, device="cpu")) as c:
+        yield c
+
+
+@pytest.fixture()
+def store(stored):
+    with open_store(stored.store) as s:
+        yield s

@@ -1,0 +1,54 @@
+"""POST /api/dictionaries/{name}/infer: per-token features equal to encoding the model's
+activations with the dictionary directly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lm_saes.config import ModelConfig
+from lm_saes.dictionaries import Dictionary
+from lm_saes.models.backend import load_language_model
+from served import BAD_HOOK, BARE, HOOK, NAME
+
+TEXT = "To be, or not to be, that is the question."
+
+
+def test_infer_matches_the_dictionary_on_the_model_activations(client, stored):
+    top = 3
+    body = client.post(f"/api/dictionaries/{NAME}/infer", json={"text": TEXT, "top": top}).json()
+
+    lm = load_language_model(ModelConfig(name=str(stored.model_dir), device="cpu"))
+    ids = lm.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    tokens = torch.tensor([[lm.tokenizer.bos_token_id, *ids]])  # [1, 1 + n]
+    x = lm.run_to_hooks(tokens, [HOOK], out_dtype=torch.float32)[HOOK][0, 1:]  # [n, d_in]
+    with torch.no_grad():
+        acts = Dictionary.from_pretrained(stored.dictionary_dir).encode(x)  # [n, d_sae]
+
+    assert body["tokens"] == [lm.tokenizer.decode([i]) for i in ids]
+    assert body["truncated"] is False
+    assert len(body["features"]) == len(ids)
+    for position, row in enumerate(body["features"]):
+        fired = acts[position]
+        expected = sorted(((float(v), int(i)) for i, v in enumerate(fired) if v > 0), reverse=True)[:top]
+        assert [f["index"] for f in row] == [i for _, i in expected]
+        assert [f["act"] for f in row] == pytest.approx([v for v, _ in expected], rel=1e-5, abs=1e-6)
+    assert any(body["features"])
+
+
+def test_infer_cuts_a_long_text_to_the_model_context(client):
+    body = client.post(f"/api/dictionaries/{NAME}/infer", json={"text": TEXT * 30}).json()
+    assert body["truncated"] is True and 0 < len(body["tokens"]) < 64 and len(body["features"]) == len(body["tokens"])
+
+
+@pytest.mark.parametrize("payload", [{"text": ""}, {"text": "x" * 2001}, {"text": "hi", "top": 0}, {}, {"txt": "hi"}])
+def test_bad_bodies_are_422(client, payload):
+    assert client.post(f"/api/dictionaries/{NAME}/infer", json=payload).status_code == 422
+
+
+def test_dictionaries_that_cannot_run_are_404_or_409(client):
+    assert client.post("/api/dictionaries/nope/infer", json={"text": "hi"}).status_code == 404
+    response = client.post(f"/api/dictionaries/{BARE}/infer", json={"text": "hi"})
+    assert response.status_code == 409 and "no source model" in response.json()["detail"]
+    response = client.post(f"/api/dictionaries/{BAD_HOOK}/infer", json={"text": "hi"})
+    assert response.status_code == 409 and "blocks.9.hook_nowhere" in response.json()["detail"]
