@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/ui.sh   # the web UI (node builds it once; lm-saes serve needs no node)
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 LM=".venv/bin/lm-saes"
 $LM pretrain examples/tiny_lm.toml
@@ -23,7 +24,9 @@ Done. What you have in ./work:
   work/dictionaries/topk/            a TopK SAE (config.json, weights.safetensors, train_log.jsonl,
                                      metrics.json: the table above)
   work/store/                        the embedded MongoDB-protocol store with every feature's analysis
-Look at the features (the embedded store starts and stops by itself):
+Browse the features in your browser (the embedded store starts and stops with the server):
+  .venv/bin/lm-saes serve                then open http://127.0.0.1:8000  (Ctrl-C stops it)
+or in the terminal:
   .venv/bin/lm-saes show topk            the densest features
   .venv/bin/lm-saes show topk 7          feature 7's top contexts, tokens highlighted
 Other variants: .venv/bin/lm-saes train examples/train_{relu,batchtopk,jumprelu,transcoder}.toml

@@ -1,0 +1,68 @@
+"""The UI end to end in headless Chromium against the real `lm-saes serve` (ui/e2e/run.mjs).
+
+The server is started exactly as a user would (the CLI, a free port, the session's stored
+analysis); the node script drives Debian's chromium through playwright-core, compares what the
+pages show with the API's documents, and saves screenshots (to $LM_SAES_SCREENSHOTS, e.g.
+docs/screenshots, or a temporary directory). Needs the built UI and chromium; scripts/test.sh
+provides both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from served import NAME
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("LM_SAES_CHROMIUM", "/usr/bin/chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"lm-saes serve exited: {proc.stderr.read().decode()[-3000:]}"
+        try:
+            with urllib.request.urlopen(f"{url}/api/health", timeout=2) as r:
+                if json.load(r)["status"] == "ok":
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"lm-saes serve did not answer at {url} within {timeout} s")
+
+
+def test_the_ui_shows_the_stored_features_in_chromium(stored, tmp_path):
+    assert (ROOT / "lm_saes/server/static/index.html").is_file(), \
+        "the UI is not built: npm --prefix ui ci && npm --prefix ui run build (scripts/test.sh does it)"
+    assert Path(CHROMIUM).is_file() and shutil.which("node"), \
+        "needs node and chromium: apt-get install -y --no-install-recommends chromium (scripts/test.sh does it)"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = [sys.executable, "-m", "lm_saes", "serve", "--port", str(port), "--set",
+             f"store.data_dir={stored.store.data_dir}", "--set", "device=cpu"]
+    proc = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        wait_healthy(url, proc)
+        shots = Path(os.environ.get("LM_SAES_SCREENSHOTS", tmp_path / "screenshots"))
+        env = {**os.environ, "LM_SAES_URL": url, "LM_SAES_DICTIONARY": NAME,
+               "LM_SAES_SCREENSHOTS": str(shots), "LM_SAES_CHROMIUM": CHROMIUM}
+        run = subprocess.run(["node", str(ROOT / "ui/e2e/run.mjs")], env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+        for name in ("dictionary.png", "feature.png", "infer.png"):
+            assert (shots / name).stat().st_size > 10_000
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) is not None

@@ -1,0 +1,263 @@
+// End-to-end browser test of the lm-saes web UI with playwright-core and Debian's chromium.
+//
+//   LM_SAES_URL=http://127.0.0.1:PORT node e2e/run.mjs   # against a running `lm-saes serve`
+//   node e2e/run.mjs --mock                              # against e2e/mock-server.mjs (development)
+//
+// Env: LM_SAES_URL (server root), LM_SAES_SCREENSHOTS (default <repo>/docs/screenshots),
+//      LM_SAES_DICTIONARY (dictionary to test; default the first listed with a 'default' analysis),
+//      LM_SAES_CHROMIUM (default /usr/bin/chromium).
+// Exits 1 with a message naming the failed step; a screenshot of the failure goes next to the others.
+import { mkdir } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const SHOTS = process.env.LM_SAES_SCREENSHOTS ? resolve(process.env.LM_SAES_SCREENSHOTS) : join(REPO, 'docs/screenshots');
+const CHROMIUM = process.env.LM_SAES_CHROMIUM ?? '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const TIMEOUT = 15_000;
+
+class Failure extends Error {}
+function check(cond, message) {
+  if (!cond) throw new Failure(message);
+}
+
+let base = process.env.LM_SAES_URL?.replace(/\/+$/, '');
+let mock = null;
+if (process.argv.includes('--mock')) {
+  const { startMockServer } = await import('./mock-server.mjs');
+  mock = await startMockServer(0);
+  base = mock.url;
+  console.log(`using mock server ${base}`);
+}
+if (!base) {
+  console.error('e2e: set LM_SAES_URL to a running `lm-saes serve` (e.g. http://127.0.0.1:8000), or pass --mock');
+  process.exit(2);
+}
+
+async function getJson(path, init) {
+  const res = await fetch(base + path, init);
+  const body = await res.json().catch(() => null);
+  return { status: res.status, body };
+}
+
+const enc = encodeURIComponent;
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+const page = await context.newPage();
+page.setDefaultTimeout(TIMEOUT);
+const pageErrors = [];
+page.on('pageerror', (e) => pageErrors.push(String(e)));
+await mkdir(SHOTS, { recursive: true });
+
+let current = 'start';
+async function step(name, fn) {
+  current = name;
+  const t0 = Date.now();
+  await fn();
+  check(pageErrors.length === 0, `uncaught error in the page: ${pageErrors.join(' | ')}`);
+  console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+}
+/** Poll the page URL (client-side routing changes it without a page load). */
+async function waitUrl(pred, what) {
+  const t0 = Date.now();
+  while (!pred(new URL(page.url()))) {
+    if (Date.now() - t0 > TIMEOUT) throw new Failure(`URL stayed ${page.url()}; expected ${what}`);
+    await page.waitForTimeout(25);
+  }
+}
+const tid = (id) => page.locator(`[data-testid="${id}"]`);
+
+let dict; // the dictionary under test
+let featureIndex;
+try {
+  await step('health endpoint answers ok', async () => {
+    const { status, body } = await getJson('/api/health');
+    check(status === 200 && body?.status === 'ok', `GET /api/health gave ${status} ${JSON.stringify(body)}`);
+  });
+
+  await step('home lists every dictionary', async () => {
+    const { body: dicts } = await getJson('/api/dictionaries');
+    check(Array.isArray(dicts) && dicts.length > 0, `GET /api/dictionaries returned no dictionaries: ${JSON.stringify(dicts)}`);
+    await page.goto(base + '/');
+    await tid('dictionary-link').first().waitFor();
+    const names = await tid('dictionary-link').allTextContents();
+    check(JSON.stringify(names) === JSON.stringify(dicts.map((d) => d.name)), `home shows ${JSON.stringify(names)}, API has ${JSON.stringify(dicts.map((d) => d.name))}`);
+    dict = process.env.LM_SAES_DICTIONARY ?? dicts.find((d) => (d.analyses ?? []).includes('default'))?.name;
+    check(dict, `no dictionary has a 'default' analysis: ${JSON.stringify(dicts.map((d) => [d.name, d.analyses]))}`);
+    check(names.includes(dict), `LM_SAES_DICTIONARY=${dict} is not among ${JSON.stringify(names)}`);
+  });
+
+  await step('dictionary page shows metrics, density histogram and features', async () => {
+    await tid('dictionary-link').filter({ hasText: new RegExp(`^${dict.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }).first().click();
+    await waitUrl((u) => u.pathname === `/dictionaries/${enc(dict)}`, `path /dictionaries/${enc(dict)}`);
+    await tid('metrics').waitFor();
+    check((await tid('metrics').locator('tr').count()) >= 4, 'metrics table has fewer than 4 rows');
+    const { body: detail } = await getJson(`/api/dictionaries/${enc(dict)}`);
+    check(detail?.analysis, `dictionary ${dict} has no analysis; the feature pages cannot be tested (pick one with LM_SAES_DICTIONARY)`);
+    if (detail.analysis.density_histogram) {
+      await tid('density-histogram').waitFor();
+      const bars = await tid('density-histogram').locator('rect').count();
+      const bins = detail.analysis.density_histogram.counts.length;
+      check(bars === bins, `density histogram has ${bars} bars, API has ${bins} bins`);
+    }
+    await tid('feature-link').first().waitFor();
+    const { body: list } = await getJson(`/api/dictionaries/${enc(dict)}/features?skip=0&limit=50`);
+    const shown = (await tid('feature-link').allTextContents()).map(Number);
+    check(JSON.stringify(shown) === JSON.stringify(list.items.map((f) => f.index)), `feature list shows ${shown.slice(0, 5)}…, API gives ${list.items.slice(0, 5).map((f) => f.index)}…`);
+    check((await tid('page-info').textContent()).includes(list.total.toLocaleString('en-US')), `page info lacks total ${list.total}`);
+  });
+
+  await step('feature list sorts by max activation via the URL', async () => {
+    await tid('sort').selectOption('max_activation');
+    await waitUrl((u) => u.searchParams.get('sort') === 'max_activation', 'sort=max_activation');
+    await tid('order').selectOption('desc');
+    await waitUrl((u) => u.searchParams.get('order') === 'desc', 'order=desc');
+    const { body: list } = await getJson(`/api/dictionaries/${enc(dict)}/features?sort=max_activation&order=desc&skip=0&limit=50`);
+    const want = String(list.items[0].index);
+    await page.waitForFunction((w) => document.querySelector('[data-testid="feature-link"]')?.textContent === w, want);
+    featureIndex = list.items[0].index;
+    if (list.total > 50) {
+      await tid('next-page').click();
+      await waitUrl((u) => u.searchParams.get('skip') === '50', 'skip=50');
+      const { body: p2 } = await getJson(`/api/dictionaries/${enc(dict)}/features?sort=max_activation&order=desc&skip=50&limit=50`);
+      await page.waitForFunction((w) => document.querySelector('[data-testid="feature-link"]')?.textContent === w, String(p2.items[0].index));
+      await page.goBack();
+      await waitUrl((u) => !u.searchParams.has('skip'), 'no skip= after going back');
+    }
+    await tid('feature-link').first().waitFor();
+    await page.screenshot({ path: join(SHOTS, 'dictionary.png'), fullPage: true });
+  });
+
+  let feature;
+  await step('feature page highlights every token with the API activation', async () => {
+    await tid('feature-link').filter({ hasText: new RegExp(`^${featureIndex}$`) }).first().click();
+    await waitUrl((u) => u.pathname === `/dictionaries/${enc(dict)}/features/${featureIndex}`, `path /dictionaries/${enc(dict)}/features/${featureIndex}`);
+    await tid('feature-index').filter({ hasText: String(featureIndex) }).waitFor();
+    const { status, body } = await getJson(`/api/dictionaries/${enc(dict)}/features/${featureIndex}`);
+    check(status === 200, `GET feature ${featureIndex} gave ${status}`);
+    feature = body;
+    check(feature.top_contexts.length > 0, `feature ${featureIndex} (highest max activation) has no top contexts`);
+    const want = feature.top_contexts.flatMap((c) => c.tokens.map((t, i) => ({ text: t, act: c.acts[i] })));
+    const got = await tid('top-contexts').locator('[data-testid="token"]').evaluateAll((els) =>
+      els.map((e) => ({ text: e.textContent, act: e.getAttribute('data-act'), title: e.getAttribute('title'), bg: getComputedStyle(e).backgroundColor })),
+    );
+    check(got.length === want.length, `page shows ${got.length} tokens in top contexts, API has ${want.length}`);
+    got.forEach((g, i) => {
+      const w = want[i];
+      check(g.text === w.text, `token ${i}: text ${JSON.stringify(g.text)} != API ${JSON.stringify(w.text)}`);
+      check(Number(g.act) === w.act, `token ${i} (${JSON.stringify(w.text)}): data-act ${g.act} != API ${w.act}`);
+      check(g.title?.includes(String(w.act)), `token ${i}: title ${JSON.stringify(g.title)} lacks its activation ${w.act}`);
+      const m = /rgba?\(([^)]*)\)/.exec(g.bg);
+      const parts = m ? m[1].split(',').map(Number) : [];
+      const alpha = parts.length === 4 ? parts[3] : parts.length === 3 ? 1 : NaN;
+      const expect = feature.max_activation > 0 ? Math.min(Math.max(w.act / feature.max_activation, 0), 1) : 0;
+      check(Math.abs(alpha - expect) < 0.01, `token ${i}: background alpha ${alpha} (from ${g.bg}), expected act/max = ${expect.toFixed(3)}`);
+    });
+    await tid('activation-histogram').waitFor();
+    check((await tid('activation-histogram').locator('rect').count()) === feature.histogram.counts.length, 'activation histogram bar count differs from the API');
+    check((await tid('logits-positive').locator('tr').count()) === feature.logits.positive.length, 'positive logits count differs from the API');
+    check((await tid('neighbors').locator('a').count()) === feature.neighbors.length, 'neighbour link count differs from the API');
+    await page.screenshot({ path: join(SHOTS, 'feature.png'), fullPage: true });
+  });
+
+  await step('feature page survives a reload (SPA fallback)', async () => {
+    await page.reload();
+    await tid('feature-index').filter({ hasText: String(featureIndex) }).waitFor();
+  });
+
+  await step('arrow keys move to the next/previous feature', async () => {
+    const [key, target] = feature.next !== null ? ['ArrowRight', feature.next] : ['ArrowLeft', feature.prev];
+    check(target !== null, `feature ${featureIndex} has neither next nor prev`);
+    await page.locator('body').click({ position: { x: 5, y: 5 } });
+    await page.keyboard.press(key);
+    await waitUrl((u) => u.pathname === `/dictionaries/${enc(dict)}/features/${target}`, `path /dictionaries/${enc(dict)}/features/${target} after ${key}`);
+    await tid('feature-index').filter({ hasText: String(target) }).waitFor();
+    await page.keyboard.press(key === 'ArrowRight' ? 'k' : 'j');
+    await waitUrl((u) => u.pathname === `/dictionaries/${enc(dict)}/features/${featureIndex}`, `path /dictionaries/${enc(dict)}/features/${featureIndex}`);
+  });
+
+  await step('token search and the random-feature button', async () => {
+    const ctx = feature.top_contexts[0];
+    const peak = ctx.acts.indexOf(Math.max(...ctx.acts));
+    const q = [ctx.tokens[peak], ...ctx.tokens].map((t) => t.trim()).find(Boolean) ?? 'the';
+    const { status, body } = await getJson(`/api/dictionaries/${enc(dict)}/search?q=${enc(q)}&limit=20`);
+    check(status === 200, `GET search?q=${q} gave ${status} ${JSON.stringify(body)}`);
+    await page.goto(`${base}/dictionaries/${enc(dict)}`);
+    await tid('token-search-input').fill(q);
+    await tid('token-search-input').press('Enter');
+    await waitUrl((u) => u.searchParams.get('q') === q, `q=${q}`);
+    if (body.items.length > 0) {
+      await tid('token-search-results').waitFor();
+      const shown = await tid('token-search-results').locator('a').allTextContents();
+      const want = body.items.map((it) => `#${it.index}`);
+      check(JSON.stringify(shown) === JSON.stringify(want), `token search for ${JSON.stringify(q)} shows ${shown}, API ${want}`);
+    }
+    await tid('random').click();
+    await waitUrl((u) => /^\/dictionaries\/[^/]+\/features\/\d+$/.test(u.pathname), 'a feature page after Random feature');
+    await tid('feature-index').waitFor();
+  });
+
+  await step('live inference shows tokens and their features', async () => {
+    const text = 'The cat sat on the mat.';
+    await page.goto(`${base}/dictionaries/${enc(dict)}/infer`);
+    await tid('infer-text').fill(text);
+    await tid('infer-run').click();
+    await tid('infer-tokens').locator('[data-testid="token"]').first().waitFor();
+    const { status, body } = await getJson(`/api/dictionaries/${enc(dict)}/infer`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ text, top: 5 }) });
+    check(status === 200, `POST infer gave ${status} ${JSON.stringify(body)}`);
+    const shown = await tid('infer-tokens').locator('[data-testid="token"]').allTextContents();
+    check(JSON.stringify(shown) === JSON.stringify(body.tokens), `infer shows ${JSON.stringify(shown)}, API tokens ${JSON.stringify(body.tokens)}`);
+    const k = Math.min(1, shown.length - 1);
+    await tid('infer-tokens').locator('[data-testid="token"]').nth(k).click();
+    await tid('infer-features').getByText(JSON.stringify(body.tokens[k])).waitFor();
+    const links = await tid('infer-feature-link').evaluateAll((els) => els.map((e) => e.getAttribute('href')));
+    const wantLinks = body.features[k].map((f) => `/dictionaries/${enc(dict)}/features/${f.index}`);
+    check(JSON.stringify(links) === JSON.stringify(wantLinks), `token ${k} feature links ${JSON.stringify(links)} != API ${JSON.stringify(wantLinks)}`);
+    await page.screenshot({ path: join(SHOTS, 'infer.png'), fullPage: true });
+  });
+
+  await step('unknown feature index shows the not-found page', async () => {
+    const bad = 999_999_999;
+    const { status } = await getJson(`/api/dictionaries/${enc(dict)}/features/${bad}`);
+    check(status === 404, `GET feature ${bad} gave ${status}, expected 404`);
+    await page.goto(`${base}/dictionaries/${enc(dict)}/features/${bad}`);
+    await tid('not-found').waitFor();
+  });
+
+  await step('unknown dictionary and unknown route show the not-found page', async () => {
+    await page.goto(`${base}/dictionaries/${enc('no-such-dictionary-e2e')}`);
+    await tid('not-found').waitFor();
+    await page.goto(`${base}/no/such/page`);
+    await tid('not-found').waitFor();
+  });
+
+  await step('a 503 from the API shows "database unavailable"', async () => {
+    await page.route('**/api/dictionaries', (r) => r.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ detail: 'database unavailable' }) }));
+    await page.goto(base + '/');
+    await tid('db-unavailable').waitFor();
+    await page.unroute('**/api/dictionaries');
+  });
+
+  await step('pages fit a narrow (mobile) screen', async () => {
+    await page.setViewportSize({ width: 375, height: 800 });
+    for (const url of [`/`, `/dictionaries/${enc(dict)}`, `/dictionaries/${enc(dict)}/features/${featureIndex}`, `/dictionaries/${enc(dict)}/infer`]) {
+      await page.goto(base + url);
+      await page.locator('main h1').first().waitFor();
+      await page.waitForLoadState('networkidle');
+      const [sw, cw] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+      check(sw <= cw + 1, `${url} overflows horizontally at 375px (scrollWidth ${sw} > ${cw})`);
+    }
+  });
+  console.log(`e2e passed against ${base}; screenshots in ${SHOTS}`);
+} catch (e) {
+  const shot = join(SHOTS, 'e2e-failure.png');
+  await page.screenshot({ path: shot, fullPage: true }).catch(() => {});
+  console.error(`FAIL ${current}: ${e instanceof Failure ? e.message : e?.stack ?? e}`);
+  console.error(`  at ${page.url()}; screenshot ${shot}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+  mock?.server.close();
+}

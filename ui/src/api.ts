@@ -1,0 +1,220 @@
+// Types and the single fetch wrapper for the lm-saes server API (`lm-saes serve`).
+// Hand-written to match the server's JSON contract; every request goes through `request`.
+
+export type MetricValues = Record<string, number | null | undefined>;
+
+export interface DictionaryMetrics {
+  final_batch?: MetricValues;
+  eval?: MetricValues & {
+    explained_variance?: number;
+    l0?: number;
+    mse?: number;
+    ce_loss_recovered?: number;
+    kl_spliced?: number;
+    dead_fraction?: number;
+  };
+}
+
+export interface DictionarySummary {
+  name: string;
+  kind: string | null;
+  d_sae: number | null;
+  d_in: number | null;
+  analyses: string[];
+  metrics: DictionaryMetrics;
+  source: Record<string, unknown>;
+}
+
+export interface DensityHistogram {
+  log10_edges: number[];
+  counts: number[];
+  dead: number;
+}
+
+export interface AnalysisSummary {
+  name: string;
+  n_tokens: number | null;
+  n_contexts: number | null;
+  alive_fraction: number | null;
+  dead_fraction: number | null;
+  density_histogram: DensityHistogram | null;
+}
+
+export interface DictionaryDetail {
+  name: string;
+  kind: string | null;
+  d_sae: number | null;
+  d_in: number | null;
+  d_out: number | null;
+  transcoder: boolean | null;
+  config: Record<string, unknown>;
+  source: Record<string, unknown>;
+  metrics: DictionaryMetrics;
+  analysis: AnalysisSummary | null;
+}
+
+export type FeatureSort = 'index' | 'density' | 'max_activation';
+export type SortOrder = 'asc' | 'desc';
+
+export interface FeatureListQuery {
+  analysis?: string;
+  sort?: FeatureSort;
+  order?: SortOrder;
+  min_density?: number;
+  max_density?: number;
+  search?: string;
+  skip?: number;
+  limit?: number;
+}
+
+export interface FeatureRow {
+  index: number;
+  density: number;
+  max_activation: number;
+  mean_activation: number | null;
+  n_fired: number | null;
+  interpretation: string | null;
+}
+
+export interface FeatureList {
+  total: number;
+  items: FeatureRow[];
+}
+
+export interface ContextSample {
+  context_id: number | string;
+  peak: number;
+  max: number;
+  start: number;
+  tokens: string[];
+  acts: number[];
+}
+
+export interface QuantileBand {
+  band: string | number;
+  low: number;
+  high: number;
+  n_contexts: number;
+  examples: ContextSample[];
+}
+
+export interface LogitEntry {
+  token: string;
+  token_id: number;
+  value: number;
+}
+
+export interface FeatureDetail {
+  index: number;
+  n_fired: number | null;
+  n_contexts: number | null;
+  density: number;
+  max_activation: number;
+  mean_activation: number | null;
+  decoder_norm: number | null;
+  top_contexts: ContextSample[];
+  quantiles: QuantileBand[];
+  histogram: { edges: number[]; counts: number[] };
+  logits: { positive: LogitEntry[]; negative: LogitEntry[] };
+  neighbors: { index: number; cosine: number }[];
+  interpretation: string | null;
+  prev: number | null;
+  next: number | null;
+}
+
+export interface TokenSearchResult {
+  items: { index: number; density: number; max_activation: number; matches: number }[];
+}
+
+export interface InferResult {
+  tokens: string[];
+  features: { index: number; act: number }[][];
+  /** Set by the server when the text was cut to the model's context length. */
+  truncated?: boolean;
+}
+
+/** An HTTP error from the API; `status` 0 means the server could not be reached. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly detail: unknown;
+  constructor(status: number, detail: unknown, message: string) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+/** Render FastAPI's `detail` (a string, or a list of validation errors) as one line. */
+function describeDetail(detail: unknown): string {
+  if (typeof detail === 'string') return detail;
+  if (Array.isArray(detail)) {
+    return detail
+      .map((d) => {
+        if (d && typeof d === 'object' && 'msg' in d) {
+          const loc = Array.isArray((d as { loc?: unknown }).loc) ? (d as { loc: unknown[] }).loc.join('.') : '';
+          return loc ? `${loc}: ${String((d as { msg: unknown }).msg)}` : String((d as { msg: unknown }).msg);
+        }
+        return JSON.stringify(d);
+      })
+      .join('; ');
+  }
+  return detail === undefined ? '' : JSON.stringify(detail);
+}
+
+type QueryValue = string | number | undefined | null;
+
+export function queryString(params: Record<string, QueryValue>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+/** The one fetch wrapper: JSON in, JSON out, `ApiError` on any failure. */
+export async function request<T>(path: string, init?: RequestInit): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      ...init,
+      headers: { Accept: 'application/json', ...(init?.body ? { 'Content-Type': 'application/json' } : {}) },
+    });
+  } catch (e) {
+    if (e instanceof DOMException && e.name === 'AbortError') throw e;
+    throw new ApiError(0, null, `cannot reach the server: ${String(e)}`);
+  }
+  const text = await res.text();
+  let body: unknown = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    body = text;
+  }
+  if (!res.ok) {
+    const detail = body && typeof body === 'object' && 'detail' in body ? (body as { detail: unknown }).detail : body;
+    const msg = describeDetail(detail) || res.statusText;
+    throw new ApiError(res.status, detail, `${res.status} ${msg}`);
+  }
+  return body as T;
+}
+
+const dict = (name: string) => `/api/dictionaries/${encodeURIComponent(name)}`;
+
+export const api = {
+  health: (signal?: AbortSignal) => request<{ status: string; store: string }>('/api/health', { signal }),
+  dictionaries: (signal?: AbortSignal) => request<DictionarySummary[]>('/api/dictionaries', { signal }),
+  dictionary: (name: string, analysis?: string, signal?: AbortSignal) =>
+    request<DictionaryDetail>(dict(name) + queryString({ analysis }), { signal }),
+  features: (name: string, query: FeatureListQuery, signal?: AbortSignal) =>
+    request<FeatureList>(`${dict(name)}/features` + queryString({ ...query }), { signal }),
+  feature: (name: string, index: number, analysis?: string, signal?: AbortSignal) =>
+    request<FeatureDetail>(`${dict(name)}/features/${index}` + queryString({ analysis }), { signal }),
+  random: (name: string, analysis?: string) =>
+    request<{ index: number }>(`${dict(name)}/random` + queryString({ analysis })),
+  search: (name: string, q: string, limit = 20, analysis?: string, signal?: AbortSignal) =>
+    request<TokenSearchResult>(`${dict(name)}/search` + queryString({ q, limit, analysis }), { signal }),
+  infer: (name: string, text: string, top = 5) =>
+    request<InferResult>(`${dict(name)}/infer`, { method: 'POST', body: JSON.stringify({ text, top }) }),
+};

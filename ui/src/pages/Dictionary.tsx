@@ -1,0 +1,135 @@
+// `/dictionaries/:name`: metrics, density histogram, token search and the feature list.
+import { useState } from 'react';
+import { ApiError, api, type DictionaryDetail } from '../api';
+import { FeatureTable } from '../components/FeatureTable';
+import { Histogram } from '../components/Histogram';
+import { Await } from '../components/Status';
+import { TokenSearch } from '../components/TokenSearch';
+import { fmt, pct } from '../format';
+import { Link, navigate, paths } from '../router';
+import { useApi } from '../useApi';
+
+function MetricsTable({ d }: { d: DictionaryDetail }) {
+  const rows: [string, string][] = [
+    ['kind', d.kind ?? '—'],
+    ['d_in', fmt(d.d_in)],
+    ['d_sae', fmt(d.d_sae)],
+    ['d_out', fmt(d.d_out)],
+    ['transcoder', d.transcoder === null ? '—' : d.transcoder ? 'yes' : 'no'],
+  ];
+  for (const [group, values] of Object.entries(d.metrics ?? {})) {
+    for (const [k, v] of Object.entries(values ?? {})) {
+      rows.push([`${group}.${k}`, typeof v === 'number' ? fmt(v, 4) : String(v)]);
+    }
+  }
+  if (d.analysis) {
+    const a = d.analysis;
+    rows.push(
+      ['analysis', a.name],
+      ['analysed tokens', fmt(a.n_tokens)],
+      ['analysed contexts', fmt(a.n_contexts)],
+      ['alive features', pct(a.alive_fraction)],
+      ['dead features', pct(a.dead_fraction)],
+    );
+  }
+  return (
+    <div className="table-wrap">
+      <table className="kv" data-testid="metrics">
+        <tbody>
+          {rows.map(([k, v]) => (
+            <tr key={k}>
+              <th>{k}</th>
+              <td className="num">{v}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function RandomButton({ name, analysis }: { name: string; analysis?: string }) {
+  const [error, setError] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
+  const go = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      const { index } = await api.random(name, analysis);
+      navigate(paths.feature(name, index, analysis));
+    } catch (e) {
+      setError(e instanceof ApiError ? e : new ApiError(0, null, String(e)));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <>
+      <button onClick={go} disabled={busy} data-testid="random">
+        Random feature
+      </button>
+      {error && (
+        <span className="inline-error" role="alert" data-testid="random-error">
+          {error.status === 503 ? 'Database unavailable' : error.message}
+        </span>
+      )}
+    </>
+  );
+}
+
+export function Dictionary({ name, search }: { name: string; search: URLSearchParams }) {
+  const analysis = search.get('analysis') ?? undefined;
+  const detail = useApi(JSON.stringify([name, analysis]), (signal) => api.dictionary(name, analysis, signal));
+  return (
+    <Await value={detail}>
+      {(d) => (
+        <>
+          <header className="page-head">
+            <h1 data-testid="dictionary-name">{d.name}</h1>
+            <div className="actions">
+              <RandomButton name={name} analysis={analysis} />
+              <Link href={paths.infer(name)} className="button" data-testid="infer-link">
+                Live inference
+              </Link>
+            </div>
+          </header>
+          <div className="columns">
+            <section>
+              <h2>Metrics</h2>
+              <MetricsTable d={d} />
+            </section>
+            <section>
+              <h2>Feature density</h2>
+              {d.analysis?.density_histogram ? (
+                <Histogram
+                  testId="density-histogram"
+                  title={`log10 density of alive features; ${d.analysis.density_histogram.dead.toLocaleString('en-US')} dead`}
+                  edges={d.analysis.density_histogram.log10_edges}
+                  counts={d.analysis.density_histogram.counts}
+                  label={(e) => `1e${e.toFixed(1)}`}
+                />
+              ) : d.analysis ? (
+                <p className="muted">The analysis stores no density histogram.</p>
+              ) : (
+                <p className="muted" data-testid="no-analysis">
+                  No feature analysis is stored for this dictionary{analysis ? ` under “${analysis}”` : ''}.
+                </p>
+              )}
+            </section>
+          </div>
+          {d.analysis && (
+            <>
+              {/* Keyed by their URL inputs, so back/forward resets the typed text. */}
+              <TokenSearch key={search.get('q') ?? ''} name={name} search={search} />
+              <FeatureTable
+                key={['min_density', 'max_density', 'search'].map((k) => search.get(k) ?? '').join('|')}
+                name={name}
+                search={search}
+              />
+            </>
+          )}
+        </>
+      )}
+    </Await>
+  );
+}
