@@ -9,6 +9,9 @@ A feature is split by :func:`split_feature` into its summary (top-level scalars:
 details (top-level lists and dicts). The writer adds ``peak_tokens`` to the summary: the peak token
 of each top context as :func:`token_key` (stripped, lower-cased), under a multikey index for token
 search (:func:`peak_tokens`). Top-level None values are dropped (never stored as null).
+The details are stored as one JSON string (:func:`stored_details`): nobody queries inside them,
+and a wire-protocol server decodes one string ~30x faster than the nested lists it holds
+(nx-27017: 36 ms -> 1.2 ms for a 12 KB feature), which is what a feature page waits for.
 Both parts together must encode to at most :data:`MAX_FEATURE_BYTES`, the one place that bounds a
 feature's size whatever the dictionary's size: a feature's size depends on how many examples it
 keeps (top-k, bands) and how long they are (window), not on the number of features.
@@ -16,6 +19,7 @@ keeps (top-k, bands) and how long they are (window), not on the number of featur
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from datetime import datetime
@@ -114,6 +118,20 @@ class FeatureParts(NamedTuple):
     summary: dict  # scalars + dictionary, analysis, analysis_id, index
     details: dict  # lists and dicts + analysis_id, index
     n_bytes: int  # encoded size of both
+
+
+def stored_details(details: Mapping[str, Any]) -> dict:
+    """The details document as written: its keys, and everything else as one JSON string."""
+    keys = {"analysis_id": details["analysis_id"], "index": details["index"]}
+    rest = {k: v for k, v in details.items() if k not in keys}
+    return {**keys, "json": json.dumps(rest, separators=(",", ":"), allow_nan=False)}
+
+
+def loaded_details(stored: Mapping[str, Any] | None) -> dict:
+    """The lists and dicts of a stored details document (inverse of :func:`stored_details`)."""
+    if not stored:
+        return {}
+    return json.loads(stored["json"]) if "json" in stored else {k: v for k, v in stored.items() if k not in ("analysis_id", "index")}
 
 
 def token_key(token: str) -> str:

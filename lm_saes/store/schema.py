@@ -10,7 +10,7 @@ Collections (one database, ``StoreConfig.database``)::
                       n_features, n_written, completed_at, summary, error}
     features         {analysis_id, dictionary, analysis, index, density, max_activation,
                       interpretation?, peak_tokens?, <the feature's other top-level scalars>}
-    feature_details  {analysis_id, index, <the feature's lists and dicts>}
+    feature_details  {analysis_id, index, json: <the feature's lists and dicts as one JSON string>}
 
 One run of ``begin_analysis`` is one ``analyses`` document; its ``_id`` (``analysis_id``) tags
 every feature it writes, so (analysis_id, index) is unique, and it names one (dictionary,

@@ -18,7 +18,7 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailur
 
 from lm_saes.config import StoreConfig
 from lm_saes.errors import StoreError
-from lm_saes.store.documents import MAX_FEATURE_BYTES, plain
+from lm_saes.store.documents import MAX_FEATURE_BYTES, loaded_details, plain
 from lm_saes.store.embedded import acquire_server, process_alive, release_server
 from lm_saes.store.schema import (
     ANALYSES, CACHES, COMPLETE, DETAILS, DICTIONARIES, FAILED, FEATURES, MODELS, RUNNING, SORT_KEYS,
@@ -265,7 +265,7 @@ class Store:
             summary = self.db[FEATURES].find_one(key, {"_id": 0})
             if summary is None:
                 return None
-            details = self.db[DETAILS].find_one(key, {"_id": 0}) or {}
+            details = loaded_details(self.db[DETAILS].find_one(key, {"_id": 0}))
         return {**summary, **{k: v for k, v in details.items() if k not in summary}}
 
     def features(

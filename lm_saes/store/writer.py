@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo.errors import BulkWriteError
 
 from lm_saes.errors import StoreError
-from lm_saes.store.documents import FeatureParts, peak_tokens, plain, split_feature
+from lm_saes.store.documents import FeatureParts, peak_tokens, plain, split_feature, stored_details
 from lm_saes.store.schema import ANALYSES, COMPLETE, DETAILS, FAILED, FEATURES, RUNNING, now
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class AnalysisWriter:
             with self.store.errors(f"writing features of {self._what}"):
                 try:
                     self.store.db[FEATURES].insert_many([p.summary for p in chunk], ordered=False)
-                    self.store.db[DETAILS].insert_many([p.details for p in chunk], ordered=False)
+                    self.store.db[DETAILS].insert_many([stored_details(p.details) for p in chunk], ordered=False)
                 except BulkWriteError as e:
                     raise StoreError(f"{self._duplicate(e, chunk)} in {self._what}") from e
                 n += len(chunk)

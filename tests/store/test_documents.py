@@ -81,3 +81,16 @@ def test_a_large_k_feature_stays_under_the_limit(large_feature):
 def test_an_oversized_feature_is_refused_before_it_reaches_the_server(large_feature):
     with pytest.raises(StoreError, match=r"feature 123 encodes to .* MiB.*lower top_k, window"):
         split_feature(large_feature(top_k=3000, window=64), "d", "default", "run1")
+
+
+def test_details_travel_as_one_json_string_and_come_back_equal():
+    from lm_saes.store.documents import loaded_details, stored_details
+
+    details = {"analysis_id": "r1", "index": 3, "top_contexts": [{"tokens": [" a", "\n"], "acts": [0.0, 1.5]}],
+               "histogram": {"edges": [0.0, 1.0], "counts": [2]}}
+    stored = stored_details(details)
+    assert set(stored) == {"analysis_id", "index", "json"} and isinstance(stored["json"], str)
+    assert loaded_details(stored) == {k: v for k, v in details.items() if k not in ("analysis_id", "index")}
+    legacy = dict(details)  # written before the JSON form: still readable
+    assert loaded_details(legacy)["histogram"] == details["histogram"]
+    assert loaded_details(None) == {}
