@@ -129,9 +129,7 @@ def stored_details(details: Mapping[str, Any]) -> dict:
 
 def loaded_details(stored: Mapping[str, Any] | None) -> dict:
     """The lists and dicts of a stored details document (inverse of :func:`stored_details`)."""
-    if not stored:
-        return {}
-    return json.loads(stored["json"]) if "json" in stored else {k: v for k, v in stored.items() if k not in ("analysis_id", "index")}
+    return json.loads(stored["json"]) if stored else {}
 
 
 def token_key(token: str) -> str:

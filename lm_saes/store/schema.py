@@ -37,7 +37,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from lm_saes.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: feature details stored as one JSON string
 
 META = "meta"
 MODELS = "models"

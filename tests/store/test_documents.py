@@ -91,6 +91,4 @@ def test_details_travel_as_one_json_string_and_come_back_equal():
     stored = stored_details(details)
     assert set(stored) == {"analysis_id", "index", "json"} and isinstance(stored["json"], str)
     assert loaded_details(stored) == {k: v for k, v in details.items() if k not in ("analysis_id", "index")}
-    legacy = dict(details)  # written before the JSON form: still readable
-    assert loaded_details(legacy)["histogram"] == details["histogram"]
     assert loaded_details(None) == {}
