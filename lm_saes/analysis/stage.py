@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from lm_saes.analysis.analyze import analyze_features, load_analysis_inputs
 from lm_saes.config import AnalyzeConfig
+from lm_saes.dictionaries.base import CONFIG_NAME, METRICS_NAME
 from lm_saes.store import open_store
 
 
@@ -54,8 +55,8 @@ def run_analysis(cfg: AnalyzeConfig) -> StoredAnalysis:
 
 def _dictionary_doc(directory: Path) -> dict:
     """What the store shows of a dictionary: its config, where it came from, its metrics."""
-    meta = json.loads((directory / "config.json").read_text())
-    metrics_path = directory / "metrics.json"
+    meta = json.loads((directory / CONFIG_NAME).read_text())
+    metrics_path = directory / METRICS_NAME
     return {
         "path": str(Path(directory).resolve()),
         "kind": meta["kind"], "d_in": meta["d_in"], "d_out": meta["d_out"], "d_sae": meta["d_sae"],

@@ -34,6 +34,7 @@ from lm_saes.errors import ConfigError, LmSaesError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "weights.safetensors"
+METRICS_NAME = "metrics.json"  # written last by training: a dictionary directory is finished
 
 
 class DictionaryOutput(NamedTuple):
@@ -51,6 +52,15 @@ class LossOutput(NamedTuple):
 def fired_features(acts: Float[Tensor, "batch d_sae"]) -> Bool[Tensor, "d_sae"]:
     """Features active on at least one token of the batch."""
     return (acts.detach() != 0).any(dim=0)
+
+
+def shape_mismatches(expected: dict[str, tuple[int, ...]], state: dict[str, Tensor]) -> list[str]:
+    """'name: expected (..), found (..)' for every tensor missing, unexpected or of another shape."""
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    return [
+        f"{k}: expected {expected.get(k, 'absent')}, found {found.get(k, 'absent')}"
+        for k in sorted(expected.keys() | found.keys()) if expected.get(k) != found.get(k)
+    ]
 
 
 def reconstruction_mse(
@@ -228,12 +238,7 @@ class Dictionary(nn.Module):
             state = load_file(weights_path)
         except Exception as e:
             raise LmSaesError(f"{weights_path} is not a readable safetensors file: {e}") from e
-        expected = {k: tuple(v.shape) for k, v in dictionary.state_dict().items()}
-        found = {k: tuple(v.shape) for k, v in state.items()}
-        mismatches = [
-            f"{k}: expected {expected.get(k, 'absent')}, found {found.get(k, 'absent')}"
-            for k in sorted(expected.keys() | found.keys()) if expected.get(k) != found.get(k)
-        ]
+        mismatches = shape_mismatches({k: tuple(v.shape) for k, v in dictionary.state_dict().items()}, state)
         if mismatches:
             raise LmSaesError(
                 f"{weights_path} does not match {config_path.name} ({'; '.join(mismatches)}). "

@@ -51,7 +51,7 @@ from torch import Tensor
 
 from lm_saes import __version__
 from lm_saes.config import DictionaryConfig
-from lm_saes.dictionaries.base import CONFIG_NAME, Dictionary
+from lm_saes.dictionaries.base import CONFIG_NAME, Dictionary, shape_mismatches
 from lm_saes.errors import LmSaesError
 
 SAELENS_CFG = "cfg.json"
@@ -292,11 +292,7 @@ def _check_weights(
     expected = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_out), "b_dec": (d_out,)}
     if extra:
         expected[extra] = () if extra == "topk_threshold" else (d_sae,)
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    mismatches = [
-        f"{k}: expected {expected.get(k, 'absent')}, found {found.get(k, 'absent')}"
-        for k in sorted(expected.keys() | found.keys()) if expected.get(k) != found.get(k)
-    ]
+    mismatches = shape_mismatches(expected, state)
     if mismatches:
         raise SAELensFormatError(
             f"{weights_path} does not match {cfg_path.name} ({'; '.join(mismatches)}). Weights beyond "

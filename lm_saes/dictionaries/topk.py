@@ -97,12 +97,19 @@ class TopKDictionary(Dictionary):
     def activate(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         return topk_activation(pre, self.cfg.k, self.comm)
 
-    def forward(self, x: Float[Tensor, "batch d_in"]) -> DictionaryOutput:
-        if not self.sparse_decode:
-            return super().forward(x)
+    def sparse_forward(
+        self, x: Float[Tensor, "batch d_in"]
+    ) -> tuple[Float[Tensor, "batch d_sae"], Float[Tensor, "batch k"], Int[Tensor, "batch k"], Float[Tensor, "batch d_out"]]:
+        """(pre, values, indices, recon) without the dense [batch, d_sae] activations."""
         pre = self.pre_acts(x)
         values, indices = topk_select(pre, self.cfg.k, self.comm)  # [batch, k] each
         recon = self.comm.reduce(sparse_decode(values, indices, self.W_dec)) + self.b_dec
+        return pre, values, indices, recon
+
+    def forward(self, x: Float[Tensor, "batch d_in"]) -> DictionaryOutput:
+        if not self.sparse_decode:
+            return super().forward(x)
+        pre, values, indices, recon = self.sparse_forward(x)
         acts = torch.zeros_like(pre).scatter(-1, indices, values)
         return DictionaryOutput(recon=recon, acts=acts, pre=pre)
 
@@ -112,10 +119,7 @@ class TopKDictionary(Dictionary):
         if not self.sparse_decode:
             recon, acts, pre = self(x)
             return self.topk_loss(pre, recon, target, ctx, fired_features(acts), mean_l0(acts.detach(), self.comm))
-        # The sparse path never builds the dense [batch, d_sae] activations.
-        pre = self.pre_acts(x)
-        values, indices = topk_select(pre, self.cfg.k, self.comm)  # [batch, k] each
-        recon = self.comm.reduce(sparse_decode(values, indices, self.W_dec)) + self.b_dec
+        pre, values, indices, recon = self.sparse_forward(x)
         active = (values.detach() > 0).float()  # [batch, k]
         fired = pre.new_zeros(pre.shape[-1]).index_add_(0, indices.flatten(), active.flatten()) > 0
         l0 = self.comm.feature_sum(active.sum(-1)).mean()

@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from lm_saes.config import StoreConfig
-from lm_saes.errors import StoreError
 from lm_saes.server.inference import InferenceEngine
 from lm_saes.store import Store, open_store
 

@@ -26,6 +26,7 @@ import torch
 from lm_saes.activations.manifest import read_manifest, write_atomic
 from lm_saes.config import TrainConfig, save_resolved
 from lm_saes.dictionaries import Dictionary, build_dictionary
+from lm_saes.dictionaries.base import METRICS_NAME
 from lm_saes.dictionaries.parallel import Collectives, shard_
 from lm_saes.distributed import barrier, broadcast_error
 from lm_saes.errors import ConfigError
@@ -39,7 +40,6 @@ from lm_saes.training.schedules import total_steps
 from lm_saes.training.trainer import Trainer
 from lm_saes.training.wandb_log import WandbLog
 
-METRICS_NAME = "metrics.json"
 UNCOMPARED = {"overwrite", "progress", "checkpoint_every", "log_every", "wandb_project"}  # do not change the result
 
 
