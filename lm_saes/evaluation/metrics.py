@@ -69,6 +69,49 @@ def shrinkage(recon: Float[Tensor, "*tokens d"], target: Float[Tensor, "*tokens 
     return (recon_norm[keep] / target_norm[keep]).mean()
 
 
+class ReconstructionTotals:
+    """Running float64 sums over batches that give ``mse_per_token``, ``explained_variance``,
+    ``shrinkage``, ``l0`` and ``l1`` of all the tokens seen, without keeping the tokens.
+
+    The total variance uses sum ||y||^2 - N ||mean y||^2 (in float64, so the cancellation costs
+    nothing at these sizes); shrinkage averages the per-token norm ratios of nonzero targets.
+    """
+
+    def __init__(self) -> None:
+        self.n_tokens = 0
+        self.n_ratios = 0
+        self.sq_error = self.sq_target = self.ratios = self.active = self.abs_acts = 0.0
+        self.target_sum: Tensor | None = None  # [d] float64
+
+    @torch.no_grad()
+    def update(self, recon: Float[Tensor, "*tokens d"], target: Float[Tensor, "*tokens d"],
+               acts: Float[Tensor, "*tokens d_sae"]) -> None:
+        recon, target, acts = _rows(recon).double(), _rows(target).double(), _rows(acts)
+        self.n_tokens += len(target)
+        self.sq_error += float((target - recon).pow(2).sum())
+        self.sq_target += float(target.pow(2).sum())
+        batch_sum = target.sum(0)
+        self.target_sum = batch_sum if self.target_sum is None else self.target_sum + batch_sum
+        target_norm = target.norm(dim=-1)
+        keep = target_norm > 0
+        self.ratios += float((recon.norm(dim=-1)[keep] / target_norm[keep]).sum())
+        self.n_ratios += int(keep.sum())
+        self.active += float((acts != 0).sum())
+        self.abs_acts += float(acts.abs().double().sum())
+
+    def results(self) -> dict[str, float]:
+        if self.n_tokens == 0:
+            raise ValueError("no tokens seen yet: call update() first")
+        total = self.sq_target - float(self.target_sum.pow(2).sum()) / self.n_tokens
+        return {
+            "mse": self.sq_error / self.n_tokens,
+            "explained_variance": 1 - self.sq_error / total,
+            "l0": self.active / self.n_tokens,
+            "l1": self.abs_acts / self.n_tokens,
+            "shrinkage": self.ratios / self.n_ratios,
+        }
+
+
 class DensityHistogram(NamedTuple):
     counts: Int[Tensor, "bins"]  # alive features per bin of log10 density
     edges: Float[Tensor, "bins_plus_1"]  # bin edges, from log10(1 / n_tokens) up to 0

@@ -19,20 +19,20 @@ from lm_saes.activations.reader import open_cache
 from lm_saes.config import DataConfig, EvalConfig, ModelConfig
 from lm_saes.data.tokens import build_contexts, load_texts
 from lm_saes.dictionaries import Dictionary
+from lm_saes.dictionaries.base import CONFIG_NAME, METRICS_NAME
 from lm_saes.errors import CacheError
 from lm_saes.evaluation import metrics as m
 from lm_saes.evaluation.splice import spliced_losses
 from lm_saes.models.backend import load_language_model, resolve_device
 from lm_saes.training.data import check_aligned
 
-METRICS_NAME = "metrics.json"
 
 
 def evaluate(cfg: EvalConfig) -> dict:
     """Compute the metrics, merge them into ``<dictionary>/metrics.json`` under "eval", return them."""
     device = resolve_device(cfg.device)
     dictionary = Dictionary.from_pretrained(cfg.dictionary, device=device).eval()
-    source = json.loads((cfg.dictionary / "config.json").read_text()).get("source", {})
+    source = json.loads((cfg.dictionary / CONFIG_NAME).read_text()).get("source", {})
     cache_dir = cfg.cache or _path(source.get("cache"))
     if cache_dir is None:
         raise CacheError(f"{cfg.dictionary} does not record its training cache; set `cache`")
@@ -66,21 +66,15 @@ def reconstruction_metrics(cfg: EvalConfig, dictionary: Dictionary, cache_dir: P
     else:
         pairs = ((x, x) for x in inputs)
     firing = m.FeatureFiring(dictionary.d_sae, device=device)
-    recons, targets, acts_l1 = [], [], []
+    totals = m.ReconstructionTotals()  # streamed: memory does not grow with cfg.tokens
     n_batches = max(1, cfg.tokens // cfg.batch_size)
     for x, y in itertools.islice(pairs, n_batches):
         out = dictionary(x)
         firing.update(out.acts)
-        recons.append(out.recon)
-        targets.append(y)
-        acts_l1.append(torch.stack([m.l0(out.acts), m.l1(out.acts)]) * len(x))
-    recon, target = torch.cat(recons), torch.cat(targets)
-    l0, l1 = (torch.stack(acts_l1).sum(0) / len(target)).tolist()
+        totals.update(out.recon, y, out.acts)
     histogram = firing.density_histogram(cfg.histogram_bins)
     return {
-        "tokens": len(target), "mse": float(m.mse_per_token(recon, target)),
-        "explained_variance": float(m.explained_variance(recon, target)), "l0": l0, "l1": l1,
-        "shrinkage": float(m.shrinkage(recon, target)), "dead_fraction": firing.dead_fraction(),
+        "tokens": totals.n_tokens, **totals.results(), "dead_fraction": firing.dead_fraction(),
         "alive_fraction": firing.alive_fraction(),
         "density_histogram": {"log10_edges": histogram.edges.tolist(), "counts": histogram.counts.tolist(),
                               "dead": histogram.n_dead},

@@ -137,3 +137,25 @@ def test_next_token_ce_and_mask():
     mask = torch.tensor([[True, True, False]])
     assert predicted_positions(tokens, mask).tolist() == [[True, False]]
     assert next_token_ce(logits, tokens, mask).item() == pytest.approx(math.log(2))
+
+
+def test_streamed_totals_equal_the_whole_window_metrics():
+    from lm_saes.evaluation.metrics import ReconstructionTotals
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(50, 6, generator=g) + 3.0  # an offset mean: the variance is about it
+    target[7] = 0.0  # no norm ratio for a zero target
+    recon = target * 0.8 + 0.1 * torch.randn(50, 6, generator=g)
+    acts = torch.relu(torch.randn(50, 9, generator=g))
+    totals = ReconstructionTotals()
+    for rows in torch.arange(50).split(13):  # uneven batches
+        totals.update(recon[rows], target[rows], acts[rows])
+    got = totals.results()
+    assert totals.n_tokens == 50
+    assert got["mse"] == pytest.approx(float(mse_per_token(recon, target)), rel=1e-6)
+    assert got["explained_variance"] == pytest.approx(float(explained_variance(recon, target)), rel=1e-6)
+    assert got["shrinkage"] == pytest.approx(float(shrinkage(recon, target)), rel=1e-6)
+    assert got["l0"] == pytest.approx(float(l0(acts)))
+    assert got["l1"] == pytest.approx(float(l1(acts)), rel=1e-6)
+    with pytest.raises(ValueError, match="no tokens"):
+        ReconstructionTotals().results()
