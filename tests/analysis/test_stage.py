@@ -55,6 +55,8 @@ def test_show_prints_a_feature_and_the_densest_list(cfg, truth, capsys):
     assert printed.strip() == render_feature(doc, "tiny-sae", 10, color=False)
     assert main(["show", "tiny-sae", *store_args]) == 0
     assert "the 20 densest" in capsys.readouterr().out
+    assert main(["show", "tiny-sae", "--limit", "3", *store_args]) == 0
+    assert "the 3 densest" in capsys.readouterr().out
     assert main(["show", "nope", *store_args]) == 2
     assert "no dictionary 'nope'" in capsys.readouterr().err
 

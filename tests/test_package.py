@@ -1,0 +1,21 @@
+"""The package's front door: stage functions load lazily, so light submodules stay light."""
+
+import subprocess
+import sys
+
+import pytest
+
+import lm_saes
+
+
+def test_the_store_and_configs_import_without_torch():
+    code = "import sys, lm_saes.store, lm_saes.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_exported_names_resolve_and_unknown_ones_fail():
+    assert lm_saes.open_cache.__module__ == "lm_saes.activations.reader"
+    assert set(lm_saes.__all__) >= {"generate", "train", "evaluate", "Dictionary", "load_config"}
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        lm_saes.nope  # noqa: B018
