@@ -266,12 +266,9 @@ class TrainConfig(StrictModel):
         return self
 
 
-class EvalConfig(StrictModel):
-    """`lm-saes eval`: a dictionary's metrics on cached activations and spliced into its model."""
+class EvalSettings(StrictModel):
+    """How much data the metrics see: shared by `lm-saes eval` and `lm-saes sweep`."""
 
-    dictionary: Path = Field(description="Dictionary directory (config.json + weights.safetensors).")
-    cache: Path | None = Field(None, description="Input cache; default: the one it was trained on.")
-    target_cache: Path | None = Field(None, description="Transcoder target cache; default: its training one.")
     tokens: int = Field(200_000, gt=0, description="Tokens for the reconstruction and sparsity metrics.")
     batch_size: int = Field(4096, gt=0, description="Tokens per evaluation batch.")
     ce_tokens: int = Field(
@@ -282,6 +279,14 @@ class EvalConfig(StrictModel):
     histogram_bins: int = Field(20, gt=0, description="Bins of the log10 feature-density histogram.")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda'...")
     seed: int = Field(12345, ge=0, description="Seed of the evaluation batch order.")
+
+
+class EvalConfig(EvalSettings):
+    """`lm-saes eval`: a dictionary's metrics on cached activations and spliced into its model."""
+
+    dictionary: Path = Field(description="Dictionary directory (config.json + weights.safetensors).")
+    cache: Path | None = Field(None, description="Input cache; default: the one it was trained on.")
+    target_cache: Path | None = Field(None, description="Transcoder target cache; default: its training one.")
 
 
 class StoreConfig(StrictModel):
@@ -430,12 +435,17 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
-    *parents, leaf = key.strip().split(".")
+    set_path(data, key.strip(), value, what=f"override {override!r}")
+
+
+def set_path(data: dict[str, Any], path: str, value: Any, what: str = "config") -> None:
+    """``data[a][b][c] = value`` for ``path = "a.b.c"``, creating the sections on the way."""
+    *parents, leaf = path.split(".")
     node = data
     for part in parents:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+            raise ConfigError(f"{what}: {part!r} is not a section")
         node = child
     node[leaf] = value
 
