@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from lm_saes.activations.manifest import read_manifest, write_atomic
 from lm_saes.activations.reader import open_cache
-from lm_saes.config import DataConfig, EvalConfig, ModelConfig
+from lm_saes.config import DataConfig, EvalConfig, EvalSettings, ModelConfig
 from lm_saes.data.tokens import build_contexts, load_texts
 from lm_saes.dictionaries import Dictionary
 from lm_saes.dictionaries.base import CONFIG_NAME, METRICS_NAME
 from lm_saes.errors import CacheError
 from lm_saes.evaluation import metrics as m
-from lm_saes.evaluation.splice import spliced_losses
+from lm_saes.evaluation.splice import spliced_losses_many
 from lm_saes.models.backend import load_language_model, resolve_device
 from lm_saes.training.data import check_aligned
-
 
 
 def evaluate(cfg: EvalConfig) -> dict:
@@ -37,9 +37,9 @@ def evaluate(cfg: EvalConfig) -> dict:
     if cache_dir is None:
         raise CacheError(f"{cfg.dictionary} does not record its training cache; set `cache`")
     target_dir = cfg.target_cache or (_path(source.get("target_cache")) if dictionary.transcoder else None)
-    results = reconstruction_metrics(cfg, dictionary, cache_dir, target_dir, device)
+    results = reconstruction_metrics(cfg, {"": dictionary}, cache_dir, target_dir, device)[""]
     if cfg.ce_tokens:
-        results.update(downstream_metrics(cfg, dictionary, cache_dir, target_dir))
+        results.update(downstream_metrics(cfg, {"": dictionary}, cache_dir, target_dir)[""])
     path = cfg.dictionary / METRICS_NAME
     stored = json.loads(path.read_text()) if path.is_file() else {}
     write_atomic(path, (json.dumps({**stored, "eval": results}, indent=2) + "\n").encode())
@@ -51,12 +51,15 @@ def _path(value: str | None) -> Path | None:
 
 
 @torch.no_grad()
-def reconstruction_metrics(cfg: EvalConfig, dictionary: Dictionary, cache_dir: Path,
-                           target_dir: Path | None, device: torch.device) -> dict:
+def reconstruction_metrics(cfg: EvalSettings, dictionaries: Mapping[str, Dictionary], cache_dir: Path,
+                           target_dir: Path | None, device: torch.device) -> dict[str, dict]:
+    """Each dictionary's reconstruction and sparsity metrics over the same ``cfg.tokens`` cached
+    activations, read once for all of them."""
     source = open_cache(cache_dir)
-    if source.d_model != dictionary.d_in:
-        raise CacheError(f"{cache_dir} holds d_model={source.d_model} activations but the "
-                         f"dictionary expects d_in={dictionary.d_in}; evaluate it on its own hook")
+    for name, dictionary in dictionaries.items():
+        if source.d_model != dictionary.d_in:
+            raise CacheError(f"{cache_dir} holds d_model={source.d_model} activations but the dictionary "
+                             f"{name} expects d_in={dictionary.d_in}; evaluate it on its own hook")
     kwargs = dict(seed=cfg.seed, device=device, dtype=torch.float32)
     inputs = source.batches(cfg.batch_size, **kwargs)
     if target_dir is not None:
@@ -65,13 +68,18 @@ def reconstruction_metrics(cfg: EvalConfig, dictionary: Dictionary, cache_dir: P
         pairs = zip(inputs, target.batches(cfg.batch_size, **kwargs))
     else:
         pairs = ((x, x) for x in inputs)
-    firing = m.FeatureFiring(dictionary.d_sae, device=device)
-    totals = m.ReconstructionTotals()  # streamed: memory does not grow with cfg.tokens
+    firing = {name: m.FeatureFiring(d.d_sae, device=device) for name, d in dictionaries.items()}
+    totals = {name: m.ReconstructionTotals() for name in dictionaries}  # streamed: memory does not grow with cfg.tokens
     n_batches = max(1, cfg.tokens // cfg.batch_size)
     for x, y in itertools.islice(pairs, n_batches):
-        out = dictionary(x)
-        firing.update(out.acts)
-        totals.update(out.recon, y, out.acts)
+        for name, dictionary in dictionaries.items():
+            out = dictionary(x)
+            firing[name].update(out.acts)
+            totals[name].update(out.recon, y, out.acts)
+    return {name: _reconstruction_results(cfg, totals[name], firing[name]) for name in dictionaries}
+
+
+def _reconstruction_results(cfg: EvalSettings, totals: m.ReconstructionTotals, firing: m.FeatureFiring) -> dict:
     histogram = firing.density_histogram(cfg.histogram_bins)
     return {
         "tokens": totals.n_tokens, **totals.results(), "dead_fraction": firing.dead_fraction(),
@@ -81,20 +89,29 @@ def reconstruction_metrics(cfg: EvalConfig, dictionary: Dictionary, cache_dir: P
     }
 
 
-def downstream_metrics(cfg: EvalConfig, dictionary: Dictionary, cache_dir: Path, target_dir: Path | None) -> dict:
+def downstream_metrics(cfg: EvalSettings, dictionaries: Mapping[str, Dictionary], cache_dir: Path,
+                       target_dir: Path | None) -> dict[str, dict]:
+    """Each dictionary's CE loss recovered and KL, spliced into the cache's model over the same
+    ``cfg.ce_tokens`` tokens (the clean and zero-ablated forwards run once for all of them)."""
     manifest = read_manifest(cache_dir)
     generated = manifest.config
     lm = load_language_model(ModelConfig.model_validate({**generated["model"], "device": cfg.device}))
     data = DataConfig.model_validate({**generated["data"], "max_tokens": cfg.ce_tokens})
     contexts = build_contexts(load_texts(data), lm.tokenizer, data, lm.bos_token_id, lm.pad_token_id)
     hook_out = read_manifest(target_dir).hook if target_dir is not None else None
-    totals, n_scored = torch.zeros(4, dtype=torch.float64), 0
+    totals = {name: torch.zeros(4, dtype=torch.float64) for name in dictionaries}
+    n_scored = 0
     for tokens, mask in zip(contexts.tokens.split(cfg.ce_batch_size), contexts.mask.split(cfg.ce_batch_size)):
-        losses = spliced_losses(lm, dictionary, tokens, manifest.hook, hook_out, mask)
+        losses = spliced_losses_many(lm, dictionaries, tokens, manifest.hook, hook_out, mask)
         scored = int(m.predicted_positions(tokens, mask).sum())  # each batch's means, weighted by positions
-        totals += torch.tensor([losses.ce_clean, losses.ce_spliced, losses.ce_zero, losses.kl_spliced]) * scored
+        for name, loss in losses.items():
+            totals[name] += torch.tensor([loss.ce_clean, loss.ce_spliced, loss.ce_zero, loss.kl_spliced]) * scored
         n_scored += scored
-    ce_clean, ce_spliced, ce_zero, kl = (totals / n_scored).tolist()
+    return {name: _downstream_results(total / n_scored, n_scored) for name, total in totals.items()}
+
+
+def _downstream_results(means: torch.Tensor, n_scored: int) -> dict:
+    ce_clean, ce_spliced, ce_zero, kl = means.tolist()
     return {
         "ce_tokens": n_scored, "ce_clean": ce_clean, "ce_spliced": ce_spliced,
         "ce_zero_ablation": ce_zero, "kl_spliced": kl,

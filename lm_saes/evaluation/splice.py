@@ -16,6 +16,7 @@ BatchTopK picks features across the batch while training.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import torch
@@ -50,20 +51,39 @@ def spliced_losses(
 ) -> SplicedLosses:
     """Clean, spliced and zero-ablated losses of ``lm`` on ``tokens`` (positions whose next token
     has ``mask`` false are not scored)."""
+    return spliced_losses_many(lm, {"": dictionary}, tokens, hook_in, hook_out, mask)[""]
+
+
+def spliced_losses_many(
+    lm: LanguageModel,
+    dictionaries: Mapping[str, "Dictionary"],
+    tokens: Int[Tensor, "batch ctx"],
+    hook_in: str,
+    hook_out: str | None = None,
+    mask: Bool[Tensor, "batch ctx"] | None = None,
+) -> dict[str, SplicedLosses]:
+    """``spliced_losses`` of several dictionaries on the same tokens: the clean and zero-ablated
+    forwards run once, the spliced one once per dictionary."""
     if hook_out is None:
-        if dictionary.transcoder:
+        transcoders = [name for name, d in dictionaries.items() if d.transcoder]
+        if transcoders:
             raise ConfigError(
                 f"a transcoder reads {hook_in!r} but needs hook_out: the activation it rebuilds"
             )
         hook_out = hook_in
     lm.check_hooks([hook_in, hook_out])
     clean = lm.logits(tokens)
-    spliced = lm.logits(tokens, splice_hooks(dictionary, hook_in, hook_out))
     zero = lm.logits(tokens, [(hook_out, lambda act, hook: torch.zeros_like(act))])
-    ce = [float(next_token_ce(logits, tokens, mask)) for logits in (clean, spliced, zero)]
+    ce_clean, ce_zero = (float(next_token_ce(logits, tokens, mask)) for logits in (clean, zero))
     keep = predicted_positions(tokens, mask).to(clean.device)
-    kl = float(kl_divergence(clean[:, :-1][keep], spliced[:, :-1][keep]))
-    return SplicedLosses(*ce, kl_spliced=kl, ce_loss_recovered=ce_loss_recovered(*ce))
+    results = {}
+    for name, dictionary in dictionaries.items():
+        spliced = lm.logits(tokens, splice_hooks(dictionary, hook_in, hook_out))
+        ce_spliced = float(next_token_ce(spliced, tokens, mask))
+        kl = float(kl_divergence(clean[:, :-1][keep], spliced[:, :-1][keep]))
+        results[name] = SplicedLosses(ce_clean, ce_spliced, ce_zero, kl_spliced=kl,
+                                      ce_loss_recovered=ce_loss_recovered(ce_clean, ce_spliced, ce_zero))
+    return results
 
 
 def splice_hooks(dictionary: "Dictionary", hook_in: str, hook_out: str) -> list[Hook]:
