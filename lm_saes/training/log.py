@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -11,10 +12,11 @@ SHOWN = {"loss": "loss", "l0": "L0", "explained_variance": "EV", "dead_fraction"
 
 
 class TrainingLog:
-    def __init__(self, path: Path, total_tokens: int, initial_tokens: int, show: bool) -> None:
+    def __init__(self, path: Path, total_tokens: int, initial_tokens: int, show: bool, **bar: Any) -> None:
+        """``bar``: more tqdm arguments (a sweep gives each member its ``desc`` and ``position``)."""
         self.path = path
-        self.bar = tqdm(total=total_tokens, initial=initial_tokens, unit="tok", unit_scale=True,
-                        desc="train", disable=not show, dynamic_ncols=True)
+        self.bar = tqdm(**{"desc": "train", **bar}, total=total_tokens, initial=initial_tokens, unit="tok",
+                        unit_scale=True, disable=not show, dynamic_ncols=True)
         self._tokens = initial_tokens
 
     def __call__(self, record: dict[str, float]) -> None:

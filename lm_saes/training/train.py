@@ -55,8 +55,6 @@ def train(cfg: TrainConfig, batches: Iterable | None = None) -> TrainResult:
     start = time.perf_counter()
     device = resolve_device(cfg.device)
     dims, comm = build_collectives(cfg, device)
-    out = cfg.output_dir
-    _on_rank_zero(comm, lambda: _prepare_output(cfg))
     rows = cfg.batch_size // dims.data  # this data-parallel rank's share of each batch
     if batches is None and cfg.on_the_fly is not None:
         src = cfg.on_the_fly
@@ -68,52 +66,86 @@ def train(cfg: TrainConfig, batches: Iterable | None = None) -> TrainResult:
             raise ConfigError("set `cache` to an activation cache's hook directory, or `on_the_fly` "
                               "(or pass batches to lm_saes.train)")
         pairs = cache_pairs(cfg.cache, cfg.target_cache, rows, cfg.seed, device, dims.data_rank, dims.data)
-        d_in, d_out = _cache_widths(cfg)
+        d_in, d_out = cache_widths(cfg)
     else:
         pairs = iterable_pairs(batches, device)
         first = next(pairs)
         d_in, d_out = first[0].shape[1], first[1].shape[1]
         pairs = itertools.chain([first], pairs)
-    torch.manual_seed(cfg.seed)
     live_transcoder = cfg.on_the_fly is not None and cfg.on_the_fly.target_hook is not None
     transcoder = cfg.target_cache is not None or live_transcoder or d_in != d_out
-    dictionary = build_dictionary(cfg.dictionary, d_in, d_out, transcoder)  # the same on every rank
-    if comm.distributed:
-        shard_(dictionary, comm)
-    trainer = Trainer(cfg, dictionary, device, comm)
-
-    resumed = _resume(cfg, trainer, device, dims)
-    if resumed:
-        pairs = itertools.islice(pairs, resumed, None)  # skip what the first run consumed
+    run = DictionaryRun.open(cfg, d_in, d_out, transcoder, device, dims, comm)
+    if run.resumed_from:
+        pairs = itertools.islice(pairs, run.resumed_from, None)  # skip what the first run consumed
     else:
         head: list[Pair] = list(itertools.islice(pairs, cfg.normalization_batches))
-        trainer.fit_scales(head)
+        run.trainer.fit_scales(head)
         pairs = itertools.chain(head, pairs)
-
-    writer = comm.rank == 0
-    log = TrainingLog(out / "train_log.jsonl", total_steps(cfg) * cfg.batch_size,
-                      trainer.step * cfg.batch_size, cfg.progress and writer)
-    wandb = WandbLog(cfg.wandb_project, out.name, cfg.model_dump(mode="json")) if cfg.wandb_project and writer else None
-    records: list[dict[str, float]] = []
-
-    def on_log(record: dict[str, float]) -> None:
-        records.append(record)
-        if writer:
-            log(record)
-        if wandb is not None:
-            wandb(record)
-
-    def on_checkpoint() -> None:
-        save_checkpoint(out, trainer.state_dict(), _compared(cfg, dims), comm.rank)
-
     try:
-        trainer.fit(pairs, on_log, on_checkpoint)
+        run.trainer.fit(pairs, run.on_log, run.on_checkpoint)
     finally:
-        log.close()
-        if wandb is not None:
-            wandb.close()
-    _save(cfg, trainer.dictionary, records[-1], comm)
-    return TrainResult(out, records[-1], time.perf_counter() - start, resumed)
+        run.close()
+    final = run.save()
+    return TrainResult(cfg.output_dir, final, time.perf_counter() - start, run.resumed_from)
+
+
+class DictionaryRun:
+    """One dictionary being trained into its directory: the Trainer, its log and its checkpoints.
+
+    ``open`` prepares the directory, builds the dictionary from ``cfg.seed`` and resumes from a
+    checkpoint of the same config; the caller feeds batches to ``trainer`` (``fit`` or
+    ``advance`` with ``on_log`` / ``on_checkpoint``), then ``close`` and ``save``.
+    """
+
+    def __init__(self, cfg: TrainConfig, trainer: Trainer, dims: ParallelDims, resumed_from: int,
+                 log: TrainingLog, wandb: WandbLog | None) -> None:
+        self.cfg, self.trainer, self.dims, self.resumed_from = cfg, trainer, dims, resumed_from
+        self.log, self.wandb = log, wandb
+        self.records: list[dict[str, float]] = []
+
+    @classmethod
+    def open(
+        cls, cfg: TrainConfig, d_in: int, d_out: int, transcoder: bool, device: torch.device,
+        dims: ParallelDims, comm: Collectives, progress: dict | None = None,
+    ) -> DictionaryRun:
+        """``progress``: keyword arguments of the tqdm bar (a sweep names and stacks its members')."""
+        _on_rank_zero(comm, lambda: _prepare_output(cfg))
+        torch.manual_seed(cfg.seed)
+        dictionary = build_dictionary(cfg.dictionary, d_in, d_out, transcoder)  # the same on every rank
+        if comm.distributed:
+            shard_(dictionary, comm)
+        trainer = Trainer(cfg, dictionary, device, comm)
+        resumed = _resume(cfg, trainer, device, dims)
+        writer = comm.rank == 0
+        log = TrainingLog(cfg.output_dir / "train_log.jsonl", total_steps(cfg) * cfg.batch_size,
+                          trainer.step * cfg.batch_size, cfg.progress and writer, **(progress or {}))
+        wandb = None
+        if cfg.wandb_project and writer:
+            wandb = WandbLog(cfg.wandb_project, cfg.output_dir.name, cfg.model_dump(mode="json"))
+        return cls(cfg, trainer, dims, resumed, log, wandb)
+
+    def on_log(self, record: dict[str, float]) -> None:
+        self.records.append(record)
+        if self.trainer.comm.rank == 0:
+            self.log(record)
+        if self.wandb is not None:
+            self.wandb(record)
+
+    def on_checkpoint(self) -> None:
+        save_checkpoint(self.cfg.output_dir, self.trainer.state_dict(), _compared(self.cfg, self.dims),
+                        self.trainer.comm.rank)
+
+    def close(self) -> None:
+        """Close the progress bar and wandb (again: a no-op)."""
+        self.log.close()
+        if self.wandb is not None:
+            self.wandb.close()
+            self.wandb = None
+
+    def save(self) -> dict[str, float]:
+        """Write the finished dictionary (every rank calls this); the last log record."""
+        _save(self.cfg, self.trainer.dictionary, self.records[-1], self.trainer.comm)
+        return self.records[-1]
 
 
 def _on_rank_zero(comm: Collectives, action) -> None:
@@ -129,7 +161,7 @@ def _on_rank_zero(comm: Collectives, action) -> None:
         raise ConfigError(error)
 
 
-def _cache_widths(cfg: TrainConfig) -> tuple[int, int]:
+def cache_widths(cfg: TrainConfig) -> tuple[int, int]:
     d_in = read_manifest(cfg.cache).d_model
     d_out = read_manifest(cfg.target_cache).d_model if cfg.target_cache else d_in
     return d_in, d_out

@@ -46,6 +46,7 @@ class Trainer:
         self.dead = DeadFeatureTracker(local_features, cfg.dead_after_tokens, device, comm)
         self.step = 0
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # any bad loss since the last check
+        self._clock: tuple[float, int] | None = None  # (time, step) of the first step taken, for tokens/s
 
     # --- the three layers -----------------------------------------------------------------
 
@@ -89,19 +90,31 @@ class Trainer:
         on_checkpoint: Callable[[], None],
     ) -> None:
         """Train until total_steps; log every log_every steps; checkpoint every checkpoint_every."""
-        steps, start, tokens_at_start = total_steps(self.cfg), time.perf_counter(), self.step
-        for x, y in itertools.islice(pairs, steps - self.step):
-            out = self.train_step(x, y)
-            last = self.step == steps
-            if self.step % self.cfg.log_every == 0 or last:
-                self.check_finite()
-                rate = (self.step - tokens_at_start) * self.cfg.batch_size / (time.perf_counter() - start)
-                on_log(self.log_record(out, x, y, rate))
-            if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0 and not last:
-                self.check_finite()
-                on_checkpoint()
-        if self.step < steps:
-            raise LmSaesError(f"the batch stream ended after {self.step} of {steps} steps")
+        for x, y in itertools.islice(pairs, self.steps_left):
+            self.advance(x, y, on_log, on_checkpoint)
+        if self.steps_left:
+            raise LmSaesError(f"the batch stream ended after {self.step} of {total_steps(self.cfg)} steps")
+
+    @property
+    def steps_left(self) -> int:
+        return total_steps(self.cfg) - self.step
+
+    def advance(
+        self, x: Tensor, y: Tensor, on_log: Callable[[dict[str, float]], None], on_checkpoint: Callable[[], None],
+    ) -> None:
+        """One step of ``fit``: train, then log and checkpoint when their turn comes."""
+        if self._clock is None:
+            self._clock = (time.perf_counter(), self.step)
+        out = self.train_step(x, y)
+        last = self.steps_left == 0
+        if self.step % self.cfg.log_every == 0 or last:
+            self.check_finite()
+            start, step_at_start = self._clock
+            rate = (self.step - step_at_start) * self.cfg.batch_size / (time.perf_counter() - start)
+            on_log(self.log_record(out, x, y, rate))
+        if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0 and not last:
+            self.check_finite()
+            on_checkpoint()
 
     # --- normalisation, logging, safety ---------------------------------------------------
 
