@@ -24,6 +24,8 @@ API (every database failure raises ``lm_saes.errors.StoreError`` naming the serv
     Store.dictionaries() -> list[dict]                           each with "analyses": [names]
     Store.dictionary(name) -> dict | None                        also models(), caches()
     Store.delete_dictionary(name) -> bool                        with its analyses and features
+    Store.upsert_sweep(name, doc) -> None                        a sweep's record (lm_saes.sweep)
+    Store.sweeps() -> list[dict]                                 records without rows; sweep(name) whole
     Store.begin_analysis(dictionary, name="default", meta=None, n_features=None) -> AnalysisWriter
     AnalysisWriter.write_features(docs: Iterable[dict]) -> int   insert_many in chunks
     AnalysisWriter.complete(summary=None) -> dict                the commit point; returns the run

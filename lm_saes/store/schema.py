@@ -11,6 +11,8 @@ Collections (one database, ``StoreConfig.database``)::
     features         {analysis_id, dictionary, analysis, index, density, max_activation,
                       interpretation?, peak_tokens?, <the feature's other top-level scalars>}
     feature_details  {analysis_id, index, json: <the feature's lists and dicts as one JSON string>}
+    sweeps           {name (unique), updated_at, output_dir, status, varied, rows: [...]}
+                     one document per `lm-saes sweep` (see lm_saes.sweep.record)
 
 One run of ``begin_analysis`` is one ``analyses`` document; its ``_id`` (``analysis_id``) tags
 every feature it writes, so (analysis_id, index) is unique, and it names one (dictionary,
@@ -46,6 +48,7 @@ DICTIONARIES = "dictionaries"
 ANALYSES = "analyses"
 FEATURES = "features"
 DETAILS = "feature_details"
+SWEEPS = "sweeps"
 
 RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
 
@@ -65,6 +68,7 @@ _INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict]]] = {
         ([("analysis_id", ASCENDING), ("peak_tokens", ASCENDING)], {}),  # multikey: token search
     ],
     DETAILS: [([("analysis_id", ASCENDING), ("index", ASCENDING)], {"unique": True})],
+    SWEEPS: [([("name", ASCENDING)], {"unique": True})],
 }
 
 

@@ -21,7 +21,7 @@ from lm_saes.errors import StoreError
 from lm_saes.store.documents import MAX_FEATURE_BYTES, loaded_details, plain
 from lm_saes.store.embedded import acquire_server, process_alive, release_server
 from lm_saes.store.schema import (
-    ANALYSES, CACHES, COMPLETE, DETAILS, DICTIONARIES, FAILED, FEATURES, MODELS, RUNNING, SORT_KEYS,
+    ANALYSES, CACHES, COMPLETE, DETAILS, DICTIONARIES, FAILED, FEATURES, MODELS, RUNNING, SORT_KEYS, SWEEPS,
     ensure_schema, now,
 )
 from lm_saes.store.writer import ACTIVE_RUNS, AnalysisWriter
@@ -135,6 +135,19 @@ class Store:
     def upsert_dictionary(self, name: str, doc: Mapping[str, Any] | None = None) -> None:
         """Create or replace dictionary ``name`` (its analyses are kept)."""
         self._upsert(DICTIONARIES, name, doc)
+
+    def upsert_sweep(self, name: str, doc: Mapping[str, Any]) -> None:
+        """Create or replace the record of sweep ``name`` (its members' table)."""
+        self._upsert(SWEEPS, name, doc)
+
+    def sweeps(self) -> list[dict]:
+        """Every sweep record, by name, without its rows."""
+        with self.errors("listing sweeps"):
+            return list(self.db[SWEEPS].find({}, {"_id": 0, "rows": 0}).sort("name", ASCENDING))
+
+    def sweep(self, name: str) -> dict | None:
+        with self.errors(f"reading sweep {name!r}"):
+            return self.db[SWEEPS].find_one({"name": name}, {"_id": 0})
 
     def models(self) -> list[dict]:
         return self._list(MODELS)
