@@ -46,6 +46,22 @@ def _train(args: argparse.Namespace) -> None:
     )
 
 
+def _sweep(args: argparse.Namespace) -> None:
+    from lm_saes.config import load_config
+    from lm_saes.sweep.config import SweepConfig
+    from lm_saes.sweep.report import format_table
+    from lm_saes.sweep.run import run_sweep
+
+    result = run_sweep(load_config(SweepConfig, args.config, args.set))
+    if result is None:  # a torchrun rank other than 0: rank 0 reports
+        return
+    print(format_table(result.record))
+    print(f"\n{len(result.files)} files in {result.output_dir} ({result.seconds:.0f} s): "
+          + ", ".join(p.name for p in result.files))
+    if result.record["status"] == "complete":
+        print(f"browse it: lm-saes serve, then open /sweeps/{result.record['name']}")
+
+
 def _eval(args: argparse.Namespace) -> None:
     from lm_saes.config import EvalConfig, load_config
     from lm_saes.evaluation.run import evaluate
@@ -143,6 +159,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "pretrain": (_pretrain, "train a BPE tokenizer and a tiny GPT-2 on offline English text"),
     "generate": (_generate, "run a model over a text dataset and write an activation cache"),
     "train": (_train, "train a sparse dictionary (SAE or transcoder) on an activation cache"),
+    "sweep": (_sweep, "train many dictionaries over one read of a cache, with baselines and a Pareto table"),
     "analyze": (_analyze, "compute every feature's statistics from a 2d cache into the store"),
 }
 

@@ -8,12 +8,13 @@ from lm_saes.activations.generate import generate
 from lm_saes.activations.manifest import read_manifest
 from lm_saes.config import AnalyzeConfig, EvalConfig, GenerateConfig, PretrainConfig, TrainConfig, load_config
 from lm_saes.dictionaries import Dictionary
+from lm_saes.sweep.config import SweepConfig
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 TRAIN_EXAMPLES = [f"train_{v}.toml" for v in ("topk", "batchtopk", "relu", "jumprelu", "transcoder")]
 STAGE_OF = {
     "tiny_lm.toml": PretrainConfig, "generate.toml": GenerateConfig, "generate_2d.toml": GenerateConfig,
-    **{name: TrainConfig for name in TRAIN_EXAMPLES}, "analyze.toml": AnalyzeConfig,
+    **{name: TrainConfig for name in TRAIN_EXAMPLES}, "analyze.toml": AnalyzeConfig, "sweep.toml": SweepConfig,
 }
 
 
@@ -102,3 +103,21 @@ def test_tiny_lm_example_runs(tmp_path, text_docs):
     ])
     result = pretrain(cfg)
     assert (result.model_dir / "config.json").is_file() and result.steps == 3
+
+
+@pytest.mark.slow
+def test_sweep_example_runs_and_writes_the_table_and_plots(tmp_path, example_cache):
+    from lm_saes.sweep.run import run_sweep
+
+    original = load_config(SweepConfig, EXAMPLES / "sweep.toml")
+    small = [f"variants.{v}.set.dictionary.d_sae=64" for v in original.variants]
+    cfg = load_config(SweepConfig, EXAMPLES / "sweep.toml", [
+        f"train.cache={example_cache / original.train['cache'].split('/')[-1]}", f"output_dir={tmp_path}",
+        "train.total_tokens=2048", "train.batch_size=256", "progress=false", "record=false", "eval.tokens=1024",
+        "eval.ce_tokens=0", "eval.device=cpu", "train.device=cpu", "baselines=['pca', 'neurons']", *small,
+    ])
+    result = run_sweep(cfg)
+    members = [r for r in result.record["rows"] if r["kind"] == "member"]
+    assert len(members) == 6 and all(r["status"] == "finished" for r in members)
+    assert {p.name for p in result.files} == {"results.json", "results.csv", "pareto_explained_variance.png",
+                                              "pareto_explained_variance.html"}

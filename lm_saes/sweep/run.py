@@ -1,0 +1,72 @@
+"""`lm-saes sweep CONFIG`: expand the members, train them together, measure them and the
+baselines, write the table, the plots and the record.
+
+Everything the sweep learns is on disk before the store is written: each member's directory,
+``results.json`` / ``results.csv`` and the plots. Run it again after an interruption: finished
+members are kept, unfinished ones resume from their checkpoints, and the measurements, table,
+plots and record are made afresh from what is on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from lm_saes.config import TrainConfig, save_resolved
+from lm_saes.distributed import init_distributed
+from lm_saes.sweep.config import SweepConfig
+from lm_saes.sweep.measure import measure
+from lm_saes.sweep.members import Member, expand_members, param_labels
+from lm_saes.sweep.plots import write_plots
+from lm_saes.sweep.report import baseline_row, build_record, member_row, write_results
+from lm_saes.sweep.together import failure, train_together
+
+CONFIG_NAME = "sweep_config.json"
+
+
+class SweepResult(NamedTuple):
+    record: dict  # see lm_saes.sweep.record
+    output_dir: Path
+    files: list[Path]  # results.json, results.csv and the plots
+    seconds: float
+
+
+def run_sweep(cfg: SweepConfig) -> SweepResult | None:
+    """Run the sweep; on rank 0 the result (other torchrun ranks only train: None)."""
+    start = time.perf_counter()
+    members = expand_members(cfg)
+    stream_seed = TrainConfig.model_fields["seed"].default if "seed" not in cfg.train else cfg.train["seed"]
+    rank, _ = init_distributed()
+    labels = param_labels(members)  # dotted path -> column label (field names hold no dots in MongoDB)
+    varied = list(labels.values())
+    if rank == 0:
+        cfg.output_dir.mkdir(parents=True, exist_ok=True)
+        save_resolved(cfg, cfg.output_dir / CONFIG_NAME)
+        if cfg.record:
+            _save_record(cfg, build_record(cfg.name, cfg.output_dir, labels, _rows(members, labels, {}, {}),
+                                            complete=False))
+    train_together(members, stream_seed, cfg.members_per_pass)
+    if rank != 0:
+        return None
+    member_metrics, baseline_metrics = measure(cfg, members, stream_seed)
+    rows = _rows(members, labels, member_metrics, baseline_metrics)
+    record = build_record(cfg.name, cfg.output_dir, labels, rows, complete=True)
+    files = [*write_results(record, cfg.output_dir), *write_plots(record, cfg.output_dir)]
+    if cfg.record:
+        _save_record(cfg, record)
+    return SweepResult(record, cfg.output_dir, files, time.perf_counter() - start)
+
+
+def _rows(members: list[Member], labels: dict[str, str], member_metrics: dict[str, dict],
+          baseline_metrics: dict[str, dict]) -> list[dict]:
+    rows = [member_row(m.name, m.variant, {labels[p]: v for p, v in m.params.items()}, m.train.output_dir,
+                       member_metrics.get(m.name), failure(m)) for m in members]
+    return rows + [baseline_row(name, metrics) for name, metrics in baseline_metrics.items()]
+
+
+def _save_record(cfg: SweepConfig, record: dict) -> None:
+    from lm_saes.store import open_store
+
+    with open_store(cfg.store) as store:
+        store.upsert_sweep(cfg.name, {k: v for k, v in record.items() if k != "name"})

@@ -1,0 +1,120 @@
+"""Train a sweep's members together: each batch is read from the cache once and fed to every
+member on the device, in turn.
+
+The stream is the one ``lm-saes train`` reads for the members' shared cache, batch size and the
+base seed, so a member trains on exactly the batches it would alone. Every member keeps its own
+directory, log and checkpoints (``DictionaryRun``); the sweep's state is only what is on disk:
+
+- ``metrics.json`` in a member's directory: finished, never trained again;
+- ``failed.json``: it diverged (or ran out of memory); the error is kept, the others go on;
+- ``checkpoint/``: interrupted; it resumes from there. The stream restarts at the earliest
+  member's step and a member further on waits until the stream reaches its own step, so a
+  resumed member sees the same batches as in an uninterrupted sweep.
+
+Under torchrun each rank trains its own share of the members (``members[rank::world_size]``)
+on its own device, reading the stream itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+
+import torch
+
+from lm_saes.activations.manifest import write_atomic
+from lm_saes.dictionaries.base import METRICS_NAME
+from lm_saes.dictionaries.parallel import SINGLE_DEVICE
+from lm_saes.distributed import barrier, init_distributed
+from lm_saes.models.backend import resolve_device
+from lm_saes.sweep.members import Member
+from lm_saes.training.data import Pair, cache_pairs
+from lm_saes.training.mesh import ParallelDims
+from lm_saes.training.train import DictionaryRun, cache_widths
+from lm_saes.training.trainer import TrainingDiverged
+
+FAILED_NAME = "failed.json"
+ONE_DEVICE = ParallelDims(data=1, tensor=1, data_rank=0)
+
+
+def is_finished(member: Member) -> bool:
+    return (member.train.output_dir / METRICS_NAME).is_file()
+
+
+def failure(member: Member) -> str | None:
+    """The error a failed member stopped with, or None."""
+    path = member.train.output_dir / FAILED_NAME
+    return json.loads(path.read_text())["error"] if path.is_file() else None
+
+
+def train_together(members: list[Member], stream_seed: int, members_per_pass: int = 0) -> None:
+    """Train every member that is neither finished nor failed, ``members_per_pass`` at a time
+    (0: all in one pass over the stream). Returns when each is finished or failed."""
+    rank, world_size = init_distributed()
+    todo = [m for m in members if not is_finished(m) and failure(m) is None][rank::world_size]
+    size = members_per_pass or max(len(todo), 1)
+    for start in range(0, len(todo), size):
+        _one_pass(todo[start:start + size], stream_seed)
+    barrier()  # rank 0 reads every member's outcome from disk next
+
+
+def _one_pass(members: list[Member], stream_seed: int) -> None:
+    first = members[0].train
+    device = resolve_device(first.device)
+    d_in, d_out = cache_widths(first)
+    transcoder = first.target_cache is not None or d_in != d_out
+    runs = {
+        m.name: DictionaryRun.open(m.train, d_in, d_out, transcoder, device, ONE_DEVICE, SINGLE_DEVICE,
+                                   progress={"desc": m.name, "position": i, "leave": True})
+        for i, m in enumerate(members)
+    }
+    try:
+        _feed(members, runs, _stream(first, stream_seed, device, runs))
+    finally:
+        for run in runs.values():
+            run.close()
+
+
+def _stream(first, stream_seed: int, device: torch.device, runs: dict[str, DictionaryRun]) -> Iterator[tuple[int, Pair]]:
+    """(step, batch) from the earliest member's step on; fresh members fit their scales first."""
+    pairs = cache_pairs(first.cache, first.target_cache, first.batch_size, stream_seed, device)
+    start = min(run.resumed_from for run in runs.values())
+    if start > 0:
+        return zip(itertools.count(start), itertools.islice(pairs, start, None))
+    head: list[Pair] = list(itertools.islice(pairs, first.normalization_batches))
+    for run in runs.values():
+        if run.resumed_from == 0:
+            run.trainer.fit_scales(head)
+    return enumerate(itertools.chain(head, pairs))
+
+
+def _feed(members: list[Member], runs: dict[str, DictionaryRun], stream: Iterator[tuple[int, Pair]]) -> None:
+    active = {m.name: m for m in members}
+    for step, (x, y) in stream:
+        for name, member in list(active.items()):
+            run = runs[name]
+            if run.trainer.step > step:  # resumed from a later checkpoint: wait for the stream
+                continue
+            try:
+                run.trainer.advance(x, y, run.on_log, run.on_checkpoint)
+            except (TrainingDiverged, torch.OutOfMemoryError) as e:
+                _mark_failed(member, run, e)
+                del active[name]
+                continue
+            if run.trainer.steps_left == 0:
+                run.close()
+                run.save()
+                del active[name]
+        if not active:
+            return
+
+
+def _mark_failed(member: Member, run: DictionaryRun, error: Exception) -> None:
+    message = str(error)
+    if isinstance(error, torch.OutOfMemoryError):
+        message = f"out of memory on the device ({error}); lower members_per_pass"
+    run.close()
+    record = {"error": message, "step": run.trainer.step}
+    write_atomic(member.train.output_dir / FAILED_NAME, (json.dumps(record, indent=2) + "\n").encode())
+

@@ -1,0 +1,216 @@
+"""`lm-saes sweep` end to end on a real cache of the tiny test model: members trained together
+equal members trained alone, resume after SIGKILL, a diverging member, the table, plots and record."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lm_saes.config import EvalConfig, StoreConfig, TrainConfig, validate_config
+from lm_saes.dictionaries import Dictionary
+from lm_saes.evaluation.run import evaluate
+from lm_saes.store import open_store
+from lm_saes.store.embedded import stop_server
+from lm_saes.sweep.config import SweepConfig
+from lm_saes.sweep.members import expand_members
+from lm_saes.sweep.run import run_sweep
+from lm_saes.training.checkpoint import checkpoint_path
+from lm_saes.training.train import train
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sweep_data(cache: Path, out: Path, **extra) -> dict:
+    """Two TopK members (k = 2, 6; 8 steps) and a ReLU member (16 steps) over the tiny cache."""
+    data = {
+        "name": "tiny", "output_dir": str(out), "record": False, "progress": False,
+        "baselines": ["pca", "neurons"],
+        "train": {"cache": str(cache), "total_tokens": 2048, "batch_size": 128, "lr": 3e-3,
+                  "lr_warmup_steps": 2, "log_every": 4, "checkpoint_every": 4, "device": "cpu",
+                  "normalization_batches": 2},
+        "variants": {
+            "topk": {"set": {"dictionary": {"kind": "topk", "d_sae": 64, "k": 4}, "total_tokens": 1024},
+                     "grid": {"dictionary.k": [2, 6]}},
+            "relu": {"set": {"dictionary": {"kind": "relu", "d_sae": 64, "l1_coefficient": 1.0}}},
+        },
+        "eval": {"tokens": 1024, "batch_size": 256, "ce_tokens": 256, "ce_batch_size": 8, "device": "cpu"},
+    }
+    for key, value in extra.items():
+        data[key] = value
+    return data
+
+
+def weights(directory: Path) -> dict[str, torch.Tensor]:
+    return Dictionary.from_pretrained(directory).state_dict()
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), f"{a.name}: {name} differs"
+
+
+@pytest.fixture(scope="module")
+def reference(sweep_cache, tmp_path_factory):
+    """One uninterrupted sweep, shared by the tests that compare against it."""
+    out = tmp_path_factory.mktemp("reference")
+    cfg = validate_config(SweepConfig, sweep_data(sweep_cache, out))
+    return cfg, run_sweep(cfg)
+
+
+def test_members_trained_together_equal_members_trained_alone(reference, tmp_path):
+    cfg, result = reference
+    for member in expand_members(cfg):
+        alone = train(member.train.model_copy(update={"output_dir": tmp_path / member.name}))
+        assert_same_weights(member.train.output_dir, alone.output_dir)
+    assert [r["name"] for r in result.record["rows"] if r["kind"] == "member"] == ["topk-k2", "topk-k6", "relu"]
+
+
+def test_member_metrics_are_lm_saes_evals_and_baselines_sit_at_the_member_l0s(reference):
+    cfg, result = reference
+    rows = {r["name"]: r for r in result.record["rows"]}
+    member = expand_members(cfg)[0]
+    stored = json.loads((member.train.output_dir / "metrics.json").read_text())["eval"]
+    alone = evaluate(EvalConfig(dictionary=member.train.output_dir, **cfg.eval.model_dump()))
+    for key in ("l0", "explained_variance", "mse", "ce_loss_recovered", "kl_spliced", "dead_fraction"):
+        assert stored[key] == pytest.approx(alone[key], rel=1e-5, abs=1e-7), key
+        assert rows[member.name]["metrics"][key] == pytest.approx(alone[key], rel=1e-5, abs=1e-7), key
+    assert rows["topk-k2"]["metrics"]["l0"] == pytest.approx(2.0)
+    budgets = sorted({round(r["metrics"]["l0"]) for r in rows.values() if r["kind"] == "member"})
+    for method in ("pca", "neurons"):
+        assert sorted(r["params"]["l0"] for r in rows.values() if r["variant"] == method) == budgets
+        for k in budgets:
+            row = rows[f"{method}-l0-{k}"]
+            assert row["kind"] == "baseline" and row["metrics"]["l0"] <= k + 1e-6
+    # Per-token top-k of the PCA basis beats the same budget of neurons on correlated activations.
+    assert rows["pca-l0-2"]["metrics"]["explained_variance"] > rows["neurons-l0-2"]["metrics"]["explained_variance"]
+
+
+def test_the_table_plots_and_frontier(reference):
+    cfg, result = reference
+    out = cfg.output_dir
+    assert {p.name for p in result.files} == {
+        "results.json", "results.csv", "pareto_explained_variance.png", "pareto_explained_variance.html",
+        "pareto_ce_loss_recovered.png", "pareto_ce_loss_recovered.html"}
+    assert json.loads((out / "results.json").read_text()) == result.record
+    with open(out / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["name"] for r in table] == [r["name"] for r in result.record["rows"]]
+    assert list(table[0])[:5] == ["name", "kind", "variant", "status", "k"]
+    assert float(table[0]["explained_variance"]) == result.record["rows"][0]["metrics"]["explained_variance"]
+    for name in ("pareto_explained_variance.png", "pareto_ce_loss_recovered.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "pareto_explained_variance.html").read_text()
+    assert "<svg" in page and 'id="row-topk-k6"' in page and "#row-topk-k6" in page
+    members = [r for r in result.record["rows"] if r["kind"] == "member"]
+    for key in ("explained_variance", "ce_loss_recovered"):
+        for row in members:  # on the front iff no other member is at least as good on both axes
+            dominated = any(o["metrics"]["l0"] <= row["metrics"]["l0"] and o["metrics"][key] >= row["metrics"][key]
+                            and o is not row and (o["metrics"]["l0"], o["metrics"][key]) != (row["metrics"]["l0"], row["metrics"][key])
+                            for o in members)
+            assert (key in row["frontier"]) == (not dominated)
+    assert result.record["varied"] == ["k"] and result.record["paths"] == {"k": "dictionary.k"}
+
+
+def test_an_interrupted_sweep_resumes_without_retraining_and_equals_the_uninterrupted_one(
+    reference, sweep_cache, tmp_path
+):
+    cfg, result = reference
+    out = tmp_path / "killed"
+    data = sweep_data(sweep_cache, out)
+    config = tmp_path / "sweep.json"
+    config.write_text(json.dumps(data))
+    code = ("import json, sys; from lm_saes.config import validate_config; from lm_saes.sweep.config import SweepConfig;"
+            "from lm_saes.sweep.run import run_sweep; from lm_saes.training import trainer;"
+            "advance = trainer.Trainer.advance\n"
+            "def slow(self, *a):\n"
+            "    import time; time.sleep(0.05); return advance(self, *a)\n"
+            "trainer.Trainer.advance = slow\n"
+            "run_sweep(validate_config(SweepConfig, json.load(open(sys.argv[1]))))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(config)], stderr=subprocess.PIPE, cwd=tmp_path)
+    relu = out / "members" / "relu"
+    deadline = time.monotonic() + 180
+    while not _checkpoint_after(relu, step=8):  # the TopK members (8 steps) have finished
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (relu / "metrics.json").exists()
+    finished = out / "members" / "topk-k2" / "weights.safetensors"
+    stamp = finished.stat().st_mtime_ns
+
+    again = run_sweep(validate_config(SweepConfig, data))
+    for member in expand_members(cfg):
+        assert_same_weights(member.train.output_dir, out / "members" / member.name)
+    strip = lambda record: [{k: v for k, v in r.items() if k != "dictionary_dir"} for r in record["rows"]]
+    assert strip(again.record) == strip(result.record)
+    assert finished.stat().st_mtime_ns == stamp  # not trained again
+
+
+def _checkpoint_after(directory: Path, step: int) -> bool:
+    path = checkpoint_path(directory)
+    if not path.is_file():
+        return False
+    try:
+        return torch.load(path, weights_only=True)["state"]["step"] > step
+    except Exception:  # being replaced right now
+        return False
+
+
+def test_finished_members_are_not_trained_again(reference, sweep_cache, tmp_path):
+    cfg, _ = reference
+    out = tmp_path / "partial"
+    first = validate_config(SweepConfig, sweep_data(sweep_cache, out, variants={
+        "topk": {"set": {"dictionary": {"kind": "topk", "d_sae": 64, "k": 4}}, "grid": {"dictionary.k": [2]}}}))
+    run_sweep(first)
+    done = out / "members" / "topk-k2" / "weights.safetensors"
+    stamp = done.stat().st_mtime_ns
+    second = validate_config(SweepConfig, sweep_data(sweep_cache, out))  # the same member and two more
+    result = run_sweep(second)
+    assert done.stat().st_mtime_ns == stamp
+    assert [r["status"] for r in result.record["rows"] if r["kind"] == "member"] == ["finished"] * 3
+    assert_same_weights(out / "members" / "topk-k6", cfg.output_dir / "members" / "topk-k6")
+
+
+def test_a_diverging_member_is_marked_failed_and_the_others_finish(sweep_cache, tmp_path):
+    data = sweep_data(sweep_cache, tmp_path / "nan", baselines=[])
+    data["variants"]["topk"]["grid"] = {"lr": [3e-3, 1e30]}
+    data["train"]["normalize_activations"] = False
+    result = run_sweep(validate_config(SweepConfig, data))
+    rows = {r["name"]: r for r in result.record["rows"]}
+    failed = rows["topk-lr1e30"]
+    assert failed["status"] == "failed" and "NaN or infinite" in failed["error"] and "metrics" not in failed
+    assert rows["topk-lr0.003"]["status"] == "finished" and rows["relu"]["status"] == "finished"
+    with open(tmp_path / "nan" / "results.csv") as f:
+        assert "NaN or infinite" in {r["name"]: r for r in csv.DictReader(f)}["topk-lr1e30"]["error"]
+    again = run_sweep(validate_config(SweepConfig, data))  # a failed member is reported, not retried
+    assert {r["name"]: r["status"] for r in again.record["rows"]} == {r: rows[r]["status"] for r in rows}
+
+
+def test_the_record_lands_in_the_store(sweep_cache, tmp_path):
+    store = StoreConfig(data_dir=tmp_path / "store", timeout_s=5)
+    data = sweep_data(sweep_cache, tmp_path / "stored", record=True, store=store.model_dump(mode="json"),
+                      baselines=[])
+    data["variants"] = {"topk": data["variants"]["topk"]}
+    data["train"]["total_tokens"] = 512
+    try:
+        result = run_sweep(validate_config(SweepConfig, data))
+        with open_store(store) as s:
+            stored = s.sweep("tiny")
+            assert [x["name"] for x in s.sweeps()] == ["tiny"]
+        assert stored["status"] == "complete"
+        assert stored["rows"] == result.record["rows"]
+        assert stored["varied"] == ["k"]
+    finally:
+        stop_server(store.data_dir)
