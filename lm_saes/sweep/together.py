@@ -53,10 +53,38 @@ def train_together(members: list[Member], stream_seed: int, members_per_pass: in
     (0: all in one pass over the stream). Returns when each is finished or failed."""
     rank, world_size = init_distributed()
     todo = [m for m in members if not is_finished(m) and failure(m) is None][rank::world_size]
-    size = members_per_pass or max(len(todo), 1)
+    if not todo:
+        barrier()
+        return
+    size = members_per_pass or _members_that_fit(todo)
     for start in range(0, len(todo), size):
         _one_pass(todo[start:start + size], stream_seed)
     barrier()  # rank 0 reads every member's outcome from disk next
+
+
+def _members_that_fit(members: list[Member]) -> int:
+    """All of them on the CPU; on a GPU as many as 80% of its free memory holds."""
+    device = resolve_device(members[0].train.device)
+    if device.type != "cuda":
+        return len(members)
+    free, _ = torch.cuda.mem_get_info(device)
+    d_in, d_out = cache_widths(members[0].train)
+    return fitting_members(int(0.8 * free), [member_bytes(m.train, d_in, d_out) for m in members])
+
+
+def member_bytes(train, d_in: int, d_out: int) -> tuple[int, int]:
+    """(bytes a member holds for the whole pass, bytes its step needs while it runs): float32
+    weights, gradients and Adam's two moments; the [batch, d_sae] pre-activations, activations and
+    their gradients (one member steps at a time, so the second is needed once)."""
+    d_sae = train.dictionary.d_sae
+    parameters = d_in * d_sae + d_sae * d_out + d_sae + d_out
+    return 4 * 4 * parameters, 3 * 4 * train.batch_size * d_sae
+
+
+def fitting_members(budget: int, sizes: list[tuple[int, int]]) -> int:
+    """How many members (at least 1) fit ``budget`` bytes: their held bytes plus the largest step."""
+    held, step = max(h for h, _ in sizes), max(s for _, s in sizes)
+    return max(1, min(len(sizes), (budget - step) // held))
 
 
 def _one_pass(members: list[Member], stream_seed: int) -> None:

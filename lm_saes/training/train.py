@@ -149,7 +149,11 @@ class DictionaryRun:
 
 
 def _on_rank_zero(comm: Collectives, action) -> None:
-    """Run ``action`` on rank 0; if it raises a ConfigError, every rank raises it."""
+    """Run ``action`` on rank 0; if it raises a ConfigError, every rank raises it. A run on one
+    device (a sweep member, even under torchrun) does it alone."""
+    if not comm.distributed:
+        action()
+        return
     error = None
     if comm.rank == 0:
         try:
@@ -254,6 +258,7 @@ def _save(cfg: TrainConfig, dictionary: Dictionary, final: dict[str, float], com
     if comm.rank == 0:
         save_resolved(cfg, out / "train_config.json")
         write_atomic(out / METRICS_NAME, (json.dumps({"final_batch": final}, indent=2) + "\n").encode())
-    barrier()  # every rank has finished with its checkpoint before rank 0 removes them
+    if comm.distributed:
+        barrier()  # every rank has finished with its checkpoint before rank 0 removes them
     if comm.rank == 0:
         remove_checkpoint(out)

@@ -101,3 +101,15 @@ def test_members_that_cannot_share_a_stream_or_do_not_validate_are_refused(extra
 def test_bad_sweep_configs_name_the_problem(extra, message):
     with pytest.raises(ConfigError, match=message):
         config(**extra)
+
+
+def test_members_per_pass_on_a_gpu_by_hand():
+    from lm_saes.sweep.together import fitting_members, member_bytes
+
+    cfg = expand_members(config())[0].train  # d_sae 64, batch 256
+    held, step = member_bytes(cfg, d_in=32, d_out=32)
+    assert held == 16 * (32 * 64 * 2 + 64 + 32)  # weights, grads, two Adam moments, float32
+    assert step == 12 * 256 * 64
+    assert fitting_members(step + 3 * held, [(held, step)] * 8) == 3
+    assert fitting_members(step + 100 * held, [(held, step)] * 8) == 8
+    assert fitting_members(10, [(held, step)] * 8) == 1  # never fewer than one

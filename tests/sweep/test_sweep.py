@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -214,3 +216,27 @@ def test_the_record_lands_in_the_store(sweep_cache, tmp_path):
         assert stored["varied"] == ["k"]
     finally:
         stop_server(store.data_dir)
+
+
+def test_torchrun_ranks_split_the_members_and_equal_one_process(reference, sweep_cache, tmp_path):
+    cfg, result = reference
+    out = tmp_path / "ranks"
+    config = tmp_path / "sweep.json"
+    config.write_text(json.dumps(sweep_data(sweep_cache, out)))
+    worker = tmp_path / "worker.py"
+    worker.write_text("import json, sys\nfrom lm_saes.config import validate_config\n"
+                      "from lm_saes.sweep.config import SweepConfig\nfrom lm_saes.sweep.run import run_sweep\n"
+                      "run_sweep(validate_config(SweepConfig, json.load(open(sys.argv[1]))))\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2",
+                          f"--master-port={port}", str(worker), str(config)],
+                         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-4000:]
+    for member in expand_members(cfg):
+        assert_same_weights(member.train.output_dir, out / "members" / member.name)
+    record = json.loads((out / "results.json").read_text())
+    strip = lambda record: [{k: v for k, v in r.items() if k != "dictionary_dir"} for r in record["rows"]]
+    assert strip(record) == strip(result.record)
