@@ -15,7 +15,7 @@ from lm_saes.config import StoreConfig
 from lm_saes.errors import StoreError
 from lm_saes.server.deps import StoreHolder
 from lm_saes.server.inference import InferenceEngine
-from lm_saes.server.routers import dictionaries, features, health, inference
+from lm_saes.server.routers import dictionaries, features, health, inference, sweeps
 from lm_saes.server.static import mount_ui
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def create_app(store_cfg: StoreConfig | None = None, static_dir: Path | None = N
         request.app.state.stores.failed()  # reopen on the next request
         return JSONResponse({"detail": str(error)}, status_code=503)
 
-    for module in (health, dictionaries, features, inference):
+    for module in (health, dictionaries, features, inference, sweeps):
         app.include_router(module.router, prefix="/api")
     mount_ui(app, static_dir)
     return app

@@ -7,7 +7,7 @@ left out. Unknown keys of stored documents are ignored, never forwarded.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -151,3 +151,38 @@ class InferResponse(BaseModel):
     tokens: list[str]
     features: list[list[TokenFeature]]
     truncated: bool = Field(False, description="Whether the text was cut to the model's context length.")
+
+
+class SweepSummary(BaseModel):
+    name: str
+    status: str
+    updated_at: str | None = None
+    n_members: int = Field(description="Rows of kind 'member' (baselines are not counted).")
+    n_finished: int = Field(description="Members that finished training.")
+    n_failed: int = Field(description="Members whose training failed.")
+
+
+class SweepRow(BaseModel):
+    name: str
+    kind: Literal["member", "baseline"]
+    variant: str | None = None
+    status: Literal["finished", "failed", "pending"]
+    params: dict[str, float | int | str | bool] = {}
+    metrics: dict[str, float] = {}
+    frontier: list[str] = Field([], description="The Pareto fronts (L0 vs a metric) this row lies on.")
+    error: str | None = None
+    dictionary_dir: str | None = None
+    dictionary: str | None = Field(None, description="The member's dictionary name in the store, once analyzed.")
+    analyzed: bool = Field(False, description="Whether `dictionary` is in the store with a complete analysis.")
+
+
+class SweepDetail(BaseModel):
+    name: str
+    status: str
+    updated_at: str | None = None
+    output_dir: str | None = None
+    varied: list[str] = Field([], description="The swept fields' column labels, in table order.")
+    paths: dict[str, str] = Field({}, description="Each label's dotted config field path.")
+    metrics: list[str] = Field([], description="The metric columns, in table order.")
+    frontiers: dict[str, str] = Field({}, description="Metric -> label of each plot against L0.")
+    rows: list[SweepRow] = []

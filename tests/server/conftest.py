@@ -1,6 +1,8 @@
 """A real analysis in an embedded store, built once a session: a 2d cache of the tiny model, a
 trained TopK dictionary, `run_analysis` into a temporary store; plus two dictionary records
-without analyses (one with no source model, one whose input hook is not in the model)."""
+without analyses (one with no source model, one whose input hook is not in the model), and on
+request a real sweep over the same cache (two TopK members and a diverging one, PCA and ICA
+baselines) recorded in the same store, its first member analyzed too."""
 
 from __future__ import annotations
 
@@ -15,8 +17,10 @@ from lm_saes.analysis.stage import run_analysis
 from lm_saes.config import AnalyzeConfig, GenerateConfig, StoreConfig, TrainConfig, load_config
 from lm_saes.server import create_app
 from lm_saes.store import open_store, stop_server
+from lm_saes.sweep.config import SweepConfig
+from lm_saes.sweep.run import run_sweep
 from lm_saes.training.train import train
-from served import BAD_HOOK, BARE, CTX, D_SAE, HOOK, NAME
+from served import BAD_HOOK, BARE, CTX, D_SAE, HOOK, NAME, SWEEP, SWEPT_MEMBER
 
 class Stored(NamedTuple):
     store: StoreConfig
@@ -51,6 +55,28 @@ def stored(tmp_path_factory, model_dir, dataset_file) -> Stored:
         })
     yield Stored(store, dictionary_dir, model_dir)
     stop_server(store.data_dir)
+
+
+@pytest.fixture(scope="session")
+def swept(stored, tmp_path_factory) -> dict:
+    """The record of sweep SWEEP, run over the stored analysis's cache into its store; the first
+    member is then analyzed as SWEPT_MEMBER (the sweep page links it by its directory)."""
+    out = tmp_path_factory.mktemp("sweep")
+    cache = stored.dictionary_dir.parent / "cache" / HOOK
+    train = {"cache": str(cache), "total_tokens": 1024, "batch_size": 128, "lr": 3e-3, "lr_warmup_steps": 2,
+             "log_every": 4, "device": "cpu", "normalization_batches": 2, "normalize_activations": False,
+             "dictionary": {"kind": "topk", "d_sae": D_SAE, "k": 4}}
+    result = run_sweep(SweepConfig.model_validate({
+        "name": SWEEP, "output_dir": str(out), "train": train, "progress": False, "store": stored.store,
+        "baselines": ["pca", "ica"], "eval": {"tokens": 512, "batch_size": 128, "ce_tokens": 4 * CTX,
+                                              "ce_batch_size": 4, "device": "cpu"},
+        "variants": {"topk": {"grid": {"dictionary.k": [2, 4]}}, "unstable": {"set": {"lr": 1e30}}},
+    }))
+    run_analysis(AnalyzeConfig(
+        dictionary=out / "members" / result.record["rows"][0]["name"], cache=cache, dictionary_name=SWEPT_MEMBER,
+        top_k=3, window=2, n_bands=0, per_band=0, device="cpu", progress=False, store=stored.store,
+    ))
+    return result.record
 
 
 @pytest.fixture(scope="module")

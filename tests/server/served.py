@@ -1,8 +1,12 @@
 """Names of what tests/server/conftest.py puts in the store (imported by the tests as `served`)."""
 
+from __future__ import annotations
+
 HOOK = "blocks.1.hook_resid_post"
 CTX = 24
 D_SAE = 64
 NAME = "tiny-sae"  # the analyzed dictionary
 BARE = "bare"  # a record with no source and no analysis
 BAD_HOOK = "bad-hook"  # a record whose input hook is not in the model
+SWEEP = "tiny-sweep"  # a sweep over the same cache (conftest.swept)
+SWEPT_MEMBER = "tiny-sweep-k2"  # its first member, analyzed

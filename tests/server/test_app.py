@@ -39,7 +39,7 @@ def test_openapi_lists_the_read_only_api(client):
         ("/api/health", "get"), ("/api/dictionaries", "get"), ("/api/dictionaries/{name}", "get"),
         ("/api/dictionaries/{name}/features", "get"), ("/api/dictionaries/{name}/features/{index}", "get"),
         ("/api/dictionaries/{name}/random", "get"), ("/api/dictionaries/{name}/search", "get"),
-        ("/api/dictionaries/{name}/infer", "post"),
+        ("/api/dictionaries/{name}/infer", "post"), ("/api/sweeps", "get"), ("/api/sweeps/{name}", "get"),
     }
     assert client.get("/api/docs").status_code == 200
     assert client.post("/api/dictionaries").status_code == 405

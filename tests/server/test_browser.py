@@ -1,9 +1,10 @@
 """The UI end to end in headless Chromium against the real `lm-saes serve` (ui/e2e/run.mjs).
 
 The server is started exactly as a user would (the CLI, a free port, the session's stored
-analysis); the node script drives Debian's chromium through playwright-core, compares what the
-pages show with the API's documents, and saves screenshots (to $LM_SAES_SCREENSHOTS, e.g.
-docs/screenshots, or a temporary directory). Needs the built UI and chromium; scripts/test.sh
+analysis and sweep record, whose first member links to the analyzed dictionary); the node script
+drives Debian's chromium through playwright-core, compares what the pages show with the API's
+documents, and saves screenshots (to $LM_SAES_SCREENSHOTS, e.g. docs/screenshots, or a
+temporary directory). Needs the built UI and chromium; scripts/test.sh
 provides both.
 """
 
@@ -19,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from served import NAME
+from served import NAME, SWEEP
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("LM_SAES_CHROMIUM", "/usr/bin/chromium")
@@ -44,7 +45,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise AssertionError(f"lm-saes serve did not answer at {url} within {timeout} s")
 
 
-def test_the_ui_shows_the_stored_features_in_chromium(stored, tmp_path):
+def test_the_ui_shows_the_stored_features_in_chromium(stored, swept, tmp_path):
     assert (ROOT / "lm_saes/server/static/index.html").is_file(), \
         "the UI is not built: npm --prefix ui ci && npm --prefix ui run build (scripts/test.sh does it)"
     assert Path(CHROMIUM).is_file() and shutil.which("node"), \
@@ -57,11 +58,11 @@ def test_the_ui_shows_the_stored_features_in_chromium(stored, tmp_path):
     try:
         wait_healthy(url, proc)
         shots = Path(os.environ.get("LM_SAES_SCREENSHOTS", tmp_path / "screenshots"))
-        env = {**os.environ, "LM_SAES_URL": url, "LM_SAES_DICTIONARY": NAME,
+        env = {**os.environ, "LM_SAES_URL": url, "LM_SAES_DICTIONARY": NAME, "LM_SAES_SWEEP": SWEEP,
                "LM_SAES_SCREENSHOTS": str(shots), "LM_SAES_CHROMIUM": CHROMIUM}
         run = subprocess.run(["node", str(ROOT / "ui/e2e/run.mjs")], env=env, capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-        for name in ("dictionary.png", "feature.png", "infer.png"):
+        for name in ("dictionary.png", "feature.png", "infer.png", "sweep.png"):
             assert (shots / name).stat().st_size > 10_000
     finally:
         proc.terminate()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from served import BAD_HOOK, BARE, D_SAE, NAME
+from served import BAD_HOOK, BARE, D_SAE, NAME, SWEPT_MEMBER
 
 
 def test_list_shows_every_dictionary_with_its_analyses(client, store):
     listed = {d["name"]: d for d in client.get("/api/dictionaries").json()}
-    assert set(listed) == {NAME, BARE, BAD_HOOK}
+    assert set(listed) - {SWEPT_MEMBER} == {NAME, BARE, BAD_HOOK}  # the sweep's member once conftest.swept ran
     record = store.dictionary(NAME)
     assert listed[NAME] == {
         "name": NAME, "kind": "topk", "d_sae": D_SAE, "d_in": record["d_in"], "analyses": ["default"],

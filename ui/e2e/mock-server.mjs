@@ -41,11 +41,32 @@ function featureDetail(i) {
   };
 }
 
+// A sweep over TopK's k (lm_saes/sweep/record.py): five finished members, one failed, one pending,
+// four baselines at three budgets each. Frontiers: lower L0 and higher metric are both better.
+const FRONTIERS = { explained_variance: 'explained variance', ce_loss_recovered: 'CE loss recovered' };
+function sweepRecord() {
+  const r4 = (v) => Math.round(v * 1e4) / 1e4;
+  const metricsAt = (l0, quality) => ({ l0: r4(l0 * (0.97 + 0.05 * rand(l0))), explained_variance: r4(1 - quality * 0.9 / Math.sqrt(l0)), ce_loss_recovered: r4(1 - quality * 0.6 / Math.sqrt(l0) - 0.02 * rand(l0 + 1)), mse: r4(quality * 0.1 / l0) });
+  const members = [8, 16, 32, 64, 128].map((k, i) => ({ name: `topk-k${k}`, kind: 'member', variant: 'topk', status: 'finished', params: { k, lr: 0.0004 }, metrics: metricsAt(k, i === 2 ? 1.6 : 1), dictionary_dir: `/work/sweeps/topk-k/members/topk-k${k}`, train_seconds: 40 + k, ...(k === 32 ? { dictionary: 'gpt2-L6-topk' } : {}) }));
+  members.push({ name: 'topk-k256', kind: 'member', variant: 'topk', status: 'failed', params: { k: 256, lr: 0.0004 }, metrics: {}, error: 'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.11 GiB total capacity)', dictionary_dir: '/work/sweeps/topk-k/members/topk-k256' });
+  members.push({ name: 'topk-k512', kind: 'member', variant: 'topk', status: 'pending', params: { k: 512, lr: 0.0004 }, metrics: {}, dictionary_dir: '/work/sweeps/topk-k/members/topk-k512' });
+  const finished = members.filter((m) => m.status === 'finished');
+  for (const m of members) m.frontier = m.status !== 'finished' ? [] : Object.keys(FRONTIERS).filter((f) => !finished.some((o) => o !== m && o.metrics.l0 <= m.metrics.l0 && o.metrics[f] >= m.metrics[f] && (o.metrics.l0 < m.metrics.l0 || o.metrics[f] > m.metrics[f])));
+  const baselines = ['pca', 'ica', 'neurons', 'random'].flatMap((variant, v) => [8, 32, 128].map((l0) => ({ name: `${variant}-l0-${l0}`, kind: 'baseline', variant, status: 'finished', params: { l0 }, metrics: metricsAt(l0, 2.2 + v * 0.5), frontier: [] })));
+  return { name: 'topk-k', output_dir: '/work/sweeps/topk-k', status: 'complete', updated_at: '2025-11-23T15:16:00.000000+00:00', varied: ['k', 'lr'], metrics: ['l0', 'explained_variance', 'ce_loss_recovered', 'mse'], frontiers: FRONTIERS, rows: [...members, ...baselines].map((r) => ({ variant: null, error: null, dictionary_dir: null, dictionary: null, train_seconds: null, ...r, analyzed: r.dictionary === 'gpt2-L6-topk' })) };
+}
+const SWEEPS = [sweepRecord()];
+
 // ---- API -----------------------------------------------------------------------------------
 function api(method, url, body) {
   const p = url.pathname.split('/').filter(Boolean).map(decodeURIComponent); // ['api', ...]
   const q = url.searchParams;
   if (p[1] === 'health') return [200, { status: 'ok', store: 'ok' }];
+  if (p[1] === 'sweeps') {
+    if (p.length === 2) return [200, SWEEPS.map(({ name, status, updated_at, rows }) => { const m = rows.filter((r) => r.kind === 'member'); return { name, status, updated_at, n_members: m.length, n_finished: m.filter((r) => r.status === 'finished').length, n_failed: m.filter((r) => r.status === 'failed').length }; })];
+    const sweep = SWEEPS.find((s) => s.name === p[2]);
+    return sweep && p.length === 3 ? [200, sweep] : [404, { detail: `no sweep '${p[2]}' in the store` }];
+  }
   if (p[1] !== 'dictionaries') return [404, { detail: 'Not Found' }];
   if (p.length === 2) return [200, DICTS];
   const d = DICTS.find((x) => x.name === p[2]);

@@ -5,6 +5,7 @@
 //
 // Env: LM_SAES_URL (server root), LM_SAES_SCREENSHOTS (default <repo>/docs/screenshots),
 //      LM_SAES_DICTIONARY (dictionary to test; default the first listed with a 'default' analysis),
+//      LM_SAES_SWEEP (a sweep whose page to test as well; with --mock the mock's sweep),
 //      LM_SAES_CHROMIUM (default /usr/bin/chromium).
 // Exits 1 with a message naming the failed step; a screenshot of the failure goes next to the others.
 import { mkdir } from 'node:fs/promises';
@@ -31,6 +32,7 @@ if (process.argv.includes('--mock')) {
   base = mock.url;
   console.log(`using mock server ${base}`);
 }
+const SWEEP = process.env.LM_SAES_SWEEP || (mock ? 'topk-k' : undefined);
 if (!base) {
   console.error('e2e: set LM_SAES_URL to a running `lm-saes serve` (e.g. http://127.0.0.1:8000), or pass --mock');
   process.exit(2);
@@ -68,6 +70,27 @@ async function waitUrl(pred, what) {
   }
 }
 const tid = (id) => page.locator(`[data-testid="${id}"]`);
+const exactly = (text) => new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+
+/** The UI's number format (fmt in src/format.ts), to compare a shown value with the API's. */
+function fmt(v, digits = 3) {
+  if (v === null || v === undefined || Number.isNaN(v)) return '—';
+  if (Number.isInteger(v) && Math.abs(v) < 1e9) return v.toLocaleString('en-US');
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(2);
+  return v.toFixed(digits);
+}
+
+/** The rows in the order the sweep table sorts them: missing values last, ties in record order. */
+function sortedRows(rows, value, desc) {
+  return rows
+    .map((r, i) => ({ r, i, v: value(r) }))
+    .sort((a, b) => {
+      if (a.v === undefined || b.v === undefined) return (a.v === undefined) - (b.v === undefined) || a.i - b.i;
+      return (desc ? b.v - a.v : a.v - b.v) || a.i - b.i;
+    })
+    .map(({ r }) => r.name);
+}
 
 let dict; // the dictionary under test
 let featureIndex;
@@ -89,8 +112,21 @@ try {
     check(names.includes(dict), `LM_SAES_DICTIONARY=${dict} is not among ${JSON.stringify(names)}`);
   });
 
+  await step('home lists every sweep (or no sweep section without any)', async () => {
+    const { status, body: sweeps } = await getJson('/api/sweeps');
+    check(status === 200 && Array.isArray(sweeps), `GET /api/sweeps gave ${status} ${JSON.stringify(sweeps)}`);
+    if (sweeps.length === 0) {
+      check((await tid('sweeps-section').count()) === 0, 'home shows a sweeps section with no sweep stored');
+      return;
+    }
+    await tid('sweep-link').first().waitFor();
+    const names = await tid('sweep-link').allTextContents();
+    check(JSON.stringify(names) === JSON.stringify(sweeps.map((s) => s.name)), `home shows sweeps ${JSON.stringify(names)}, API has ${JSON.stringify(sweeps.map((s) => s.name))}`);
+    check(!SWEEP || names.includes(SWEEP), `LM_SAES_SWEEP=${SWEEP} is not among ${JSON.stringify(names)}`);
+  });
+
   await step('dictionary page shows metrics, density histogram and features', async () => {
-    await tid('dictionary-link').filter({ hasText: new RegExp(`^${dict.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }).first().click();
+    await tid('dictionary-link').filter({ hasText: exactly(dict) }).first().click();
     await waitUrl((u) => u.pathname === `/dictionaries/${enc(dict)}`, `path /dictionaries/${enc(dict)}`);
     await tid('metrics').waitFor();
     check((await tid('metrics').locator('tr').count()) >= 4, 'metrics table has fewer than 4 rows');
@@ -240,9 +276,91 @@ try {
     await page.unroute('**/api/dictionaries');
   });
 
+  if (SWEEP) {
+    let sweep;
+    await step('sweep page shows every row with the API values', async () => {
+      const { status, body } = await getJson(`/api/sweeps/${enc(SWEEP)}`);
+      check(status === 200, `GET /api/sweeps/${SWEEP} gave ${status} ${JSON.stringify(body)}`);
+      sweep = body;
+      await page.goto(base + '/');
+      await tid('sweep-link').filter({ hasText: exactly(SWEEP) }).first().click();
+      await waitUrl((u) => u.pathname === `/sweeps/${enc(SWEEP)}`, `path /sweeps/${enc(SWEEP)}`);
+      await tid('sweep-table').waitFor();
+      const shown = await tid('sweep-row').evaluateAll((trs) =>
+        trs.map((tr) => ({
+          name: tr.querySelector('[data-testid="row-name"]')?.textContent,
+          href: tr.querySelector('a[data-testid="row-name"]')?.getAttribute('href') ?? null,
+          metrics: Object.fromEntries([...tr.querySelectorAll('[data-testid="metric"]')].map((e) => [e.dataset.metric, [e.textContent, e.dataset.value]])),
+          status: tr.querySelector('[data-testid="row-status"]')?.textContent,
+          error: tr.querySelector('[data-testid="row-error"]')?.textContent ?? null,
+          hint: tr.querySelector('[data-testid="analyze-hint"]') !== null,
+          star: tr.querySelector('[data-testid="frontier"]') !== null,
+        })),
+      );
+      check(shown.length === sweep.rows.length, `the table shows ${shown.length} rows, the API record has ${sweep.rows.length}`);
+      sweep.rows.forEach((r, i) => {
+        const g = shown[i];
+        check(g.name === r.name, `row ${i}: name ${JSON.stringify(g.name)} != API ${JSON.stringify(r.name)}`);
+        for (const m of sweep.metrics) {
+          const [text, value] = g.metrics[m] ?? [];
+          check(text === fmt(r.metrics[m], 4), `${r.name}: ${m} shows ${JSON.stringify(text)}, API ${r.metrics[m]} formats as ${fmt(r.metrics[m], 4)}`);
+          check(r.metrics[m] === undefined ? value === '' : Number(value) === r.metrics[m], `${r.name}: ${m} data-value ${value} != API ${r.metrics[m]}`);
+        }
+        check(g.status === r.status, `${r.name}: status ${g.status} != API ${r.status}`);
+        check(g.error === (r.error ?? null), `${r.name}: shows error ${JSON.stringify(g.error)}, API ${JSON.stringify(r.error)}`);
+        check(g.star === r.frontier.length > 0, `${r.name}: frontier mark ${g.star}, API frontier ${JSON.stringify(r.frontier)}`);
+        const link = r.analyzed ? `/dictionaries/${enc(r.dictionary)}` : null;
+        check(g.href === link, `${r.name}: links to ${g.href}, expected ${link} (analyzed=${r.analyzed})`);
+        const hint = !r.analyzed && r.kind === 'member' && r.status === 'finished' && Boolean(r.dictionary_dir);
+        check(g.hint === hint, `${r.name}: analyze hint shown=${g.hint}, expected ${hint}`);
+      });
+      const failed = sweep.rows.filter((r) => r.status === 'failed' && r.error);
+      check((await tid('row-error').count()) === failed.length, `${await tid('row-error').count()} errors shown, ${failed.length} failed rows with an error`);
+    });
+
+    await step('sweep plots one point per finished row; a click on one selects its row', async () => {
+      let member;
+      for (const metric of Object.keys(sweep.frontiers)) {
+        const want = sweep.rows.filter((r) => r.status === 'finished' && typeof r.metrics.l0 === 'number' && typeof r.metrics[metric] === 'number');
+        const plot = page.locator(`[data-testid="sweep-plot"][data-metric="${metric}"]`);
+        const names = await plot.locator('[data-testid="point"]').evaluateAll((els) => els.map((e) => e.getAttribute('data-name')));
+        check(JSON.stringify([...names].sort()) === JSON.stringify(want.map((r) => r.name).sort()), `${metric} plot has points ${JSON.stringify(names)}, finished rows ${JSON.stringify(want.map((r) => r.name))}`);
+        member ??= want.find((r) => r.kind === 'member');
+      }
+      const variants = new Set(sweep.rows.filter((r) => r.kind === 'baseline').map((r) => r.variant ?? r.name));
+      check((await tid('plot-legend').locator('li').count()) === 2 + variants.size, `legend lacks one of members, frontier, ${[...variants]}`);
+      if (member) {
+        await page.locator(`[data-testid="sweep-plot"] [data-testid="point"][data-name="${member.name}"]`).first().click();
+        await page.locator(`[data-testid="sweep-row"][data-name="${member.name}"].selected`).waitFor();
+      }
+      const analyzed = sweep.rows.find((r) => r.analyzed);
+      if (analyzed) {
+        await page.locator(`[data-testid="sweep-row"][data-name="${analyzed.name}"] a[data-testid="row-name"]`).click();
+        await waitUrl((u) => u.pathname === `/dictionaries/${enc(analyzed.dictionary)}`, `path /dictionaries/${enc(analyzed.dictionary)}`);
+        await tid('dictionary-name').filter({ hasText: exactly(analyzed.dictionary) }).waitFor();
+        await page.goBack();
+        await tid('sweep-table').waitFor();
+      }
+    });
+
+    await step('sweep table sorts by a clicked header, via the URL', async () => {
+      const metric = Object.keys(sweep.frontiers)[0] ?? sweep.metrics[0];
+      for (const order of ['asc', 'desc']) {
+        await tid(`sort-metrics.${metric}`).click();
+        await waitUrl((u) => u.searchParams.get('sort') === `metrics.${metric}` && u.searchParams.get('order') === order, `sort=metrics.${metric}&order=${order}`);
+        const want = sortedRows(sweep.rows, (r) => r.metrics[metric], order === 'desc');
+        const names = await tid('row-name').allTextContents();
+        check(JSON.stringify(names) === JSON.stringify(want), `sorted by ${metric} ${order}: ${JSON.stringify(names)}, expected ${JSON.stringify(want)}`);
+      }
+      await page.mouse.move(0, 0);
+      await page.screenshot({ path: join(SHOTS, 'sweep.png'), fullPage: true });
+    });
+  }
+
   await step('pages fit a narrow (mobile) screen', async () => {
     await page.setViewportSize({ width: 375, height: 800 });
-    for (const url of [`/`, `/dictionaries/${enc(dict)}`, `/dictionaries/${enc(dict)}/features/${featureIndex}`, `/dictionaries/${enc(dict)}/infer`]) {
+    const sweepPage = SWEEP ? [`/sweeps/${enc(SWEEP)}`] : [];
+    for (const url of [`/`, `/dictionaries/${enc(dict)}`, `/dictionaries/${enc(dict)}/features/${featureIndex}`, `/dictionaries/${enc(dict)}/infer`, ...sweepPage]) {
       await page.goto(base + url);
       await page.locator('main h1').first().waitFor();
       await page.waitForLoadState('networkidle');

@@ -5,6 +5,7 @@ import { Dictionary } from './pages/Dictionary';
 import { Feature } from './pages/Feature';
 import { Home } from './pages/Home';
 import { Infer } from './pages/Infer';
+import { Sweep } from './pages/Sweep';
 import { Link, matchPath, useLocation } from './router';
 
 type Page = (params: Record<string, string>, search: URLSearchParams) => ReactNode;
@@ -14,6 +15,7 @@ const ROUTES: [string, Page][] = [
   ['/dictionaries/:name', (p, s) => <Dictionary key={p.name} name={p.name} search={s} />],
   ['/dictionaries/:name/features/:index', (p, s) => <Feature name={p.name} index={p.index} search={s} />],
   ['/dictionaries/:name/infer', (p, s) => <Infer key={p.name} name={p.name} search={s} />],
+  ['/sweeps/:name', (p, s) => <Sweep key={p.name} name={p.name} search={s} />],
 ];
 
 export function App() {

@@ -133,6 +133,49 @@ export interface InferResult {
   truncated?: boolean;
 }
 
+export interface SweepSummary {
+  name: string;
+  status: string;
+  updated_at: string | null;
+  n_members: number;
+  n_finished: number;
+  n_failed: number;
+}
+
+export type SweepParam = number | string | boolean;
+
+/** One trained member or one baseline of a sweep (lm_saes/sweep/record.py). */
+export interface SweepRow {
+  name: string;
+  kind: 'member' | 'baseline';
+  variant: string | null;
+  status: 'finished' | 'failed' | 'pending';
+  /** The row's values of the sweep's `varied` fields. */
+  params: Record<string, SweepParam>;
+  /** Present once finished: one value per column of the sweep's `metrics`. */
+  metrics: Record<string, number>;
+  /** The metrics (keys of `frontiers`) whose Pareto front against L0 this row lies on. */
+  frontier: string[];
+  error: string | null;
+  dictionary_dir: string | null;
+  /** The member's dictionary name in the store, once analyzed. */
+  dictionary: string | null;
+  /** Whether `dictionary` has a complete analysis, i.e. can be browsed. */
+  analyzed: boolean;
+}
+
+export interface SweepDetail {
+  name: string;
+  status: string;
+  updated_at: string | null;
+  output_dir: string | null;
+  varied: string[];
+  metrics: string[];
+  /** Metric key -> plot label, each plotted against L0. */
+  frontiers: Record<string, string>;
+  rows: SweepRow[];
+}
+
 /** An HTTP error from the API; `status` 0 means the server could not be reached. */
 export class ApiError extends Error {
   readonly status: number;
@@ -217,4 +260,7 @@ export const api = {
     request<TokenSearchResult>(`${dict(name)}/search` + queryString({ q, limit, analysis }), { signal }),
   infer: (name: string, text: string, top = 5) =>
     request<InferResult>(`${dict(name)}/infer`, { method: 'POST', body: JSON.stringify({ text, top }) }),
+  sweeps: (signal?: AbortSignal) => request<SweepSummary[]>('/api/sweeps', { signal }),
+  sweep: (name: string, signal?: AbortSignal) =>
+    request<SweepDetail>(`/api/sweeps/${encodeURIComponent(name)}`, { signal }),
 };

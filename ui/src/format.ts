@@ -13,3 +13,10 @@ export function pct(v: number | null | undefined): string {
   const p = v * 100;
   return (Math.abs(p) < 0.01 && p !== 0 ? p.toExponential(1) : p.toFixed(2)) + '%';
 }
+
+/** A stored ISO-8601 UTC timestamp as `YYYY-MM-DD HH:MM UTC` (the same in every time zone). */
+export function utc(iso: string | null | undefined): string {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}

@@ -72,4 +72,5 @@ export const paths = {
     `/dictionaries/${encodeURIComponent(name)}/features/${index}` +
     (analysis && analysis !== 'default' ? `?analysis=${encodeURIComponent(analysis)}` : ''),
   infer: (name: string) => `/dictionaries/${encodeURIComponent(name)}/infer`,
+  sweep: (name: string, query = '') => `/sweeps/${encodeURIComponent(name)}${query}`,
 };

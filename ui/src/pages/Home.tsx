@@ -1,13 +1,63 @@
-// `/`: every dictionary the server knows, with headline metrics.
+// `/`: every dictionary the server knows, with headline metrics, and the sweeps (when there are any).
 import { api, type DictionarySummary } from '../api';
 import { Await } from '../components/Status';
-import { fmt, pct } from '../format';
+import { fmt, pct, utc } from '../format';
 import { Link, paths } from '../router';
 import { useApi } from '../useApi';
 
 function metric(d: DictionarySummary, key: string): number | undefined {
   const v = d.metrics?.eval?.[key] ?? d.metrics?.final_batch?.[key];
   return typeof v === 'number' ? v : undefined;
+}
+
+/** The stored sweeps; nothing at all while loading or when there are none. */
+function Sweeps() {
+  const list = useApi('sweeps', (signal) => api.sweeps(signal));
+  if (list.state === 'loading' || (list.state === 'ready' && list.data.length === 0)) return null;
+  if (list.state === 'error') {
+    return list.error.status === 404 ? null : (
+      <p className="inline-error" role="alert" data-testid="sweeps-error">
+        Sweeps could not be loaded: {list.error.status === 503 ? 'database unavailable' : list.error.message}
+      </p>
+    );
+  }
+  return (
+    <section data-testid="sweeps-section">
+      <h2>Sweeps</h2>
+      <div className="table-wrap">
+        <table data-testid="sweeps">
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Status</th>
+              <th className="num">Members</th>
+              <th className="num">Finished</th>
+              <th className="num">Failed</th>
+              <th>Updated</th>
+            </tr>
+          </thead>
+          <tbody>
+            {list.data.map((s) => (
+              <tr key={s.name}>
+                <td>
+                  <Link href={paths.sweep(s.name)} data-testid="sweep-link">
+                    {s.name}
+                  </Link>
+                </td>
+                <td>
+                  <span className={`status ${s.status}`}>{s.status}</span>
+                </td>
+                <td className="num">{fmt(s.n_members)}</td>
+                <td className="num">{fmt(s.n_finished)}</td>
+                <td className="num">{fmt(s.n_failed)}</td>
+                <td>{utc(s.updated_at)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </section>
+  );
 }
 
 export function Home() {
@@ -55,6 +105,7 @@ export function Home() {
           )
         }
       </Await>
+      <Sweeps />
     </>
   );
 }

@@ -1,0 +1,47 @@
+"""GET /api/sweeps and /api/sweeps/{name}: the record of a real sweep as stored, each row marked
+`analyzed` (its dictionary is in the store with a complete analysis)."""
+
+from __future__ import annotations
+
+import copy
+
+from served import BARE, SWEEP, SWEPT_MEMBER
+
+
+def test_list_counts_the_members_of_each_sweep(client, swept, store):
+    listed = {s["name"]: s for s in client.get("/api/sweeps").json()}
+    assert listed[SWEEP] == {
+        "name": SWEEP, "status": "complete", "updated_at": store.sweep(SWEEP)["updated_at"],
+        "n_members": 3, "n_finished": 2, "n_failed": 1,
+    }
+    assert list(listed) == sorted(listed)
+
+
+def test_detail_is_the_whole_record_with_analyzed_rows(client, swept):
+    body = client.get(f"/api/sweeps/{SWEEP}").json()
+    for key in ("name", "status", "output_dir", "varied", "paths", "metrics", "frontiers"):
+        assert body[key] == swept[key], key
+    names = [r["name"] for r in body["rows"]]
+    assert names == ["topk-k2", "topk-k4", "unstable", "pca-l0-2", "pca-l0-4", "ica-l0-2", "ica-l0-4"]
+    for got, want in zip(body["rows"], swept["rows"]):
+        assert {k: got[k] for k in want} == want  # every stored field as stored
+    # The first member was analyzed after the sweep: linked through its directory.
+    assert [r["analyzed"] for r in body["rows"]] == [True] + [False] * 6
+    first, _, failed, pca, *_ = body["rows"]
+    assert first["dictionary"] == SWEPT_MEMBER and first["params"] == {"k": 2}
+    assert failed["status"] == "failed" and "NaN" in failed["error"] and failed["metrics"] == {}
+    assert pca["kind"] == "baseline" and pca["dictionary"] is None and pca["error"] is None
+
+
+def test_a_dictionary_without_a_complete_analysis_is_not_analyzed(client, store, swept):
+    record = copy.deepcopy(swept)
+    record["rows"][0]["dictionary"] = BARE
+    store.upsert_sweep("bare-sweep", {k: v for k, v in record.items() if k != "name"})
+    rows = client.get("/api/sweeps/bare-sweep").json()["rows"]
+    assert rows[0]["dictionary"] == BARE and rows[0]["analyzed"] is False
+
+
+def test_unknown_sweep_is_404_naming_the_stored_ones(client, swept):
+    response = client.get("/api/sweeps/nope")
+    assert response.status_code == 404
+    assert "no sweep 'nope'" in response.json()["detail"] and SWEEP in response.json()["detail"]
