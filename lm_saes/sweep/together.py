@@ -27,11 +27,12 @@ from lm_saes.activations.manifest import write_atomic
 from lm_saes.dictionaries.base import METRICS_NAME
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE
 from lm_saes.distributed import barrier, init_distributed
+from lm_saes.errors import ConfigError
 from lm_saes.models.backend import resolve_device
 from lm_saes.sweep.members import Member
 from lm_saes.training.data import Pair, cache_pairs
 from lm_saes.training.mesh import ParallelDims
-from lm_saes.training.train import DictionaryRun, cache_widths
+from lm_saes.training.train import UNCOMPARED, DictionaryRun, cache_widths
 from lm_saes.training.trainer import TrainingDiverged
 
 FAILED_NAME = "failed.json"
@@ -40,6 +41,22 @@ ONE_DEVICE = ParallelDims(data=1, tensor=1, data_rank=0)
 
 def is_finished(member: Member) -> bool:
     return (member.train.output_dir / METRICS_NAME).is_file()
+
+
+def check_finished_configs(members: list[Member]) -> None:
+    """A finished member is kept only if it was trained with the config it has now."""
+    for m in members:
+        saved_path = m.train.output_dir / "train_config.json"
+        if not is_finished(m) or not saved_path.is_file():
+            continue
+        saved = {k: v for k, v in json.loads(saved_path.read_text()).items() if k not in UNCOMPARED}
+        wanted = m.train.model_dump(mode="json", exclude=UNCOMPARED)
+        differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+        if differ:
+            raise ConfigError(
+                f"sweep member {m.name!r} in {m.train.output_dir} was trained with another config (fields "
+                f"{differ} differ); delete that directory to train it again, or give the sweep another output_dir"
+            )
 
 
 def failure(member: Member) -> str | None:
@@ -51,6 +68,7 @@ def failure(member: Member) -> str | None:
 def train_together(members: list[Member], stream_seed: int, members_per_pass: int = 0) -> None:
     """Train every member that is neither finished nor failed, ``members_per_pass`` at a time
     (0: all in one pass over the stream). Returns when each is finished or failed."""
+    check_finished_configs(members)
     rank, world_size = init_distributed()
     todo = [m for m in members if not is_finished(m) and failure(m) is None][rank::world_size]
     if not todo:

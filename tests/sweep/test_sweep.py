@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lm_saes.config import EvalConfig, StoreConfig, TrainConfig, validate_config
+from lm_saes.config import EvalConfig, StoreConfig, validate_config
 from lm_saes.dictionaries import Dictionary
+from lm_saes.errors import ConfigError
 from lm_saes.evaluation.run import evaluate
 from lm_saes.store import open_store
 from lm_saes.store.embedded import stop_server
@@ -173,8 +174,8 @@ def _checkpoint_after(directory: Path, step: int) -> bool:
 def test_finished_members_are_not_trained_again(reference, sweep_cache, tmp_path):
     cfg, _ = reference
     out = tmp_path / "partial"
-    first = validate_config(SweepConfig, sweep_data(sweep_cache, out, variants={
-        "topk": {"set": {"dictionary": {"kind": "topk", "d_sae": 64, "k": 4}}, "grid": {"dictionary.k": [2]}}}))
+    data = sweep_data(sweep_cache, out)
+    first = validate_config(SweepConfig, {**data, "variants": {"topk": {**data["variants"]["topk"], "grid": {"dictionary.k": [2]}}}})
     run_sweep(first)
     done = out / "members" / "topk-k2" / "weights.safetensors"
     stamp = done.stat().st_mtime_ns
@@ -183,6 +184,16 @@ def test_finished_members_are_not_trained_again(reference, sweep_cache, tmp_path
     assert done.stat().st_mtime_ns == stamp
     assert [r["status"] for r in result.record["rows"] if r["kind"] == "member"] == ["finished"] * 3
     assert_same_weights(out / "members" / "topk-k6", cfg.output_dir / "members" / "topk-k6")
+
+
+def test_a_finished_member_of_another_config_is_refused_not_reused(reference, sweep_cache, tmp_path):
+    cfg, _ = reference
+    out = tmp_path / "changed"
+    data = sweep_data(sweep_cache, out, variants={"topk": {"set": {"dictionary": {"kind": "topk", "d_sae": 64, "k": 2}}}})
+    run_sweep(validate_config(SweepConfig, data))
+    data["train"]["lr"] = 1e-3  # not a varied field: the member keeps its name
+    with pytest.raises(ConfigError, match=r"sweep member 'topk' .* \(fields \['lr'\] differ\); delete that directory"):
+        run_sweep(validate_config(SweepConfig, data))
 
 
 def test_a_diverging_member_is_marked_failed_and_the_others_finish(sweep_cache, tmp_path):
