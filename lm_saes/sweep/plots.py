@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 from lm_saes.activations.manifest import write_atomic  # noqa: E402
 from lm_saes.sweep.record import BASELINE, FINISHED, MEMBER  # noqa: E402
@@ -61,6 +62,11 @@ def pareto_figure(record: dict, key: str, label: str) -> Figure:
         ax.plot([r["metrics"]["l0"] for r in rows], [r["metrics"][key] for r in rows],
                 MARKERS.get(method, "x"), linestyle=":", color=f"C{i + 1}", label=BASELINE_LABELS.get(method, method))
     ax.set_xscale("log")
+    l0s = [r["metrics"]["l0"] for r in members + baselines]
+    if l0s:  # plain numbers at the powers of two: 8, 16, 32 rather than 2 x 10^1
+        ax.set_xticks([2**i for i in range(20) if min(l0s) / 1.5 <= 2**i <= max(l0s) * 1.5])
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("L0 (active features per token)")
     ax.set_ylabel(label)
     ax.set_title(f"{record['name']}: L0 vs {label}")
