@@ -30,6 +30,8 @@ or in the terminal:
   .venv/bin/lm-saes show topk            the densest features
   .venv/bin/lm-saes show topk 7          feature 7's top contexts, tokens highlighted
 Other variants: .venv/bin/lm-saes train examples/train_{relu,batchtopk,jumprelu,transcoder}.toml
+A sweep (6 dictionaries over one read of the cache, PCA/ICA/neuron/random baselines, Pareto plots;
+about 2 minutes): .venv/bin/lm-saes sweep examples/sweep.toml    then open /sweeps/quickstart-sweep
 Read a cache in Python:
   .venv/bin/python -c "from lm_saes import open_cache; c = open_cache('work/cache/blocks.1.hook_resid_post'); print(c.manifest.n_tokens, next(c.batches(4096)).shape)"
 MSG
