@@ -32,6 +32,8 @@ _EXPORTS = {
     "train": "lm_saes.training.train",
     "evaluate": "lm_saes.evaluation.run",
     "Dictionary": "lm_saes.dictionaries",
+    "SweepConfig": "lm_saes.sweep.config",
+    "run_sweep": "lm_saes.sweep.run",
 }
 
 __all__ = sorted(_EXPORTS)

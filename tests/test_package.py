@@ -16,6 +16,7 @@ def test_the_store_and_configs_import_without_torch():
 
 def test_exported_names_resolve_and_unknown_ones_fail():
     assert lm_saes.open_cache.__module__ == "lm_saes.activations.reader"
-    assert set(lm_saes.__all__) >= {"generate", "train", "evaluate", "Dictionary", "load_config"}
+    assert set(lm_saes.__all__) >= {"generate", "train", "evaluate", "Dictionary", "load_config", "run_sweep"}
+    assert lm_saes.run_sweep.__module__ == "lm_saes.sweep.run"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         lm_saes.nope  # noqa: B018
