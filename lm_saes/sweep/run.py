@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from lm_saes.config import TrainConfig, save_resolved
 from lm_saes.distributed import init_distributed
+from lm_saes.errors import StoreError
 from lm_saes.sweep.config import SweepConfig
 from lm_saes.sweep.measure import measure
 from lm_saes.sweep.members import Member, expand_members, param_labels
@@ -54,7 +55,11 @@ def run_sweep(cfg: SweepConfig) -> SweepResult | None:
     record = build_record(cfg.name, cfg.output_dir, labels, rows, complete=True)
     files = [*write_results(record, cfg.output_dir), *write_plots(record, cfg.output_dir)]
     if cfg.record:
-        _save_record(cfg, record)
+        try:
+            _save_record(cfg, record)
+        except StoreError as e:
+            raise StoreError(f"{e}\nThe sweep itself is finished and kept: {files[0]} holds its table. Run the "
+                             "same command again once the store is back to record it (nothing is retrained).") from e
     return SweepResult(record, cfg.output_dir, files, time.perf_counter() - start)
 
 

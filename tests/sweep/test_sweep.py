@@ -18,7 +18,7 @@ import torch
 
 from lm_saes.config import EvalConfig, StoreConfig, validate_config
 from lm_saes.dictionaries import Dictionary
-from lm_saes.errors import ConfigError
+from lm_saes.errors import ConfigError, StoreError
 from lm_saes.evaluation.run import evaluate
 from lm_saes.store import open_store
 from lm_saes.store.embedded import stop_server
@@ -251,3 +251,35 @@ def test_torchrun_ranks_split_the_members_and_equal_one_process(reference, sweep
     record = json.loads((out / "results.json").read_text())
     strip = lambda record: [{k: v for k, v in r.items() if k != "dictionary_dir"} for r in record["rows"]]
     assert strip(record) == strip(result.record)
+
+
+def test_a_store_that_dies_mid_sweep_loses_nothing(sweep_cache, tmp_path, monkeypatch):
+    from lm_saes.sweep import run as sweep_run
+
+    store = StoreConfig(data_dir=tmp_path / "store", timeout_s=2)
+    data = sweep_data(sweep_cache, tmp_path / "out", record=True, store=store.model_dump(mode="json"), baselines=[])
+    data["variants"] = {"topk": data["variants"]["topk"]}
+    calls = []
+    real = sweep_run._save_record
+
+    def record_then_die(cfg, record):  # the first record (running) lands; the server is gone for the last
+        calls.append(record["status"])
+        if record["status"] == "complete":
+            stop_server(store.data_dir)
+            store_cfg = cfg.store.model_copy(update={"mongo_uri": "mongodb://127.0.0.1:1"})
+            return real(cfg.model_copy(update={"store": store_cfg}), record)
+        return real(cfg, record)
+
+    monkeypatch.setattr(sweep_run, "_save_record", record_then_die)
+    try:
+        with pytest.raises(StoreError, match="The sweep itself is finished and kept: .*results.json"):
+            run_sweep(validate_config(SweepConfig, data))
+        assert calls == ["running", "complete"]
+        table = json.loads((tmp_path / "out" / "results.json").read_text())
+        assert [r["status"] for r in table["rows"]] == ["finished", "finished"]
+        monkeypatch.setattr(sweep_run, "_save_record", real)
+        again = run_sweep(validate_config(SweepConfig, data))  # the store is back: recorded, nothing retrained
+        with open_store(store) as s:
+            assert s.sweep("tiny")["rows"] == again.record["rows"]
+    finally:
+        stop_server(store.data_dir)
