@@ -58,8 +58,9 @@ def _sweep(args: argparse.Namespace) -> None:
     print(format_table(result.record))
     print(f"\n{len(result.files)} files in {result.output_dir} ({result.seconds:.0f} s): "
           + ", ".join(p.name for p in result.files))
-    if result.record["status"] == "complete":
-        print(f"browse it: lm-saes serve, then open /sweeps/{result.record['name']}")
+    for name in result.analyzed:
+        print(f"analyzed into the store: {name} (lm-saes show {name})")
+    print(f"browse it: lm-saes serve, then open /sweeps/{result.record['name']}")
 
 
 def _eval(args: argparse.Namespace) -> None:

@@ -106,18 +106,34 @@ def test_tiny_lm_example_runs(tmp_path, text_docs):
 
 
 @pytest.mark.slow
-def test_sweep_example_runs_and_writes_the_table_and_plots(tmp_path, example_cache):
+def test_sweep_example_runs_and_writes_the_table_and_plots(tmp_path, example_cache, model_dir, dataset_file,
+                                                           monkeypatch):
+    from lm_saes.store import open_store, stop_server
     from lm_saes.sweep.run import run_sweep
 
+    monkeypatch.delenv("MONGO_URI", raising=False)
+    generate(load_config(GenerateConfig, EXAMPLES / "generate_2d.toml", [
+        f"model.name={model_dir}", f"data.path={dataset_file}", "data.context_size=32",
+        "data.max_tokens=1024", f"output_dir={tmp_path / 'cache_2d'}", "progress=false",
+    ]))
     original = load_config(SweepConfig, EXAMPLES / "sweep.toml")
+    hook = original.train["cache"].split("/")[-1]
     small = [f"variants.{v}.set.dictionary.d_sae=64" for v in original.variants]
     cfg = load_config(SweepConfig, EXAMPLES / "sweep.toml", [
-        f"train.cache={example_cache / original.train['cache'].split('/')[-1]}", f"output_dir={tmp_path}",
-        "train.total_tokens=2048", "train.batch_size=256", "progress=false", "record=false", "eval.tokens=1024",
+        f"train.cache={example_cache / hook}", f"output_dir={tmp_path / 'sweep'}", f"store.data_dir={tmp_path / 'store'}",
+        "train.total_tokens=2048", "train.batch_size=256", "progress=false", "eval.tokens=1024",
         "eval.ce_tokens=0", "eval.device=cpu", "train.device=cpu", "baselines=['pca', 'neurons']", *small,
+        f"analyze.settings.cache={tmp_path / 'cache_2d' / hook}", "analyze.settings.device=cpu",
     ])
-    result = run_sweep(cfg)
-    members = [r for r in result.record["rows"] if r["kind"] == "member"]
-    assert len(members) == 6 and all(r["status"] == "finished" for r in members)
-    assert {p.name for p in result.files} == {"results.json", "results.csv", "pareto_explained_variance.png",
-                                              "pareto_explained_variance.html"}
+    try:
+        result = run_sweep(cfg)
+        members = [r for r in result.record["rows"] if r["kind"] == "member"]
+        assert len(members) == 6 and all(r["status"] == "finished" for r in members)
+        assert {p.name for p in result.files} == {"results.json", "results.csv", "pareto_explained_variance.png",
+                                                  "pareto_explained_variance.html"}
+        assert result.analyzed == ["quickstart-sweep.topk-k32"]
+        with open_store(cfg.store) as store:
+            assert store.sweep("quickstart-sweep")["rows"] == result.record["rows"]
+            assert store.analysis("quickstart-sweep.topk-k32")["n_features"] == 64
+    finally:
+        stop_server(tmp_path / "store")

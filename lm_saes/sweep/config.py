@@ -73,6 +73,24 @@ class VariantConfig(StrictModel):
     random: Random = Field(default_factory=dict, description="Dotted field path -> distribution.")
 
 
+class SweepAnalyzeConfig(StrictModel):
+    """Analyze some members into the store after the sweep, so the UI links them to their features."""
+
+    members: Literal["frontier", "all"] | list[str] = Field(
+        "frontier", description="'frontier': the members on a Pareto front; 'all'; or member names."
+    )
+    settings: dict[str, Any] = Field(description="An AnalyzeConfig without dictionary, dictionary_name "
+                                     "and store (those come from the sweep): at least its `cache`.")
+
+    @field_validator("settings")
+    @classmethod
+    def _no_dictionary(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        given = sorted({"dictionary", "dictionary_name", "store"} & settings.keys())
+        if given:
+            raise ValueError(f"leave {given} out of analyze.settings: the sweep sets them for each member")
+        return settings
+
+
 class SweepConfig(StrictModel):
     """`lm-saes sweep`: many dictionaries trained together over one read of a cache."""
 
@@ -101,6 +119,8 @@ class SweepConfig(StrictModel):
     baseline_fit_tokens: int = Field(16_384, gt=0, description="Tokens the PCA/ICA bases are fitted on "
                                      "(FastICA's time grows with tokens x d^2).")
     record: bool = Field(True, description="Write the sweep's record to the store (for the UI).")
+    analyze: SweepAnalyzeConfig | None = Field(None, description="Members to analyze into the store "
+                                               "(named '<sweep>.<member>'); None: none.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Where the record goes.")
     progress: bool = Field(True, description="Show a progress bar per member.")
 

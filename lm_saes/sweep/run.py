@@ -2,7 +2,8 @@
 baselines, write the table, the plots and the record.
 
 Everything the sweep learns is on disk before the store is written: each member's directory,
-``results.json`` / ``results.csv`` and the plots. Run it again after an interruption: finished
+``results.json`` / ``results.csv`` and the plots. Then the record goes to the store, and the
+members ``analyze`` names are analyzed into it. Run it again after an interruption: finished
 members are kept, unfinished ones resume from their checkpoints, and the measurements, table,
 plots and record are made afresh from what is on disk.
 """
@@ -16,6 +17,7 @@ from typing import NamedTuple
 from lm_saes.config import TrainConfig, save_resolved
 from lm_saes.distributed import init_distributed
 from lm_saes.errors import StoreError
+from lm_saes.sweep.analyze import analyze_members
 from lm_saes.sweep.config import SweepConfig
 from lm_saes.sweep.measure import measure
 from lm_saes.sweep.members import Member, expand_members, param_labels
@@ -30,6 +32,7 @@ class SweepResult(NamedTuple):
     record: dict  # see lm_saes.sweep.record
     output_dir: Path
     files: list[Path]  # results.json, results.csv and the plots
+    analyzed: list[str]  # the members analyzed into the store by this run, by their store names
     seconds: float
 
 
@@ -60,7 +63,8 @@ def run_sweep(cfg: SweepConfig) -> SweepResult | None:
         except StoreError as e:
             raise StoreError(f"{e}\nThe sweep itself is finished and kept: {files[0]} holds its table. Run the "
                              "same command again once the store is back to record it (nothing is retrained).") from e
-    return SweepResult(record, cfg.output_dir, files, time.perf_counter() - start)
+    analyzed = analyze_members(cfg, record)
+    return SweepResult(record, cfg.output_dir, files, analyzed, time.perf_counter() - start)
 
 
 def _rows(members: list[Member], labels: dict[str, str], member_metrics: dict[str, dict],

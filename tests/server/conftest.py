@@ -59,8 +59,8 @@ def stored(tmp_path_factory, model_dir, dataset_file) -> Stored:
 
 @pytest.fixture(scope="session")
 def swept(stored, tmp_path_factory) -> dict:
-    """The record of sweep SWEEP, run over the stored analysis's cache into its store; the first
-    member is then analyzed as SWEPT_MEMBER (the sweep page links it by its directory)."""
+    """The record of sweep SWEEP, run over the stored analysis's cache into its store, its first
+    member analyzed by the sweep as SWEPT_MEMBER (the sweep page links it by its directory)."""
     out = tmp_path_factory.mktemp("sweep")
     cache = stored.dictionary_dir.parent / "cache" / HOOK
     train = {"cache": str(cache), "total_tokens": 1024, "batch_size": 128, "lr": 3e-3, "lr_warmup_steps": 2,
@@ -71,11 +71,9 @@ def swept(stored, tmp_path_factory) -> dict:
         "baselines": ["pca", "ica"], "eval": {"tokens": 512, "batch_size": 128, "ce_tokens": 4 * CTX,
                                               "ce_batch_size": 4, "device": "cpu"},
         "variants": {"topk": {"grid": {"dictionary.k": [2, 4]}}, "unstable": {"set": {"lr": 1e30}}},
+        "analyze": {"members": ["topk-k2"], "settings": {"cache": str(cache), "top_k": 3, "window": 2,
+                                                         "n_bands": 0, "per_band": 0, "device": "cpu"}},
     }))
-    run_analysis(AnalyzeConfig(
-        dictionary=out / "members" / result.record["rows"][0]["name"], cache=cache, dictionary_name=SWEPT_MEMBER,
-        top_k=3, window=2, n_bands=0, per_band=0, device="cpu", progress=False, store=stored.store,
-    ))
     return result.record
 
 

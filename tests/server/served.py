@@ -9,4 +9,4 @@ NAME = "tiny-sae"  # the analyzed dictionary
 BARE = "bare"  # a record with no source and no analysis
 BAD_HOOK = "bad-hook"  # a record whose input hook is not in the model
 SWEEP = "tiny-sweep"  # a sweep over the same cache (conftest.swept)
-SWEPT_MEMBER = "tiny-sweep-k2"  # its first member, analyzed
+SWEPT_MEMBER = "tiny-sweep.topk-k2"  # its first member, analyzed by the sweep

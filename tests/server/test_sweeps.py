@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import copy
 
-from served import BARE, SWEEP, SWEPT_MEMBER
+import pytest
+
+from served import BARE, HOOK, SWEEP, SWEPT_MEMBER
 
 
 def test_list_counts_the_members_of_each_sweep(client, swept, store):
@@ -45,3 +47,22 @@ def test_unknown_sweep_is_404_naming_the_stored_ones(client, swept):
     response = client.get("/api/sweeps/nope")
     assert response.status_code == 404
     assert "no sweep 'nope'" in response.json()["detail"] and SWEEP in response.json()["detail"]
+
+
+def test_the_sweep_analyzes_a_member_once_and_refuses_unknown_names(stored, swept):
+    from lm_saes.errors import ConfigError
+    from lm_saes.sweep.analyze import analyze_members
+    from lm_saes.sweep.config import SweepConfig
+
+    cache = stored.dictionary_dir.parent / "cache" / HOOK
+
+    def config(members) -> SweepConfig:
+        return SweepConfig.model_validate({
+            "name": SWEEP, "output_dir": swept["output_dir"], "train": {}, "store": stored.store, "progress": False,
+            "analyze": {"members": members, "settings": {"cache": str(cache), "n_bands": 0, "device": "cpu"}}})
+
+    assert analyze_members(config(["topk-k2"]), swept) == []  # done by the sweep already: not again
+    with pytest.raises(ConfigError, match=r"analyze.members names \['nope'\], which are not members"):
+        analyze_members(config(["nope"]), swept)
+    # the failed member and the baselines are never analyzed; "frontier" picks finished members only
+    assert analyze_members(config(["unstable"]), swept) == []
