@@ -172,6 +172,7 @@ class SweepRow(BaseModel):
     frontier: list[str] = Field([], description="The Pareto fronts (L0 vs a metric) this row lies on.")
     error: str | None = None
     dictionary_dir: str | None = None
+    config: dict[str, Any] = Field({}, description="A member's whole training config; {} for a baseline.")
     dictionary: str | None = Field(None, description="The member's dictionary name in the store, once analyzed.")
     analyzed: bool = Field(False, description="Whether `dictionary` is in the store with a complete analysis.")
 

@@ -16,6 +16,7 @@ import math
 import torch
 
 from lm_saes.activations.manifest import write_atomic
+from lm_saes.config import TrainConfig
 from lm_saes.dictionaries import Dictionary
 from lm_saes.dictionaries.base import METRICS_NAME
 from lm_saes.evaluation.run import downstream_metrics, reconstruction_metrics
@@ -66,7 +67,7 @@ def baselines(cfg: SweepConfig, finished: list[Member], stream_seed: int, device
     return out
 
 
-def fit_activations(train, tokens: int, seed: int, device: torch.device) -> torch.Tensor:
+def fit_activations(train: TrainConfig, tokens: int, seed: int, device: torch.device) -> torch.Tensor:
     """The first ``tokens`` (rounded up to whole batches) of the sweep's training stream."""
     pairs = cache_pairs(train.cache, None, train.batch_size, seed, device)
     n_batches = math.ceil(tokens / train.batch_size)

@@ -16,7 +16,8 @@
          "metrics": {"l0": 15.9, "explained_variance": 0.82, ...},   left out unless finished
          "frontier": ["explained_variance"],      the Pareto fronts (L0 vs metric) it lies on
          "error": "...",                          only when failed
-         "dictionary_dir": "/abs/.../members/topk-k16"},
+         "dictionary_dir": "/abs/.../members/topk-k16",
+         "config": {...}},                        the member's whole TrainConfig (JSON)
         {"name": "pca-l0-16", "kind": "baseline", "variant": "pca", "status": "finished",
          "params": {"l0": 16}, "metrics": {...}, "frontier": []},
         ...

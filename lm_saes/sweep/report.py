@@ -32,10 +32,11 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
 
 
 def member_row(name: str, variant: str, params: dict[str, Any], directory: Path,
-               metrics: dict | None, error: str | None) -> dict:
+               metrics: dict | None, error: str | None, config: dict | None = None) -> dict:
+    """A member's row; ``config``: its whole TrainConfig as JSON, kept in the record."""
     scalars = {p: v if isinstance(v, (bool, int, float, str)) else _cell(v) for p, v in params.items()}
     row = {"name": name, "kind": MEMBER, "variant": variant, "params": scalars,
-           "dictionary_dir": str(directory.resolve())}
+           "dictionary_dir": str(directory.resolve()), **({"config": config} if config is not None else {})}
     if error is not None:
         row.update(status=FAILED, error=error)
     elif metrics is not None:

@@ -70,7 +70,8 @@ def run_sweep(cfg: SweepConfig) -> SweepResult | None:
 def _rows(members: list[Member], labels: dict[str, str], member_metrics: dict[str, dict],
           baseline_metrics: dict[str, dict]) -> list[dict]:
     rows = [member_row(m.name, m.variant, {labels[p]: v for p, v in m.params.items()}, m.train.output_dir,
-                       member_metrics.get(m.name), failure(m)) for m in members]
+                       member_metrics.get(m.name), failure(m), config=m.train.model_dump(mode="json"))
+            for m in members]
     return rows + [baseline_row(name, metrics) for name, metrics in baseline_metrics.items()]
 
 

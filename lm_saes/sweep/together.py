@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import torch
 
 from lm_saes.activations.manifest import write_atomic
+from lm_saes.config import TrainConfig
 from lm_saes.dictionaries.base import METRICS_NAME
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE
 from lm_saes.distributed import barrier, init_distributed
@@ -90,7 +91,7 @@ def _members_that_fit(members: list[Member]) -> int:
     return fitting_members(int(0.8 * free), [member_bytes(m.train, d_in, d_out) for m in members])
 
 
-def member_bytes(train, d_in: int, d_out: int) -> tuple[int, int]:
+def member_bytes(train: TrainConfig, d_in: int, d_out: int) -> tuple[int, int]:
     """(bytes a member holds for the whole pass, bytes its step needs while it runs): float32
     weights, gradients and Adam's two moments; the [batch, d_sae] pre-activations, activations and
     their gradients (one member steps at a time, so the second is needed once)."""
@@ -122,7 +123,9 @@ def _one_pass(members: list[Member], stream_seed: int) -> None:
             run.close()
 
 
-def _stream(first, stream_seed: int, device: torch.device, runs: dict[str, DictionaryRun]) -> Iterator[tuple[int, Pair]]:
+def _stream(
+    first: TrainConfig, stream_seed: int, device: torch.device, runs: dict[str, DictionaryRun]
+) -> Iterator[tuple[int, Pair]]:
     """(step, batch) from the earliest member's step on; fresh members fit their scales first."""
     pairs = cache_pairs(first.cache, first.target_cache, first.batch_size, stream_seed, device)
     start = min(run.resumed_from for run in runs.values())

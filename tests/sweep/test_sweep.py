@@ -52,6 +52,17 @@ def sweep_data(cache: Path, out: Path, **extra) -> dict:
     return data
 
 
+def comparable(record: dict) -> list[dict]:
+    """The rows of a sweep, without where they were written (two sweeps in two directories)."""
+    rows = []
+    for row in record["rows"]:
+        row = {k: v for k, v in row.items() if k != "dictionary_dir"}
+        if "config" in row:
+            row["config"] = {k: v for k, v in row["config"].items() if k != "output_dir"}
+        rows.append(row)
+    return rows
+
+
 def weights(directory: Path) -> dict[str, torch.Tensor]:
     return Dictionary.from_pretrained(directory).state_dict()
 
@@ -77,6 +88,8 @@ def test_members_trained_together_equal_members_trained_alone(reference, tmp_pat
         alone = train(member.train.model_copy(update={"output_dir": tmp_path / member.name}))
         assert_same_weights(member.train.output_dir, alone.output_dir)
     assert [r["name"] for r in result.record["rows"] if r["kind"] == "member"] == ["topk-k2", "topk-k6", "relu"]
+    for member, row in zip(expand_members(cfg), result.record["rows"]):  # the record keeps every config
+        assert row["config"] == json.loads((member.train.output_dir / "train_config.json").read_text())
 
 
 def test_member_metrics_are_lm_saes_evals_and_baselines_sit_at_the_member_l0s(reference):
@@ -156,8 +169,7 @@ def test_an_interrupted_sweep_resumes_without_retraining_and_equals_the_uninterr
     again = run_sweep(validate_config(SweepConfig, data))
     for member in expand_members(cfg):
         assert_same_weights(member.train.output_dir, out / "members" / member.name)
-    strip = lambda record: [{k: v for k, v in r.items() if k != "dictionary_dir"} for r in record["rows"]]
-    assert strip(again.record) == strip(result.record)
+    assert comparable(again.record) == comparable(result.record)
     assert finished.stat().st_mtime_ns == stamp  # not trained again
 
 
@@ -249,8 +261,7 @@ def test_torchrun_ranks_split_the_members_and_equal_one_process(reference, sweep
     for member in expand_members(cfg):
         assert_same_weights(member.train.output_dir, out / "members" / member.name)
     record = json.loads((out / "results.json").read_text())
-    strip = lambda record: [{k: v for k, v in r.items() if k != "dictionary_dir"} for r in record["rows"]]
-    assert strip(record) == strip(result.record)
+    assert comparable(record) == comparable(result.record)
 
 
 def test_a_store_that_dies_mid_sweep_loses_nothing(sweep_cache, tmp_path, monkeypatch):
