@@ -464,9 +464,16 @@ def unknown_key_problems(cls: type[BaseModel], data: Any, prefix: str = "") -> l
             valid = f"valid keys here: {', '.join(sorted(fields))}"
             problems.append(f"unknown field {where!r}; " + (f"{hint} " if hint else "") + valid)
             continue
+        annotation = fields[key].annotation
+        if typing.get_origin(annotation) is dict and isinstance(value, dict):  # dict[str, Model]: each value
+            models = _model_types(typing.get_args(annotation)[1])
+            for name, v in value.items():
+                for sub in _variants_for(models, v):
+                    problems += unknown_key_problems(sub, v, prefix=f"{where}.{name}.")
+            continue
         values = value if isinstance(value, list) else [value]
         for v in values:
-            for sub in _variants_for(_model_types(fields[key].annotation), v):
+            for sub in _variants_for(_model_types(annotation), v):
                 problems += unknown_key_problems(sub, v, prefix=f"{where}.")
     return problems
 

@@ -97,6 +97,8 @@ def test_members_that_cannot_share_a_stream_or_do_not_validate_are_refused(extra
     ({"train": {"output_dir": "x", "total_tokens": 1}}, "leave train.output_dir out"),
     ({"variants": {"a b": {}}}, "may hold only letters"),
     ({"baselines": ["pca", "svd"]}, "baselines.1"),
+    ({"variants": {"topk": {"gird": {}}}}, "unknown field 'variants.topk.gird'; did you mean 'grid'"),
+    ({"samples": 1, "random": {"lr": {"log_unifrom": [1, 2]}}}, "unknown field 'random.lr.log_unifrom'; did you mean 'log_uniform'"),
 ])
 def test_bad_sweep_configs_name_the_problem(extra, message):
     with pytest.raises(ConfigError, match=message):
