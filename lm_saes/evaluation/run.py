@@ -40,10 +40,15 @@ def evaluate(cfg: EvalConfig) -> dict:
     results = reconstruction_metrics(cfg, {"": dictionary}, cache_dir, target_dir, device)[""]
     if cfg.ce_tokens:
         results.update(downstream_metrics(cfg, {"": dictionary}, cache_dir, target_dir)[""])
-    path = cfg.dictionary / METRICS_NAME
+    store_eval(cfg.dictionary, results)
+    return results
+
+
+def store_eval(directory: Path, results: dict) -> None:
+    """Merge ``results`` into ``<directory>/metrics.json`` under "eval" (the training record stays)."""
+    path = directory / METRICS_NAME
     stored = json.loads(path.read_text()) if path.is_file() else {}
     write_atomic(path, (json.dumps({**stored, "eval": results}, indent=2) + "\n").encode())
-    return results
 
 
 def _path(value: str | None) -> Path | None:

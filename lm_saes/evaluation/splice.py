@@ -76,11 +76,12 @@ def spliced_losses_many(
     zero = lm.logits(tokens, [(hook_out, lambda act, hook: torch.zeros_like(act))])
     ce_clean, ce_zero = (float(next_token_ce(logits, tokens, mask)) for logits in (clean, zero))
     keep = predicted_positions(tokens, mask).to(clean.device)
+    clean_scored = clean[:, :-1][keep]  # [scored positions, vocab], shared by every dictionary
     results = {}
     for name, dictionary in dictionaries.items():
         spliced = lm.logits(tokens, splice_hooks(dictionary, hook_in, hook_out))
         ce_spliced = float(next_token_ce(spliced, tokens, mask))
-        kl = float(kl_divergence(clean[:, :-1][keep], spliced[:, :-1][keep]))
+        kl = float(kl_divergence(clean_scored, spliced[:, :-1][keep]))
         results[name] = SplicedLosses(ce_clean, ce_spliced, ce_zero, kl_spliced=kl,
                                       ce_loss_recovered=ce_loss_recovered(ce_clean, ce_spliced, ce_zero))
     return results

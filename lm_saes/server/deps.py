@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -68,10 +69,19 @@ EngineDep = Annotated[InferenceEngine, Depends(get_engine)]
 
 def require_dictionary(store: Store, name: str) -> dict:
     """The dictionary record, or 404 naming the stored dictionaries."""
-    record = store.dictionary(name)
+    return require_record(store.dictionary(name), "dictionary", name, store.dictionaries, "lm-saes analyze")
+
+
+def require_sweep(store: Store, name: str) -> dict:
+    """The sweep record, or 404 naming the stored sweeps."""
+    return require_record(store.sweep(name), "sweep", name, store.sweeps, "lm-saes sweep")
+
+
+def require_record(record: dict | None, what: str, name: str, listing: Callable[[], list[dict]], command: str) -> dict:
+    """``record``, or a 404 that names what is stored (``listing``) and the command that stores one."""
     if record is None:
-        known = ", ".join(d["name"] for d in store.dictionaries()) or "none (run lm-saes analyze)"
-        raise HTTPException(404, f"no dictionary {name!r} in the store; stored: {known}")
+        known = ", ".join(r["name"] for r in listing()) or f"none (run {command})"
+        raise HTTPException(404, f"no {what} {name!r} in the store; stored: {known}")
     return record
 
 
@@ -85,4 +95,4 @@ def require_analysis(store: Store, dictionary: str, analysis: str) -> dict:
     return run
 
 
-__all__ = ["EngineDep", "StoreDep", "StoreHolder", "get_engine", "get_store", "require_analysis", "require_dictionary"]
+__all__ = ["EngineDep", "StoreDep", "StoreHolder", "get_engine", "get_store", "require_analysis", "require_dictionary", "require_sweep"]

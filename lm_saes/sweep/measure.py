@@ -15,11 +15,10 @@ import math
 
 import torch
 
-from lm_saes.activations.manifest import write_atomic
 from lm_saes.config import TrainConfig
 from lm_saes.dictionaries import Dictionary
 from lm_saes.dictionaries.base import METRICS_NAME
-from lm_saes.evaluation.run import downstream_metrics, reconstruction_metrics
+from lm_saes.evaluation.run import downstream_metrics, reconstruction_metrics, store_eval
 from lm_saes.models.backend import resolve_device
 from lm_saes.sweep.baselines import baseline_dictionary, fit_basis
 from lm_saes.sweep.config import SweepConfig
@@ -46,7 +45,7 @@ def measure(cfg: SweepConfig, members: list[Member], stream_seed: int) -> tuple[
         for name, downstream in downstream_metrics(cfg.eval, dictionaries, first.cache, first.target_cache).items():
             results[name].update(downstream)
     for m in finished:
-        _store_eval(m, results[m.name])
+        store_eval(m.train.output_dir, results[m.name])
     members_metrics = {m.name: results[m.name] for m in finished}
     baseline_metrics = {name.removeprefix(BASELINE_PREFIX): r for name, r in results.items()
                         if name.startswith(BASELINE_PREFIX)}
@@ -82,8 +81,3 @@ def member_l0s(finished: list[Member]) -> list[int]:
         l0s.append(round(final["l0"]))
     return l0s
 
-
-def _store_eval(member: Member, results: dict) -> None:
-    path = member.train.output_dir / METRICS_NAME
-    stored = json.loads(path.read_text())
-    write_atomic(path, (json.dumps({**stored, "eval": results}, indent=2) + "\n").encode())

@@ -40,7 +40,7 @@ def run_sweep(cfg: SweepConfig) -> SweepResult | None:
     """Run the sweep; on rank 0 the result (other torchrun ranks only train: None)."""
     start = time.perf_counter()
     members = expand_members(cfg)
-    stream_seed = TrainConfig.model_fields["seed"].default if "seed" not in cfg.train else cfg.train["seed"]
+    stream_seed = cfg.train.get("seed", TrainConfig.model_fields["seed"].default)  # the base's: the batch order
     rank, _ = init_distributed()
     labels = param_labels(members)  # dotted path -> column label (field names hold no dots in MongoDB)
     varied = list(labels.values())

@@ -33,7 +33,7 @@ from lm_saes.models.backend import resolve_device
 from lm_saes.sweep.members import Member
 from lm_saes.training.data import Pair, cache_pairs
 from lm_saes.training.mesh import ParallelDims
-from lm_saes.training.train import UNCOMPARED, DictionaryRun, cache_widths
+from lm_saes.training.train import DictionaryRun, cache_widths, finished_with_another_config
 from lm_saes.training.trainer import TrainingDiverged
 
 FAILED_NAME = "failed.json"
@@ -47,12 +47,7 @@ def is_finished(member: Member) -> bool:
 def check_finished_configs(members: list[Member]) -> None:
     """A finished member is kept only if it was trained with the config it has now."""
     for m in members:
-        saved_path = m.train.output_dir / "train_config.json"
-        if not is_finished(m) or not saved_path.is_file():
-            continue
-        saved = {k: v for k, v in json.loads(saved_path.read_text()).items() if k not in UNCOMPARED}
-        wanted = m.train.model_dump(mode="json", exclude=UNCOMPARED)
-        differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+        differ = finished_with_another_config(m.train)
         if differ:
             raise ConfigError(
                 f"sweep member {m.name!r} in {m.train.output_dir} was trained with another config (fields "
@@ -149,12 +144,12 @@ def _feed(members: list[Member], runs: dict[str, DictionaryRun], stream: Iterato
                 run.trainer.advance(x, y, run.on_log, run.on_checkpoint)
             except (TrainingDiverged, torch.OutOfMemoryError) as e:
                 _mark_failed(member, run, e)
-                del active[name]
+                del active[name], runs[name]  # its device memory goes back to the others
                 continue
             if run.trainer.steps_left == 0:
                 run.close()
                 run.save()
-                del active[name]
+                del active[name], runs[name]
         if not active:
             return
 

@@ -41,6 +41,7 @@ from lm_saes.training.trainer import Trainer
 from lm_saes.training.wandb_log import WandbLog
 
 UNCOMPARED = {"overwrite", "progress", "checkpoint_every", "log_every", "wandb_project"}  # do not change the result
+TRAIN_CONFIG_NAME = "train_config.json"  # the resolved config a finished directory was trained with
 
 
 class TrainResult(NamedTuple):
@@ -175,6 +176,21 @@ def _compared(cfg: TrainConfig, dims: ParallelDims) -> dict:
     return {**cfg.model_dump(mode="json", exclude=UNCOMPARED), "world_size": dims.world_size}
 
 
+def differing_fields(a: dict, b: dict) -> list[str]:
+    """The keys whose values differ between two configs (one side may lack them)."""
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def finished_with_another_config(cfg: TrainConfig) -> list[str]:
+    """The fields (those that change the result) in which the finished dictionary at
+    ``cfg.output_dir`` was trained differently from ``cfg``; [] if none, or if unfinished."""
+    saved = cfg.output_dir / TRAIN_CONFIG_NAME
+    if not (cfg.output_dir / METRICS_NAME).is_file() or not saved.is_file():
+        return []
+    trained = {k: v for k, v in json.loads(saved.read_text()).items() if k not in UNCOMPARED}
+    return differing_fields(trained, cfg.model_dump(mode="json", exclude=UNCOMPARED))
+
+
 def _prepare_output(cfg: TrainConfig) -> None:
     out = cfg.output_dir
     if (out / METRICS_NAME).is_file():
@@ -197,9 +213,8 @@ def _resume(cfg: TrainConfig, trainer: Trainer, device: torch.device, dims: Para
             (cfg.output_dir / "train_log.jsonl").unlink(missing_ok=True)
         return 0
     state, config = found
-    expected = _compared(cfg, dims)
-    if config != expected:
-        differ = sorted(k for k in config.keys() | expected.keys() if config.get(k) != expected.get(k))
+    differ = differing_fields(config, _compared(cfg, dims))
+    if differ:
         raise ConfigError(
             f"{cfg.output_dir} holds a checkpoint of a different run (fields {differ} differ); run "
             "that config to resume it, or delete the checkpoint/ directory to start over"
@@ -256,7 +271,7 @@ def _save(cfg: TrainConfig, dictionary: Dictionary, final: dict[str, float], com
         source.update(model=src.model.name, hook_in=src.hook, hook_out=src.target_hook or src.hook, on_the_fly=True)
     dictionary.save(out, extra={"source": source})
     if comm.rank == 0:
-        save_resolved(cfg, out / "train_config.json")
+        save_resolved(cfg, out / TRAIN_CONFIG_NAME)
         write_atomic(out / METRICS_NAME, (json.dumps({"final_batch": final}, indent=2) + "\n").encode())
     if comm.distributed:
         barrier()  # every rank has finished with its checkpoint before rank 0 removes them

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 
-from lm_saes.server.deps import StoreDep
+from lm_saes.server.deps import StoreDep, require_sweep
 from lm_saes.server.schemas import SweepDetail, SweepSummary
-from lm_saes.store import Store
 from lm_saes.sweep.record import FAILED, FINISHED, MEMBER
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
@@ -41,11 +40,3 @@ def get_sweep(store: StoreDep, name: str) -> SweepDetail:
         rows.append({**row, **({"dictionary": dictionary} if dictionary else {}), "analyzed": dictionary in by_name})
     return SweepDetail.model_validate({**record, "rows": rows})
 
-
-def require_sweep(store: Store, name: str) -> dict:
-    """The sweep record, or 404 naming the stored sweeps."""
-    record = store.sweep(name)
-    if record is None:
-        known = ", ".join(s["name"] for s in store.sweeps()) or "none (run lm-saes sweep)"
-        raise HTTPException(404, f"no sweep {name!r} in the store; stored: {known}")
-    return record
