@@ -137,7 +137,7 @@ def lm_saes_system(dictionary: dict, args: argparse.Namespace, head: list[Tensor
     })
     torch.manual_seed(cfg.seed)
     trainer = Trainer(cfg, build_dictionary(cfg.dictionary, args.d, args.d), args.device)
-    trainer.fit_scales([(x, x) for x in head[: cfg.normalization_batches]])
+    trainer.initialize([(x, x) for x in head[: cfg.normalization_batches]])
     sae = trainer.dictionary
 
     def evaluate(x: Tensor) -> tuple[Tensor, Tensor]:

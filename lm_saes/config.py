@@ -72,12 +72,68 @@ class DataConfig(StrictModel):
     )
 
 
-class GenerateConfig(StrictModel):
-    """`lm-saes generate`: run a model over a dataset and cache activations at some hooks."""
+class SyntheticConfig(StrictModel):
+    """Activations with known features in superposition (lm_saes.data.synthetic), for checking that a
+    dictionary recovers the truth: each sample switches feature i on with probability p_i and is the
+    sum of the active features' unit directions times magnitudes, plus optional noise."""
 
-    model: ModelConfig
-    data: DataConfig
-    hooks: list[str] = Field(min_length=1, description="Hook points to cache (see `lm-saes hooks`).")
+    n_features: int = Field(gt=0, description="True features (directions); more than d_model puts them in superposition.")
+    d_model: int = Field(gt=0, description="Width of the activations.")
+    n_tokens: int = Field(gt=0, description="Samples (activation vectors) to write.")
+    mean_active: float | None = Field(
+        None, gt=0, description="Expected active features per sample; the probabilities are scaled to it."
+    )
+    feature_probability: float | None = Field(
+        None, ge=0, le=1, description="Instead of mean_active: the firing probability of the most frequent "
+        "feature (all of them when decay = 0)."
+    )
+    decay: float = Field(0.0, ge=0, description="Probabilities fall as (i + 1)^-decay over the features (0: all equal).")
+    magnitude: tuple[float, float] = Field(
+        (0.0, 1.0), description="An active feature's magnitude is uniform in [low, high]."
+    )
+    n_groups: int = Field(0, ge=0, description="Groups of features that tend to fire together (0: independent).")
+    correlation: float = Field(
+        0.0, ge=0, le=1, description="Added to a feature's probability on samples where its group is on."
+    )
+    noise: float = Field(0.0, ge=0, description="Standard deviation of Gaussian noise added to every coordinate.")
+    seed: int = Field(0, ge=0, description="Seed of the features and of the samples.")
+
+    @model_validator(mode="after")
+    def _probabilities(self) -> "SyntheticConfig":
+        if (self.mean_active is None) == (self.feature_probability is None):
+            raise ValueError("set exactly one of mean_active or feature_probability")
+        if self.mean_active is not None and self.mean_active > self.n_features:
+            raise ValueError(f"mean_active={self.mean_active:g} exceeds n_features={self.n_features}: a sample "
+                             "cannot have more active features than there are features")
+        if self.mean_active is not None:
+            weights = [(i + 1.0) ** -self.decay for i in range(self.n_features)]
+            top = self.mean_active * weights[0] / sum(weights)
+            if top > 1:
+                raise ValueError(f"with mean_active={self.mean_active:g} and decay={self.decay:g} the most frequent "
+                                 f"feature would fire with probability {top:.3g} > 1; lower mean_active or decay")
+        low, high = self.magnitude
+        if low < 0 or low > high:
+            raise ValueError(f"magnitude must be [low, high] with 0 <= low <= high, got [{low:g}, {high:g}]")
+        if self.correlation > 0 and self.n_groups == 0:
+            raise ValueError("correlation > 0 needs n_groups > 0 (the groups that fire together)")
+        return self
+
+
+SYNTHETIC_HOOK = "synthetic"  # the one hook a synthetic cache has, unless `hooks` names it otherwise
+
+
+class GenerateConfig(StrictModel):
+    """`lm-saes generate`: run a model over a dataset (or draw synthetic activations with known
+    features) and cache activations at some hooks."""
+
+    model: ModelConfig | None = Field(None, description="The language model (not with `synthetic`).")
+    data: DataConfig | None = Field(None, description="The text dataset (not with `synthetic`).")
+    synthetic: SyntheticConfig | None = Field(
+        None, description="Instead of a model and data: activations with known features, written as an "
+        "ordinary 1d cache with the true features beside it (ground_truth.safetensors)."
+    )
+    hooks: list[str] = Field(min_length=1, description="Hook points to cache (see `lm-saes hooks`); a "
+                             "synthetic cache has one, named 'synthetic' by default.")
     output_dir: Path = Field(description="Cache root; one sub-directory per hook point.")
     layout: Literal["1d", "2d"] = Field(
         "1d",
@@ -102,6 +158,26 @@ class GenerateConfig(StrictModel):
         if duplicates:
             raise ValueError(f"hooks are listed twice: {duplicates}")
         return hooks
+
+    @model_validator(mode="before")
+    @classmethod
+    def _synthetic_hook(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("synthetic") is not None and "hooks" not in data:
+            return {**data, "hooks": [SYNTHETIC_HOOK]}
+        return data
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "GenerateConfig":
+        if self.synthetic is None:
+            missing = [name for name in ("model", "data") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"set {' and '.join(missing)} (or `synthetic` for activations with known features)")
+            return self
+        if self.model is not None or self.data is not None:
+            raise ValueError("a synthetic cache has no model or data: remove `model` and `data`, or `synthetic`")
+        if self.layout != "1d" or len(self.hooks) != 1:
+            raise ValueError("a synthetic cache is one 1d hook: layout = '1d' and at most one name in `hooks`")
+        return self
 
 
 class PretrainConfig(StrictModel):
@@ -174,9 +250,22 @@ class JumpReLUConfig(_DictionaryShape):
     """Per-feature thresholds learned with straight-through estimators, and an L0 penalty."""
 
     kind: Literal["jumprelu"] = "jumprelu"
-    l0_coefficient: float = Field(gt=0, description="Weight of the L0 penalty.")
+    l0_coefficient: float = Field(gt=0, description="Weight of the sparsity penalty (an L0, or its tanh form).")
+    sparsity_loss: Literal["tanh", "step"] = Field(
+        "tanh", description="'tanh': sum_i tanh(tanh_scale |f_i| ||W_dec,i||), whose gradient reaches the "
+        "encoder (Anthropic, January 2025; trains in short runs); 'step': the L0 itself, learned through "
+        "the thresholds' straight-through estimator alone (Rajamanoharan et al. 2024)."
+    )
+    tanh_scale: float = Field(4.0, gt=0, description="c in the tanh penalty.")
+    pre_act_coefficient: float = Field(
+        3e-6, ge=0, description="Weight of the pre-activation loss sum_i ReLU(theta_i - pre_i) ||W_dec,i||, "
+        "which revives features that stopped firing (0: off)."
+    )
     bandwidth: float = Field(1e-3, gt=0, description="Kernel width of the straight-through gradient.")
-    initial_threshold: float = Field(1e-3, gt=0, description="Starting threshold of every feature.")
+    initial_threshold: float | None = Field(
+        None, gt=0, description="Starting threshold of every feature. None: fitted to the first batch, each "
+        "feature firing on a fraction min(1/2, d_in / d_sae) of it (see JumpReLUDictionary.init_activation)."
+    )
 
 
 DictionaryConfig = Annotated[
@@ -217,18 +306,29 @@ class TrainConfig(StrictModel):
     output_dir: Path = Field(description="Dictionary directory to write.")
     total_tokens: int = Field(gt=0, description="Training tokens (epochs over the cache as needed).")
     batch_size: int = Field(4096, gt=0, description="Tokens per optimizer step.")
-    lr: float = Field(4e-4, gt=0, description="Peak Adam learning rate.")
-    lr_warmup_steps: int = Field(100, ge=0, description="Linear learning-rate warmup steps.")
+    lr: float | None = Field(
+        None, gt=0, description="Peak Adam learning rate. None: 2e-4 / sqrt(d_sae / 2^14), the rule of "
+        "Gao et al. 2024 (8e-4 at 1,024 features, 1.6e-4 at 24,576)."
+    )
+    lr_warmup_steps: int | None = Field(
+        None, ge=0, description="Linear learning-rate warmup steps. None: `lr_warmup_fraction` of the run."
+    )
+    lr_warmup_fraction: float = Field(0.01, ge=0, le=1, description="Warmup as a fraction of the steps "
+                                      "(used when lr_warmup_steps is None).")
     lr_decay: Literal["constant", "linear", "cosine"] = Field(
         "linear", description="Learning-rate decay to zero over the last `lr_decay_fraction` of steps."
     )
     lr_decay_fraction: float = Field(0.2, ge=0, le=1, description="Fraction of training spent decaying.")
     adam_betas: tuple[float, float] = Field((0.9, 0.999), description="Adam (beta1, beta2).")
-    sparsity_warmup_steps: int = Field(
-        0, ge=0, description="Steps over which the sparsity penalty ramps linearly from 0 to full."
+    sparsity_warmup_steps: int | None = Field(
+        None, ge=0, description="Steps over which the sparsity penalty (ReLU's L1, JumpReLU's L0) ramps "
+        "linearly from 0 to full. None: `sparsity_warmup_fraction` of the run."
     )
-    dead_after_tokens: int = Field(
-        1_000_000, gt=0, description="A feature that has not fired for this many tokens counts as dead."
+    sparsity_warmup_fraction: float = Field(0.05, ge=0, le=1, description="Sparsity warmup as a fraction "
+                                            "of the steps (used when sparsity_warmup_steps is None).")
+    dead_after_tokens: int | None = Field(
+        None, gt=0, description="A feature that has not fired for this many tokens counts as dead (AuxK "
+        "and resampling act on it). None: a third of the run, at most 10M tokens (Gao et al.'s window)."
     )
     resample_every: int = Field(
         0, ge=0, description="Steps between resamplings of the dead features from badly "

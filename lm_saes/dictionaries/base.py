@@ -35,6 +35,7 @@ from lm_saes.errors import ConfigError, LmSaesError
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "weights.safetensors"
 METRICS_NAME = "metrics.json"  # written last by training: a dictionary directory is finished
+MIN_START_SCALE = 1e-3  # floor of init_from_data's scale (a transcoder's random start may be unrelated to its target)
 
 
 class DictionaryOutput(NamedTuple):
@@ -114,6 +115,49 @@ class Dictionary(nn.Module):
             self.W_enc.copy_(W_dec.T if self.d_in == self.d_out else torch.randn(self.d_in, self.d_sae) / self.d_in**0.5)
             self.b_enc.zero_()
             self.b_dec.zero_()
+
+    @torch.no_grad()
+    def init_from_data(
+        self, x: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_out"],
+        input_mean: Float[Tensor, "d_in"], target_mean: Float[Tensor, "d_out"],
+    ) -> float:
+        """Fit the random start to a batch of (scaled) training data; returns the scale ``c``.
+
+        1. ``b_dec`` = the targets' mean: the reconstruction starts at the mean, and an SAE's
+           pre-activations (x - b_dec) W_enc are centred. A transcoder, which does not centre,
+           gets ``b_enc = -input_mean W_enc`` instead (sparsify's start for transcoders).
+        2. The scale. The random start's reconstruction r0 = decode(encode(x)) - b_dec overshoots:
+           the k directions chosen for a token all lean towards it, so their sum is about twice
+           its norm (and a ReLU's thousands of active features far more). The least-squares
+           multiple c = <target - b_dec, r0> / ||r0||^2 over the batch is the best that start can
+           do; ``scale_start(c)`` shrinks the weights so the first reconstruction is c r0.
+           Without this a TopK SAE spends its first hundred steps shrinking its activations
+           (explained variance 0.17 instead of 0.81 after 35 steps in benchmarks/train.py's setting).
+        """
+        self.b_dec.copy_(target_mean)
+        if self.transcoder:
+            self.b_enc.copy_(-(self.comm.enter(input_mean) @ self.W_enc))
+        self.init_activation(x)
+        r0 = self.decode(self.activate(self.pre_acts(x))) - self.b_dec  # [batch, d_out]
+        residual = target - self.b_dec
+        overlap = self.comm.batch_mean((residual * r0).sum(-1).mean())
+        energy = self.comm.batch_mean(r0.pow(2).sum(-1).mean())
+        c = float(overlap / energy) if energy > 0 else 1.0
+        c = min(max(c, MIN_START_SCALE), 1.0)
+        self.scale_start(c)
+        return c
+
+    @torch.no_grad()
+    def init_activation(self, x: Float[Tensor, "batch d_in"]) -> None:
+        """A variant's own data-dependent start of its activation function (JumpReLU's thresholds)."""
+
+    @torch.no_grad()
+    def scale_start(self, c: float) -> None:
+        """Make the start's reconstruction (less b_dec) c times what it was. With unit-norm decoder
+        rows only the encoder can shrink: every pre-activation is multiplied by c (the selection of a
+        TopK is unchanged)."""
+        self.W_enc.mul_(c)
+        self.b_enc.mul_(c)
 
     # --- the maths -------------------------------------------------------------------------
 

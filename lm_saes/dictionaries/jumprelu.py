@@ -19,9 +19,13 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from lm_saes.config import JumpReLUConfig
+from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
 from lm_saes.dictionaries.base import (
     Dictionary, LossOutput, TrainingContext, fired_features, mean_l0, reconstruction_mse,
 )
+
+UNFITTED_THRESHOLD = 1e-3  # until init_from_data fits the thresholds (a loaded dictionary has its own)
+MIN_THRESHOLD = 1e-6
 
 
 def rectangle(u: Tensor) -> Tensor:
@@ -81,7 +85,32 @@ class JumpReLUDictionary(Dictionary):
 
     def __init__(self, cfg: JumpReLUConfig, d_in: int, d_out: int, transcoder: bool = False) -> None:
         super().__init__(cfg, d_in, d_out, transcoder)
-        self.log_threshold = nn.Parameter(torch.full((self.d_sae,), math.log(cfg.initial_threshold)))
+        start = cfg.initial_threshold if cfg.initial_threshold is not None else UNFITTED_THRESHOLD
+        self.log_threshold = nn.Parameter(torch.full((self.d_sae,), math.log(start)))
+
+    @torch.no_grad()
+    def init_activation(self, x: Float[Tensor, "batch d_in"]) -> None:
+        """Thresholds fitted to the data unless ``initial_threshold`` is set: each feature starts
+        firing on a fraction min(1/2, d_in / d_sae) of the batch (so about d_in features per token),
+        its threshold the matching quantile of its pre-activations over the whole batch (every
+        data-parallel rank's rows). A threshold in log space moves by about the learning rate per Adam step, so a fixed
+        tiny start (every feature firing like a ReLU) takes thousands of steps to become sparse."""
+        if self.cfg.initial_threshold is not None:
+            return
+        pre = self.comm.batch_rows(self.pre_acts(x))  # [batch, d_sae]: the whole batch, this rank's features
+        fraction = min(0.5, self.d_in / self.d_sae)
+        n_firing = max(1, round(fraction * len(pre)))
+        # Midway between the n-th and (n + 1)-th largest: n_firing pass, and no token sits on the edge.
+        below = pre.kthvalue(max(1, len(pre) - n_firing), dim=0).values  # [d_sae]
+        above = pre.kthvalue(len(pre) - n_firing + 1, dim=0).values
+        threshold = ((below + above) / 2).clamp(min=MIN_THRESHOLD)
+        self.log_threshold.copy_(threshold.log())
+
+    @torch.no_grad()
+    def scale_start(self, c: float) -> None:
+        """Pre-activations shrink by c (the encoder); so do the thresholds they are compared with."""
+        super().scale_start(c)
+        self.log_threshold.add_(math.log(c))
 
     @property
     def threshold(self) -> Float[Tensor, "d_sae"]:
@@ -97,5 +126,33 @@ class JumpReLUDictionary(Dictionary):
         acts = self.activate(pre)
         mse = reconstruction_mse(self.decode(acts), target)
         l0 = self.comm.reduce(step(pre, self.threshold, self.cfg.bandwidth).sum(-1)).mean()
-        loss = mse + self.cfg.l0_coefficient * ctx.sparsity_scale * l0
-        return LossOutput(loss, {"mse": mse.detach(), "l0": l0.detach()}, fired_features(acts))
+        terms = {"mse": mse.detach(), "l0": l0.detach()}
+        if self.cfg.sparsity_loss == "step":
+            sparsity = l0
+        else:
+            sparsity = tanh_penalty(acts, self.W_dec, self.cfg.tanh_scale, self.comm)
+            terms["tanh_l0"] = sparsity.detach()
+        loss = mse + self.cfg.l0_coefficient * ctx.sparsity_scale * sparsity
+        if self.cfg.pre_act_coefficient > 0:
+            pre_act = pre_act_loss(pre, self.threshold, self.W_dec, self.comm)
+            loss = loss + self.cfg.pre_act_coefficient * pre_act
+            terms["pre_act"] = pre_act.detach()
+        return LossOutput(loss, terms, fired_features(acts))
+
+
+def tanh_penalty(
+    acts: Float[Tensor, "batch d_sae"], W_dec: Float[Tensor, "d_sae d_out"], scale: float,
+    comm: Collectives = SINGLE_DEVICE,
+) -> Float[Tensor, ""]:
+    """mean_batch sum_i tanh(scale |f_i| ||W_dec,i||): a smooth L0 (about 1 per strongly active
+    feature) whose gradient reaches the encoder through the activations (Anthropic, January 2025)."""
+    return comm.reduce(torch.tanh(scale * acts.abs() * W_dec.norm(dim=1)).sum(-1)).mean()
+
+
+def pre_act_loss(
+    pre: Float[Tensor, "batch d_sae"], threshold: Float[Tensor, "d_sae"], W_dec: Float[Tensor, "d_sae d_out"],
+    comm: Collectives = SINGLE_DEVICE,
+) -> Float[Tensor, ""]:
+    """mean_batch sum_i ReLU(theta_i - pre_i) ||W_dec,i||: pulls pre-activations below their
+    threshold up towards it, so features that stopped firing come back (Anthropic, January 2025)."""
+    return comm.reduce((torch.relu(threshold - pre) * W_dec.norm(dim=1)).sum(-1)).mean()

@@ -14,6 +14,7 @@ rows, per-feature vectors); under data parallelism (DP) the batch rows are split
     feature_sum    a no-grad sum over the feature shards (counts of dead features, L0 for logs)
     batch_mean     a no-grad mean over the DP ranks of a per-rank mean (equal batch shares)
     batch_any      a no-grad elementwise OR over the DP ranks (which features fired)
+    batch_rows     the whole batch: every DP rank's rows, in rank order (no grad; initialisation)
     all_min / all_any                     no-grad reductions over every rank
     average_gradients                     the DP gradient mean after backward
 
@@ -54,6 +55,9 @@ class Collectives:
         return t
 
     def batch_any(self, t: Tensor) -> Tensor:
+        return t
+
+    def batch_rows(self, t: Tensor) -> Tensor:
         return t
 
     def all_min(self, t: Tensor) -> Tensor:
@@ -156,6 +160,15 @@ class MeshCollectives(Collectives):
         if self.dp_size == 1:
             return t
         return self._max(t.to(torch.uint8), self.dp_group).bool()
+
+    @torch.no_grad()
+    def batch_rows(self, t: Tensor) -> Tensor:
+        """Every DP rank's rows of ``t``, concatenated in rank order (the whole batch)."""
+        if self.dp_size == 1:
+            return t
+        parts = [torch.empty_like(t) for _ in range(self.dp_size)]
+        dist.all_gather(parts, t.detach().contiguous(), group=self.dp_group)
+        return torch.cat(parts)
 
     @torch.no_grad()
     def all_min(self, t: Tensor) -> Tensor:

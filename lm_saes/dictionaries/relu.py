@@ -33,6 +33,14 @@ class ReLUDictionary(Dictionary):
     unit_norm_decoder = False
     cfg: ReLUConfig
 
+    @torch.no_grad()
+    def scale_start(self, c: float) -> None:
+        """Anthropic's start (April 2024 update): small decoder rows with the encoder their
+        transpose. Both shrink by sqrt(c), so the reconstruction shrinks by c."""
+        root = c**0.5
+        for p in (self.W_enc, self.b_enc, self.W_dec):
+            p.mul_(root)
+
     def activate(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         return torch.relu(pre)
 

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import torch
 
 from lm_saes.activations.manifest import write_atomic
+from lm_saes.activations.synthetic import read_ground_truth
 from lm_saes.config import TrainConfig
 from lm_saes.dictionaries.base import METRICS_NAME
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE
@@ -106,9 +107,10 @@ def _one_pass(members: list[Member], stream_seed: int) -> None:
     device = resolve_device(first.device)
     d_in, d_out = cache_widths(first)
     transcoder = first.target_cache is not None or d_in != d_out
+    truth = read_ground_truth(first.cache) if not transcoder else None
     runs = {
         m.name: DictionaryRun.open(m.train, d_in, d_out, transcoder, device, ONE_DEVICE, SINGLE_DEVICE,
-                                   progress={"desc": m.name, "position": i, "leave": True})
+                                   progress={"desc": m.name, "position": i, "leave": True}, ground_truth=truth)
         for i, m in enumerate(members)
     }
     try:
@@ -129,7 +131,7 @@ def _stream(
     head: list[Pair] = list(itertools.islice(pairs, first.normalization_batches))
     for run in runs.values():
         if run.resumed_from == 0:
-            run.trainer.fit_scales(head)
+            run.trainer.initialize(head)
     return enumerate(itertools.chain(head, pairs))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-SHOWN = {"loss": "loss", "l0": "L0", "explained_variance": "EV", "dead_fraction": "dead"}
+SHOWN = {"loss": "loss", "l0": "L0", "explained_variance": "EV", "dead_fraction": "dead", "aux": "aux", "mmcs": "MMCS"}
 
 
 class TrainingLog:

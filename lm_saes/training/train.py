@@ -24,6 +24,7 @@ from typing import NamedTuple
 import torch
 
 from lm_saes.activations.manifest import read_manifest, write_atomic
+from lm_saes.activations.synthetic import read_ground_truth
 from lm_saes.config import TrainConfig, save_resolved
 from lm_saes.dictionaries import Dictionary, build_dictionary
 from lm_saes.dictionaries.base import METRICS_NAME
@@ -36,7 +37,7 @@ from lm_saes.training.data import Pair, cache_pairs, iterable_pairs
 from lm_saes.training.live import load_source, model_pairs
 from lm_saes.training.log import TrainingLog
 from lm_saes.training.mesh import ParallelDims, build_collectives
-from lm_saes.training.schedules import total_steps
+from lm_saes.training.schedules import resolved_schedule, total_steps
 from lm_saes.training.trainer import Trainer
 from lm_saes.training.wandb_log import WandbLog
 
@@ -75,12 +76,13 @@ def train(cfg: TrainConfig, batches: Iterable | None = None) -> TrainResult:
         pairs = itertools.chain([first], pairs)
     live_transcoder = cfg.on_the_fly is not None and cfg.on_the_fly.target_hook is not None
     transcoder = cfg.target_cache is not None or live_transcoder or d_in != d_out
-    run = DictionaryRun.open(cfg, d_in, d_out, transcoder, device, dims, comm)
+    truth = read_ground_truth(cfg.cache) if cfg.target_cache is None and batches is None else None
+    run = DictionaryRun.open(cfg, d_in, d_out, transcoder, device, dims, comm, ground_truth=truth)
     if run.resumed_from:
         pairs = itertools.islice(pairs, run.resumed_from, None)  # skip what the first run consumed
     else:
         head: list[Pair] = list(itertools.islice(pairs, cfg.normalization_batches))
-        run.trainer.fit_scales(head)
+        run.trainer.initialize(head)
         pairs = itertools.chain(head, pairs)
     try:
         run.trainer.fit(pairs, run.on_log, run.on_checkpoint)
@@ -107,15 +109,16 @@ class DictionaryRun:
     @classmethod
     def open(
         cls, cfg: TrainConfig, d_in: int, d_out: int, transcoder: bool, device: torch.device,
-        dims: ParallelDims, comm: Collectives, progress: dict | None = None,
+        dims: ParallelDims, comm: Collectives, progress: dict | None = None, ground_truth: torch.Tensor | None = None,
     ) -> DictionaryRun:
-        """``progress``: keyword arguments of the tqdm bar (a sweep names and stacks its members')."""
+        """``progress``: keyword arguments of the tqdm bar (a sweep names and stacks its members');
+        ``ground_truth``: the cache's true features, if it has them (the log reports MMCS)."""
         _on_rank_zero(comm, lambda: _prepare_output(cfg))
         torch.manual_seed(cfg.seed)
         dictionary = build_dictionary(cfg.dictionary, d_in, d_out, transcoder)  # the same on every rank
         if comm.distributed:
             shard_(dictionary, comm)
-        trainer = Trainer(cfg, dictionary, device, comm)
+        trainer = Trainer(cfg, dictionary, device, comm, ground_truth)
         resumed = _resume(cfg, trainer, device, dims)
         writer = comm.rank == 0
         log = TrainingLog(cfg.output_dir / "train_log.jsonl", total_steps(cfg) * cfg.batch_size,
@@ -272,7 +275,8 @@ def _save(cfg: TrainConfig, dictionary: Dictionary, final: dict[str, float], com
     dictionary.save(out, extra={"source": source})
     if comm.rank == 0:
         save_resolved(cfg, out / TRAIN_CONFIG_NAME)
-        write_atomic(out / METRICS_NAME, (json.dumps({"final_batch": final}, indent=2) + "\n").encode())
+        record = {"final_batch": final, "schedule": resolved_schedule(cfg)}  # what the defaults resolved to
+        write_atomic(out / METRICS_NAME, (json.dumps(record, indent=2) + "\n").encode())
     if comm.distributed:
         barrier()  # every rank has finished with its checkpoint before rank 0 removes them
     if comm.rank == 0:

@@ -25,7 +25,7 @@ from lm_saes.errors import LmSaesError
 from lm_saes.training.data import Pair
 from lm_saes.training.dead import DeadFeatureTracker
 from lm_saes.training.resample import resample_dead
-from lm_saes.training.schedules import lr_at, sparsity_scale_at, total_steps
+from lm_saes.training.schedules import dead_after_tokens, lr_at, peak_lr, sparsity_scale_at, total_steps
 
 
 class TrainingDiverged(LmSaesError):
@@ -37,13 +37,17 @@ class Trainer:
     through ``state_dict``). Distributed, every rank runs the same steps in lockstep."""
 
     def __init__(
-        self, cfg: TrainConfig, dictionary: Dictionary, device: torch.device, comm: Collectives = SINGLE_DEVICE
+        self, cfg: TrainConfig, dictionary: Dictionary, device: torch.device, comm: Collectives = SINGLE_DEVICE,
+        ground_truth: Tensor | None = None,
     ) -> None:
+        """``ground_truth``: [n_features, d] true feature directions (a synthetic cache's): the log
+        then reports MMCS and the fraction of features recovered."""
         self.cfg, self.dictionary, self.device, self.comm = cfg, dictionary.to(device), device, comm
+        self.ground_truth = ground_truth.to(device) if ground_truth is not None else None
         fused = device.type in ("cuda", "cpu")  # one kernel for every parameter's update
-        self.optimizer = torch.optim.Adam(dictionary.parameters(), lr=cfg.lr, betas=cfg.adam_betas, fused=fused)
+        self.optimizer = torch.optim.Adam(dictionary.parameters(), lr=peak_lr(cfg), betas=cfg.adam_betas, fused=fused)
         local_features = dictionary.W_enc.shape[1]  # d_sae, or one tensor-parallel shard of it
-        self.dead = DeadFeatureTracker(local_features, cfg.dead_after_tokens, device, comm)
+        self.dead = DeadFeatureTracker(local_features, dead_after_tokens(cfg), device, comm)
         self.step = 0
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # any bad loss since the last check
         self._clock: tuple[float, int] | None = None  # (time, step) of the first step taken, for tokens/s
@@ -51,8 +55,8 @@ class Trainer:
     # --- the three layers -----------------------------------------------------------------
 
     def forward_backward(self, x: Tensor, y: Tensor) -> LossOutput:
-        # No feature can be dead before dead_after_tokens have passed: skip the mask (and AuxK) till then.
-        can_be_dead = self.step * self.cfg.batch_size >= self.cfg.dead_after_tokens
+        # No feature can be dead before the dead window has passed: skip the mask (and AuxK) till then.
+        can_be_dead = self.step * self.cfg.batch_size >= self.dead.dead_after
         ctx = TrainingContext(sparsity_scale_at(self.step, self.cfg), self.dead.dead_mask() if can_be_dead else None)
         x = x * self.dictionary.input_scale
         y = y * self.dictionary.output_scale
@@ -119,6 +123,17 @@ class Trainer:
     # --- normalisation, logging, safety ---------------------------------------------------
 
     @torch.no_grad()
+    def initialize(self, pairs: list[Pair]) -> None:
+        """A fresh run's data-dependent start, from the first batches of its stream: the
+        normalisation scales, then the dictionary's own start (``Dictionary.init_from_data``)."""
+        self.fit_scales(pairs)
+        d = self.dictionary
+        x_mean = self.comm.batch_mean(torch.cat([x for x, _ in pairs]).mean(0)) * d.input_scale
+        y_mean = self.comm.batch_mean(torch.cat([y for _, y in pairs]).mean(0)) * d.output_scale
+        x, y = pairs[0]  # one batch is enough to fit the start's scale
+        d.init_from_data(x * d.input_scale, y * d.output_scale, x_mean, y_mean)
+
+    @torch.no_grad()
     def fit_scales(self, pairs: list[Pair]) -> None:
         """Scales that give inputs and targets an average norm of sqrt(d) (1 if disabled)."""
         if not self.cfg.normalize_activations:
@@ -148,8 +163,19 @@ class Trainer:
             "step": self.step, "tokens": self.step * self.cfg.batch_size, "lr": lr_at(self.step - 1, self.cfg),
             "loss": float(out.loss), **{k: float(v) for k, v in out.terms.items()},
             "explained_variance": float(explained_variance(recon, y)),
-            "dead_fraction": self.dead.dead_fraction(), "tokens_per_s": tokens_per_s,
+            "dead_fraction": self.dead.dead_fraction(), **self.ground_truth_record(), "tokens_per_s": tokens_per_s,
         }
+
+    @torch.no_grad()
+    def ground_truth_record(self) -> dict[str, float]:
+        """MMCS and features recovered against the true features, over every feature shard."""
+        from lm_saes.evaluation.metrics import RECOVERED_COSINE, best_cosines
+
+        if self.ground_truth is None:
+            return {}
+        local = best_cosines(self.dictionary.W_dec, self.ground_truth)  # [n_true], this shard's best
+        best = -self.comm.all_min(-local) if self.comm.distributed else local
+        return {"mmcs": float(best.mean()), "features_recovered": float((best >= RECOVERED_COSINE).float().mean())}
 
     def _autocast(self):
         if self.cfg.autocast == "bfloat16":

@@ -149,3 +149,58 @@ def test_a_bad_config_is_refused(make, tmp_path, text):
     (tmp_path / CONFIG_NAME).write_text(text)
     with pytest.raises(LmSaesError, match="not a valid dictionary config"):
         Dictionary.from_pretrained(tmp_path)
+
+
+# --- the data-fitted start (init_from_data), by hand ------------------------------------------
+# Two tokens x = [[2, 0], [0, 4]] (mean [1, 2]); W_enc = I; decoder rows d_0 = [1, 0], d_1 = [0.6, 0.8].
+# Centred: x - mean = [[1, -2], [-1, 2]] = pre (b_enc = 0). Token 0 keeps feature 0 (1), token 1
+# feature 1 (2): r0 = [[1, 0], [1.2, 1.6]]. <x - mean, r0> = [1, 2.0] -> 1.5; ||r0||^2 = [1, 4] -> 2.5.
+# The least-squares scale c = 1.5 / 2.5 = 0.6.
+START_X = [[2.0, 0.0], [0.0, 4.0]]
+START_DEC = [[1.0, 0.0], [0.6, 0.8]]
+EYE2 = [[1.0, 0.0], [0.0, 1.0]]
+
+
+def fit_start(d):
+    x = torch.tensor(START_X)
+    return d.init_from_data(x, x, x.mean(0), x.mean(0))
+
+
+def test_init_from_data_centres_on_the_mean_and_fits_the_least_squares_scale(make):
+    d = make("topk", 2, 2, W_enc=EYE2, W_dec=START_DEC, k=1)
+    assert fit_start(d) == pytest.approx(0.6)
+    assert torch.allclose(d.b_dec, torch.tensor([1.0, 2.0]))
+    assert torch.allclose(d.W_enc, 0.6 * torch.eye(2))  # the encoder shrinks; decoder rows stay unit
+    assert torch.allclose(d.W_dec, torch.tensor(START_DEC))
+    recon = d(torch.tensor(START_X)).recon  # the start's reconstruction is now c r0 + mean
+    assert torch.allclose(recon, torch.tensor([[1.6, 2.0], [1.72, 2.96]]))
+
+
+def test_a_relu_start_shrinks_encoder_and_decoder_by_the_root(make):
+    d = make("relu", 2, 2, W_enc=EYE2, W_dec=START_DEC)  # ReLU keeps the same two activations here
+    assert fit_start(d) == pytest.approx(0.6)
+    assert torch.allclose(d.W_enc, 0.6**0.5 * torch.eye(2))
+    assert torch.allclose(d.W_dec, 0.6**0.5 * torch.tensor(START_DEC))
+
+
+def test_a_transcoder_start_centres_its_pre_activations_through_b_enc(make):
+    d = make("topk", 2, 2, 2, transcoder=True, W_enc=EYE2, W_dec=START_DEC, k=1)
+    fit_start(d)
+    # b_enc = -mean W_enc = [-1, -2], then scaled by c along with W_enc
+    c = d.W_enc[0, 0].item()
+    assert torch.allclose(d.b_enc, -c * torch.tensor([1.0, 2.0]))
+    assert torch.allclose(d.pre_acts(torch.tensor(START_X)), c * torch.tensor([[1.0, -2.0], [-1.0, 2.0]]))
+
+
+def test_jumprelu_thresholds_start_at_a_quantile_of_the_pre_activations(make):
+    d = make("jumprelu", 4, 2)  # fraction min(1/2, 2/4): each feature fires on 2 of 4 tokens
+    x = torch.tensor([[1.0, 0.0], [2.0, 1.0], [3.0, -1.0], [4.0, 2.0]])
+    with torch.no_grad():
+        d.W_enc.copy_(torch.tensor([[1.0, 0.0, 1.0, -1.0], [0.0, 1.0, 1.0, 0.0]]))
+    d.init_activation(x)  # pre = x W_enc (b_dec = 0): midway between each column's 2nd and 3rd largest
+    # columns [1, 2, 3, 4], [0, 1, -1, 2], [1, 3, 2, 6], [-1, -2, -3, -4]
+    assert torch.allclose(d.threshold, torch.tensor([2.5, 0.5, 2.5, 1e-6]))  # clamped above 0
+    assert ((d.encode(x) != 0).sum(0)).tolist() == [2, 2, 2, 0]  # a feature never positive stays off
+    fixed = make("jumprelu", 4, 2, initial_threshold=0.25)
+    fixed.init_activation(x)
+    assert torch.allclose(fixed.threshold, torch.full((4,), 0.25))

@@ -46,7 +46,8 @@ def test_initial_threshold(make):
 
 
 def test_loss_and_threshold_gradient_by_hand(make):
-    d = make("jumprelu", 3, 3, W_enc=EYE, W_dec=EYE, l0_coefficient=0.1, bandwidth=EPS)
+    d = make("jumprelu", 3, 3, W_enc=EYE, W_dec=EYE, l0_coefficient=0.1, bandwidth=EPS, sparsity_loss="step",
+             pre_act_coefficient=0.0)
     with torch.no_grad():
         d.log_threshold.copy_(torch.tensor(THETA).log())
     out = d.loss(PRE, PRE, TrainingContext(sparsity_scale=0.5, dead_mask=None))
@@ -79,3 +80,31 @@ def test_folding_keeps_pre_activations_so_thresholds_need_none(make, tmp_path, t
     assert torch.allclose(loaded.pre_acts(x), d.pre_acts(x * 2.5), atol=1e-5)
     assert torch.allclose(loaded.encode(x), d.encode(x * 2.5), atol=1e-5)
     assert loaded.encode(x).ne(0).any() and loaded.encode(x).eq(0).any()  # some jumps taken, some not
+
+
+def test_tanh_penalty_and_pre_activation_loss_by_hand(make):
+    """Anthropic's January 2025 terms: lambda sum_i tanh(c |f_i| ||d_i||) and mu sum_i ReLU(theta_i - pre_i) ||d_i||."""
+    W_dec = [[2, 0, 0], [0, 1, 0], [0, 0, 1]]  # decoder norms [2, 1, 1]
+    d = make("jumprelu", 3, 3, W_enc=EYE, W_dec=W_dec, l0_coefficient=0.1, bandwidth=EPS, tanh_scale=0.5,
+             pre_act_coefficient=0.01)
+    with torch.no_grad():
+        d.log_threshold.copy_(torch.tensor(THETA).log())
+    out = d.loss(PRE, PRE, TrainingContext(sparsity_scale=1.0, dead_mask=None))
+    # tanh(0.5 * acts * norms): acts = [[1.5, 0, 0], [0, 0.6, 2.4]] -> [tanh(1.5), 0, 0], [0, tanh(0.3), tanh(1.2)]
+    tanh_l0 = (math.tanh(1.5) + math.tanh(0.3) + math.tanh(1.2)) / 2
+    # ReLU(theta - pre) * norms: [[0, 0.1, 0.1], [0.1 * 2, 0, 0]] -> (0.2 + 0.2) / 2
+    pre_act = (0.1 + 0.1 + 0.2) / 2
+    # recon = acts W_dec = [[3, 0, 0], [0, 0.6, 2.4]]; error vs x: [[1.5, -0.4, -1.9], [-0.9, 0, 0]]
+    mse = (2.25 + 0.16 + 3.61 + 0.81) / 2
+    assert out.terms["tanh_l0"].item() == pytest.approx(tanh_l0)
+    assert out.terms["pre_act"].item() == pytest.approx(pre_act)
+    assert out.terms["l0"].item() == pytest.approx(1.5)  # the count is still logged
+    assert out.loss.item() == pytest.approx(mse + 0.1 * tanh_l0 + 0.01 * pre_act, rel=1e-6)
+    out.loss.backward()
+    # The tanh penalty reaches the encoder. Feature 0 is active on token 0 only: d loss / d pre there is
+    # 2 (recon - x) . d_0 / B + 0.1 * 0.5 * 2 sech^2(1.5) / B. On token 1 (pre 0.9 < theta 1) the
+    # pre-activation loss pulls it up: -0.01 * 2 / B. W_enc[0, 0] collects x_b0 times these.
+    on_token_0 = (2 * 1.5 * 2) / 2 + 0.1 * 0.5 * 2 * (1 - math.tanh(1.5) ** 2) / 2
+    on_token_1 = -0.01 * 2 / 2
+    expected = on_token_0 * PRE[0, 0].item() + on_token_1 * PRE[1, 0].item()
+    assert d.W_enc.grad[0, 0].item() == pytest.approx(expected, rel=1e-5)

@@ -102,7 +102,9 @@ def test_member_metrics_are_lm_saes_evals_and_baselines_sit_at_the_member_l0s(re
         assert stored[key] == pytest.approx(alone[key], rel=1e-5, abs=1e-7), key
         assert rows[member.name]["metrics"][key] == pytest.approx(alone[key], rel=1e-5, abs=1e-7), key
     assert rows["topk-k2"]["metrics"]["l0"] == pytest.approx(2.0)
-    budgets = sorted({round(r["metrics"]["l0"]) for r in rows.values() if r["kind"] == "member"})
+    # The budgets are the members' L0s on their last training batch (known before any member is measured)
+    trained = [json.loads((m.train.output_dir / "metrics.json").read_text())["final_batch"] for m in expand_members(cfg)]
+    budgets = sorted({round(t["l0"]) for t in trained})
     for method in ("pca", "neurons"):
         assert sorted(r["params"]["l0"] for r in rows.values() if r["variant"] == method) == budgets
         for k in budgets:

@@ -20,7 +20,7 @@ VARIANTS = {
     "topk": {"kind": "topk", "d_sae": 32, "k": 4, "aux_k": 8},
     "batchtopk": {"kind": "batchtopk", "d_sae": 32, "k": 4, "aux_k": 8},
     "relu": {"kind": "relu", "d_sae": 32, "l1_coefficient": 0.5},
-    "jumprelu": {"kind": "jumprelu", "d_sae": 32, "l0_coefficient": 0.05, "initial_threshold": 0.2, "bandwidth": 0.1},
+    "jumprelu": {"kind": "jumprelu", "d_sae": 32, "l0_coefficient": 0.05, "bandwidth": 0.1},  # thresholds fitted
 }
 
 

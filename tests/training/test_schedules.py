@@ -7,7 +7,9 @@ import torch
 
 from lm_saes.config import TrainConfig
 from lm_saes.training.dead import DeadFeatureTracker
-from lm_saes.training.schedules import lr_at, sparsity_scale_at, total_steps
+from lm_saes.training.schedules import (
+    dead_after_tokens, lr_at, peak_lr, resolved_schedule, sparsity_scale_at, total_steps, warmup_steps,
+)
 
 
 def config(**kw) -> TrainConfig:
@@ -32,9 +34,25 @@ def test_cosine_and_constant_decay():
 
 
 def test_sparsity_warmup():
-    assert sparsity_scale_at(0, config()) == 1.0
+    assert sparsity_scale_at(0, config(sparsity_warmup_steps=0)) == 1.0
     cfg = config(sparsity_warmup_steps=4)
     assert [sparsity_scale_at(s, cfg) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    default = config()  # 5% of 100 steps
+    assert [sparsity_scale_at(s, default) for s in (0, 4, 5)] == [0.2, 1.0, 1.0]
+
+
+def test_defaults_scale_with_the_run():
+    """Unset fields resolve from the run: lr from d_sae, warmups and the dead window from its length."""
+    cfg = config(lr=None, lr_warmup_steps=None, dictionary={"kind": "topk", "d_sae": 4096, "k": 2})
+    assert peak_lr(cfg) == pytest.approx(2e-4 * 2)  # 2e-4 / sqrt(4096 / 16384)
+    assert warmup_steps(cfg) == 1  # 1% of 100 steps
+    assert lr_at(0, cfg) == pytest.approx(4e-4) and lr_at(99, cfg) == pytest.approx(4e-4 * 0.05)
+    assert dead_after_tokens(cfg) == 333  # a third of 1,000 tokens
+    assert dead_after_tokens(config(total_tokens=10**10, batch_size=4096)) == 10_000_000  # Gao et al.'s cap
+    assert dead_after_tokens(config(total_tokens=100, batch_size=100)) == 100  # never under one batch
+    assert dead_after_tokens(config(dead_after_tokens=7)) == 7
+    assert resolved_schedule(cfg) == {"lr": pytest.approx(4e-4), "lr_warmup_steps": 1, "steps": 100,
+                                      "lr_decay_steps": 20, "sparsity_warmup_steps": 5, "dead_after_tokens": 333}
 
 
 def test_dead_features_counted_in_tokens_since_last_firing():

@@ -61,7 +61,8 @@ def test_topk_learns_and_the_saved_dictionary_works_on_raw_activations(cache_roo
     result = train(config(cache_root, tmp_path / "sae"))
     log = log_lines(tmp_path / "sae")
     assert [r["step"] for r in log] == list(range(10, 161, 10))
-    assert log[-1]["explained_variance"] > 0.7 > 0.5 > log[0]["explained_variance"]
+    assert log[-1]["explained_variance"] > 0.7  # the data-fitted start is past 0.5 by step 10; it keeps learning
+    assert log[-1]["explained_variance"] > log[0]["explained_variance"] + 0.05
     assert log[-1]["l0"] == pytest.approx(8.0)
     assert result.metrics == log[-1]
     for name in ("config.json", "weights.safetensors", "metrics.json", "train_config.json"):
