@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from lm_saes import __version__
 from lm_saes.activations.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 from lm_saes.activations.plan import kept_tokens, plan_chunks, shard_bytes_estimate, token_shuffle
+from lm_saes.activations.synthetic import SyntheticSource
 from lm_saes.activations.writer import ShardWriter, progress_dir, read_progress
 from lm_saes.config import GenerateConfig, save_resolved
 from lm_saes.data.tokens import TokenContexts, build_contexts, load_texts
@@ -49,51 +51,74 @@ def generate(cfg: GenerateConfig) -> GenerateResult:
         n_tokens = read_manifest(caches[cfg.hooks[0]]).n_tokens
         return GenerateResult(caches, n_tokens, 0, time.perf_counter() - start, 0.0, reused=True)
 
-    lm = load_language_model(cfg.model)
-    lm.check_hooks(cfg.hooks)
-    widths = lm.hook_widths(cfg.hooks)
-    contexts = build_contexts(load_texts(cfg.data), lm.tokenizer, cfg.data, lm.bos_token_id, lm.pad_token_id)
-    keep = kept_tokens(contexts.tokens, contexts.mask, lm.bos_token_id)  # [n, ctx], 1d rows
-    elem_bytes = TORCH_DTYPES[cfg.dtype].itemsize
-    plan = plan_chunks(
-        len(contexts.tokens), cfg.data.context_size, max(widths.values()), elem_bytes,
-        int(cfg.shard_size_mb * 2**20), shuffle=cfg.shuffle and cfg.layout == "1d", seed=cfg.seed,
-    )
-
+    source = SyntheticSource(cfg) if cfg.synthetic is not None else ModelSource(cfg)
     error = _prepare_output(cfg) if rank == 0 else None
     if error := broadcast_error(error):
         raise ConfigError(error)
+    if rank == 0:
+        source.prepare(root)
     barrier()
     done = read_progress(root)
-    todo = [i for i in range(len(plan.chunks)) if i not in done]
-    need = sum(
-        shard_bytes_estimate(cfg.layout, len(ids), int(keep[ids].sum()), cfg.data.context_size, w, elem_bytes)
-        for ids in (plan.chunks[i] for i in todo) for w in widths.values()
-    )
+    todo = [i for i in range(source.n_chunks) if i not in done]
+    need = sum(source.chunk_bytes(i) for i in todo)
     _check_disk(root, need, cfg.disk_headroom_gb)
 
     mine = [i for i in todo if i % world_size == rank]
-    total = sum(len(plan.chunks[i]) for i in mine) * cfg.data.context_size
-    bar = tqdm(total=total, unit="tok", unit_scale=True, desc=f"generate {root.name}",
-               disable=not cfg.progress or rank != 0, dynamic_ncols=True)
+    bar = tqdm(total=sum(source.chunk_tokens(i) for i in mine), unit="tok", unit_scale=True,
+               desc=f"generate {root.name}", disable=not cfg.progress or rank != 0, dynamic_ncols=True)
     loop_start = time.perf_counter()
     with ShardWriter(root, rank) as writer, bar:
         for chunk in mine:
-            tensors, ready = _run_chunk(lm, cfg, contexts, keep, plan.chunks[chunk], chunk, bar)
+            tensors, ready = source.run_chunk(chunk, bar.update)
             writer.submit(chunk, tensors, ready)
     loop_seconds = time.perf_counter() - loop_start
     barrier()
     if rank == 0:
-        _write_manifests(cfg, lm, widths, len(plan.chunks), len(contexts.tokens))
+        _write_manifests(cfg, source)
     barrier()
     n_tokens = read_manifest(caches[cfg.hooks[0]]).n_tokens
     return GenerateResult(caches, n_tokens, need, time.perf_counter() - start, loop_seconds, reused=False)
 
 
+class ModelSource:
+    """Activations of a language model over a text dataset, chunk by chunk (see ``plan_chunks``)."""
+
+    def __init__(self, cfg: GenerateConfig) -> None:
+        self.cfg = cfg
+        self.lm = load_language_model(cfg.model)
+        self.lm.check_hooks(cfg.hooks)
+        self.widths = self.lm.hook_widths(cfg.hooks)
+        self.model_name, self.context_size = cfg.model.name, cfg.data.context_size
+        self.contexts = build_contexts(load_texts(cfg.data), self.lm.tokenizer, cfg.data, self.lm.bos_token_id,
+                                       self.lm.pad_token_id)
+        self.n_contexts = len(self.contexts.tokens)
+        self.keep = kept_tokens(self.contexts.tokens, self.contexts.mask, self.lm.bos_token_id)  # [n, ctx], 1d rows
+        self.elem_bytes = TORCH_DTYPES[cfg.dtype].itemsize
+        self.plan = plan_chunks(
+            self.n_contexts, self.context_size, max(self.widths.values()), self.elem_bytes,
+            int(cfg.shard_size_mb * 2**20), shuffle=cfg.shuffle and cfg.layout == "1d", seed=cfg.seed,
+        )
+        self.n_chunks = len(self.plan.chunks)
+
+    def prepare(self, root: Path) -> None:
+        """Nothing to write before the chunks."""
+
+    def chunk_bytes(self, chunk: int) -> int:
+        ids = self.plan.chunks[chunk]
+        return sum(shard_bytes_estimate(self.cfg.layout, len(ids), int(self.keep[ids].sum()), self.context_size, w,
+                                        self.elem_bytes) for w in self.widths.values())
+
+    def chunk_tokens(self, chunk: int) -> int:
+        return len(self.plan.chunks[chunk]) * self.context_size
+
+    def run_chunk(self, chunk: int, progress: Callable[[int], object]):
+        return _run_chunk(self.lm, self.cfg, self.contexts, self.keep, self.plan.chunks[chunk], chunk, progress)
+
+
 @torch.inference_mode()
 def _run_chunk(
     lm: LanguageModel, cfg: GenerateConfig, contexts: TokenContexts, keep: torch.Tensor,
-    context_ids: torch.Tensor, chunk: int, bar: tqdm,
+    context_ids: torch.Tensor, chunk: int, progress: Callable[[int], object],
 ) -> tuple[dict[str, dict[str, torch.Tensor]], torch.cuda.Event | None]:
     """Every hook's shard tensors for one chunk, copied to (pinned) host memory."""
     out_dtype = TORCH_DTYPES[cfg.dtype]
@@ -103,7 +128,7 @@ def _run_chunk(
         batch_keep = keep[batch_ids].to(lm.device)
         for hook, act in acts.items():  # act: [batch, ctx, d]
             parts[hook].append(act[batch_keep] if cfg.layout == "1d" else act)
-        bar.update(batch_ids.numel() * cfg.data.context_size)
+        progress(batch_ids.numel() * cfg.data.context_size)
 
     if cfg.layout == "1d":
         chunk_keep = keep[context_ids]
@@ -123,7 +148,7 @@ def _run_chunk(
         if order is not None:
             acts = acts[order.to(acts.device)]
             hook_extra["tokens"] = extra["tokens"][order]
-        tensors[hook] = {"activations": _to_host(acts), **hook_extra}
+        tensors[hook] = {"activations": to_host(acts), **hook_extra}
     ready = None
     if lm.device.type == "cuda":
         ready = torch.cuda.Event()
@@ -131,7 +156,7 @@ def _run_chunk(
     return tensors, ready
 
 
-def _to_host(t: torch.Tensor) -> torch.Tensor:
+def to_host(t: torch.Tensor) -> torch.Tensor:
     if t.device.type == "cpu":
         return t.contiguous()
     host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
@@ -189,19 +214,19 @@ def _check_disk(root: Path, need: int, headroom_gb: float) -> None:
         )
 
 
-def _write_manifests(cfg: GenerateConfig, lm: LanguageModel, widths, n_chunks: int, n_contexts: int) -> None:
+def _write_manifests(cfg: GenerateConfig, source: ModelSource | SyntheticSource) -> None:
     done = read_progress(cfg.output_dir)
-    missing = sorted(set(range(n_chunks)) - done.keys())
+    missing = sorted(set(range(source.n_chunks)) - done.keys())
     if missing:
         raise RuntimeError(f"chunks {missing[:10]} were not written; run generate again to finish")
     for hook in cfg.hooks:
-        shards = [done[i][hook] for i in range(n_chunks)]
+        shards = [done[i][hook] for i in range(source.n_chunks)]
         rows = sum(s.n_rows for s in shards)
         manifest = Manifest(
-            lm_saes_version=__version__, model=cfg.model.name, hook=hook, d_model=widths[hook],
-            dtype=cfg.dtype, layout=cfg.layout, context_size=cfg.data.context_size,
-            n_tokens=rows if cfg.layout == "1d" else rows * cfg.data.context_size,
-            n_contexts=n_contexts, shards=shards, config=cfg.model_dump(mode="json"),
+            lm_saes_version=__version__, model=source.model_name, hook=hook, d_model=source.widths[hook],
+            dtype=cfg.dtype, layout=cfg.layout, context_size=source.context_size,
+            n_tokens=rows if cfg.layout == "1d" else rows * source.context_size,
+            n_contexts=source.n_contexts, shards=shards, config=cfg.model_dump(mode="json"),
         )
         write_manifest(cfg.output_dir / hook, manifest)
     save_resolved(cfg, cfg.output_dir / "config.json")

@@ -3,11 +3,11 @@
 In the style of Sharkey et al. (2022), "Taking features out of superposition with sparse
 autoencoders": ``n_features`` random unit directions in ``d`` dimensions (n_features > d, so in
 superposition); each sample switches feature i on with probability p_i (frequencies decay as a
-power law, optionally correlated through shared latent groups) with a magnitude uniform in
-[0, 1], and is the sum of the active features' directions times their magnitudes.
-
-MMCS (mean max cosine similarity): for each true feature, the best cosine with any learned
-decoder direction, averaged over true features. 1.0 means every feature was found exactly.
+power law, optionally correlated through shared groups) with a magnitude uniform in [low, high],
+and is the sum of the active features' directions times their magnitudes, plus optional
+Gaussian noise. ``lm-saes generate`` writes such samples as an ordinary 1d cache
+(``[synthetic]`` in its config, lm_saes.activations.synthetic); the metrics that compare a
+dictionary with the truth (MMCS, features recovered) are in lm_saes.evaluation.metrics.
 """
 
 from __future__ import annotations
@@ -16,53 +16,79 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
+
+from lm_saes.config import SyntheticConfig
 
 
 class SyntheticFeatures(NamedTuple):
     directions: Float[Tensor, "n_features d"]  # unit rows
     probabilities: Float[Tensor, "n_features"]  # firing probability of each feature
-    group: Tensor  # [n_features] long: features in one group fire together more often
+    group: Int[Tensor, "n_features"]  # features in one group fire together more often
+
+
+class SampleSettings(NamedTuple):
+    """How samples are drawn from the features (beyond their probabilities)."""
+
+    correlation: float = 0.0  # added to p_i on samples where i's group is on
+    magnitude: tuple[float, float] = (0.0, 1.0)  # an active feature's magnitude ~ U(low, high)
+    noise: float = 0.0  # std of Gaussian noise on every coordinate
 
 
 def make_features(
-    n_features: int, d: int, mean_active: float, decay: float = 0.0, n_groups: int = 0, seed: int = 0
+    n_features: int, d: int, mean_active: float | None = None, decay: float = 0.0, n_groups: int = 0,
+    seed: int = 0, top_probability: float | None = None,
 ) -> SyntheticFeatures:
-    """Random unit directions; probabilities ∝ (i+1)^-decay scaled so E[active] = mean_active."""
+    """Random unit directions; probabilities ∝ (i+1)^-decay, scaled so E[active] = mean_active
+    (or so the most frequent feature fires with ``top_probability``)."""
     generator = torch.Generator().manual_seed(seed)
     directions = torch.randn(n_features, d, generator=generator)
     directions /= directions.norm(dim=1, keepdim=True)
     weights = (torch.arange(n_features) + 1.0) ** -decay
-    probabilities = (mean_active * weights / weights.sum()).clamp(max=1.0)
+    if top_probability is not None:
+        probabilities = top_probability * weights / weights[0]
+    else:
+        probabilities = (mean_active * weights / weights.sum()).clamp(max=1.0)
     group = torch.randint(max(n_groups, 1), (n_features,), generator=generator) if n_groups else torch.zeros(n_features, dtype=torch.long)
     return SyntheticFeatures(directions, probabilities, group)
 
 
+def features_from_config(cfg: SyntheticConfig) -> SyntheticFeatures:
+    return make_features(cfg.n_features, cfg.d_model, cfg.mean_active, cfg.decay, cfg.n_groups, cfg.seed,
+                         top_probability=cfg.feature_probability)
+
+
+def settings_from_config(cfg: SyntheticConfig) -> SampleSettings:
+    return SampleSettings(cfg.correlation, cfg.magnitude, cfg.noise)
+
+
 def sample(
-    features: SyntheticFeatures, batch: int, generator: torch.Generator, correlation: float = 0.0
+    features: SyntheticFeatures, batch: int, generator: torch.Generator, correlation: float = 0.0,
+    settings: SampleSettings | None = None,
 ) -> Float[Tensor, "batch d"]:
-    """One batch: each feature on with its probability (boosted within an active group by
-    ``correlation``), magnitude ~ U(0, 1), summed along the directions."""
+    """One batch: each feature on with its probability (boosted within an active group by the
+    correlation), magnitude ~ U(low, high), summed along the directions, plus noise."""
+    settings = settings or SampleSettings(correlation=correlation)
     p = features.probabilities.expand(batch, -1)  # [batch, n_features]
-    if correlation > 0:
+    if settings.correlation > 0:
         n_groups = int(features.group.max()) + 1
         group_on = torch.rand(batch, n_groups, generator=generator) < features.probabilities.mean() * 4
-        p = torch.where(group_on[:, features.group], (p + correlation).clamp(max=1.0), p)
+        p = torch.where(group_on[:, features.group], (p + settings.correlation).clamp(max=1.0), p)
     on = torch.rand(p.shape, generator=generator) < p
-    magnitude = torch.rand(p.shape, generator=generator)
-    return (on * magnitude) @ features.directions
+    low, high = settings.magnitude
+    magnitude = low + (high - low) * torch.rand(p.shape, generator=generator)
+    x = (on * magnitude) @ features.directions
+    if settings.noise > 0:
+        x = x + settings.noise * torch.randn(x.shape, generator=generator)
+    return x
 
 
-def batches(features: SyntheticFeatures, batch: int, seed: int = 0, correlation: float = 0.0) -> Iterator[Tensor]:
+def batches(
+    features: SyntheticFeatures, batch: int, seed: int = 0, correlation: float = 0.0,
+    settings: SampleSettings | None = None,
+) -> Iterator[Tensor]:
     """An endless, seeded stream of synthetic batches."""
     generator = torch.Generator().manual_seed(seed)
     while True:
-        yield sample(features, batch, generator, correlation)
-
-
-def mmcs(learned: Float[Tensor, "m d"], true: Float[Tensor, "n d"]) -> float:
-    """Mean over true features of the max cosine similarity with any learned direction."""
-    learned = learned / learned.norm(dim=1, keepdim=True)
-    true = true / true.norm(dim=1, keepdim=True)
-    return float((true @ learned.T).max(dim=1).values.mean())
+        yield sample(features, batch, generator, correlation, settings)

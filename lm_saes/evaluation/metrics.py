@@ -58,6 +58,28 @@ def l1(acts: Float[Tensor, "*tokens d_sae"]) -> Float[Tensor, ""]:
     return _rows(acts).abs().sum(-1).mean()
 
 
+RECOVERED_COSINE = 0.9  # a true feature counts as recovered when some learned direction is this close
+
+
+def best_cosines(learned: Float[Tensor, "m d"], true: Float[Tensor, "n d"]) -> Float[Tensor, "n"]:
+    """For each true feature, the largest cosine similarity with any learned direction."""
+    learned = F.normalize(learned.float(), dim=1)
+    true = F.normalize(true.float().to(learned.device), dim=1)
+    return (true @ learned.T).max(dim=1).values
+
+
+def mmcs(learned: Float[Tensor, "m d"], true: Float[Tensor, "n d"]) -> float:
+    """Mean max cosine similarity (Sharkey et al. 2022): over the true features, the best cosine
+    with any learned direction, averaged. 1.0 means every feature was found exactly."""
+    return float(best_cosines(learned, true).mean())
+
+
+def features_recovered(learned: Float[Tensor, "m d"], true: Float[Tensor, "n d"],
+                       threshold: float = RECOVERED_COSINE) -> float:
+    """Fraction of the true features with a learned direction at cosine >= ``threshold``."""
+    return float((best_cosines(learned, true) >= threshold).float().mean())
+
+
 def shrinkage(recon: Float[Tensor, "*tokens d"], target: Float[Tensor, "*tokens d"]) -> Float[Tensor, ""]:
     """mean_t ||recon_t|| / ||target_t|| over tokens with target_t != 0 (1: no shrinkage, < 1: shrunk).
 

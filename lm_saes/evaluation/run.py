@@ -17,6 +17,7 @@ import torch
 
 from lm_saes.activations.manifest import read_manifest, write_atomic
 from lm_saes.activations.reader import open_cache
+from lm_saes.activations.synthetic import read_ground_truth
 from lm_saes.config import DataConfig, EvalConfig, EvalSettings, ModelConfig
 from lm_saes.data.tokens import build_contexts, load_texts
 from lm_saes.dictionaries import Dictionary
@@ -38,7 +39,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         raise CacheError(f"{cfg.dictionary} does not record its training cache; set `cache`")
     target_dir = cfg.target_cache or (_path(source.get("target_cache")) if dictionary.transcoder else None)
     results = reconstruction_metrics(cfg, {"": dictionary}, cache_dir, target_dir, device)[""]
-    if cfg.ce_tokens:
+    if cfg.ce_tokens and has_model(cache_dir):
         results.update(downstream_metrics(cfg, {"": dictionary}, cache_dir, target_dir)[""])
     store_eval(cfg.dictionary, results)
     return results
@@ -81,7 +82,23 @@ def reconstruction_metrics(cfg: EvalSettings, dictionaries: Mapping[str, Diction
             out = dictionary(x)
             firing[name].update(out.acts)
             totals[name].update(out.recon, y, out.acts)
-    return {name: _reconstruction_results(cfg, totals[name], firing[name]) for name in dictionaries}
+    results = {name: _reconstruction_results(cfg, totals[name], firing[name]) for name in dictionaries}
+    truth = read_ground_truth(cache_dir)
+    if truth is not None and target_dir is None:
+        for name, dictionary in dictionaries.items():
+            results[name].update(ground_truth_metrics(dictionary, truth))
+    return results
+
+
+def ground_truth_metrics(dictionary: Dictionary, truth: torch.Tensor) -> dict[str, float]:
+    """How well the decoder directions recover a synthetic cache's true features."""
+    learned = dictionary.W_dec.detach()
+    return {"mmcs": m.mmcs(learned, truth), "features_recovered": m.features_recovered(learned, truth)}
+
+
+def has_model(cache_dir: Path) -> bool:
+    """Whether the cache came from a language model (CE and KL need one; a synthetic cache has none)."""
+    return read_manifest(cache_dir).config.get("synthetic") is None
 
 
 def _reconstruction_results(cfg: EvalSettings, totals: m.ReconstructionTotals, firing: m.FeatureFiring) -> dict:

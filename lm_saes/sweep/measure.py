@@ -18,7 +18,7 @@ import torch
 from lm_saes.config import TrainConfig
 from lm_saes.dictionaries import Dictionary
 from lm_saes.dictionaries.base import METRICS_NAME
-from lm_saes.evaluation.run import downstream_metrics, reconstruction_metrics, store_eval
+from lm_saes.evaluation.run import downstream_metrics, has_model, reconstruction_metrics, store_eval
 from lm_saes.models.backend import resolve_device
 from lm_saes.sweep.baselines import baseline_dictionary, fit_basis
 from lm_saes.sweep.config import SweepConfig
@@ -41,7 +41,7 @@ def measure(cfg: SweepConfig, members: list[Member], stream_seed: int) -> tuple[
         for name, baseline in baselines(cfg, finished, stream_seed, device).items():
             dictionaries[BASELINE_PREFIX + name] = baseline
     results = reconstruction_metrics(cfg.eval, dictionaries, first.cache, first.target_cache, device)
-    if cfg.eval.ce_tokens:
+    if cfg.eval.ce_tokens and has_model(first.cache):
         for name, downstream in downstream_metrics(cfg.eval, dictionaries, first.cache, first.target_cache).items():
             results[name].update(downstream)
     for m in finished:

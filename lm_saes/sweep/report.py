@@ -19,7 +19,8 @@ from lm_saes.activations.manifest import write_atomic
 from lm_saes.sweep.record import BASELINE, FAILED, FINISHED, FRONTIERS, MEMBER, PENDING
 
 # The table's metric columns, in order (a metric nobody has is left out).
-METRICS = ("l0", "explained_variance", "ce_loss_recovered", "kl_spliced", "mse", "dead_fraction")
+METRICS = ("l0", "explained_variance", "ce_loss_recovered", "kl_spliced", "mse", "dead_fraction", "mmcs",
+           "features_recovered")  # the last two when the cache has ground truth (a synthetic cache)
 RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
 
 

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from lm_saes.data.synthetic import batches, make_features, mmcs, sample
+from lm_saes.data.synthetic import batches, make_features, sample
+from lm_saes.evaluation.metrics import mmcs
 
 
 def test_mmcs_by_hand():
