@@ -98,7 +98,7 @@ def _show(args: argparse.Namespace) -> None:
     from lm_saes.store import open_store
 
     name = args.dictionary
-    with open_store(load_config(StoreConfig, None, args.set)) as store:
+    with open_store(load_config(StoreConfig, None, args.set), create=False) as store:
         if store.dictionary(name) is None:
             known = ", ".join(d["name"] for d in store.dictionaries()) or "none yet (run lm-saes analyze)"
             raise LmSaesError(f"no dictionary {name!r} in the store; stored: {known}")

@@ -27,3 +27,7 @@ class DiskSpaceError(LmSaesError):
 
 class StoreError(LmSaesError):
     """The analysis store (MongoDB) is unreachable or refused a write; names the URI and the fix."""
+
+
+class NoStoreError(StoreError):
+    """A reader (``lm-saes show``, ``lm-saes serve``) found no analysis store where it looked."""

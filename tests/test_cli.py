@@ -34,3 +34,13 @@ def test_hooks_lists_hook_points_with_shapes(model_dir):
     assert "blocks.0.hook_resid_post  [1, 3, 32]" in run.stdout
     assert "blocks.0.attn.hook_pattern  [1, 4, 3, 3]" in run.stdout
     assert "blocks.0.hook_mlp_in  (use_hook_mlp_in)" in run.stdout
+
+
+def test_show_from_a_directory_without_a_store_says_so_and_creates_none(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MONGO_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["show", "topk"]) == 2
+    err = capsys.readouterr().err
+    assert f"no analysis store in {tmp_path / 'work' / 'store'}" in err and "--set data_dir=PATH" in err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no ./work/store was created

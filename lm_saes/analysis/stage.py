@@ -19,6 +19,8 @@ from lm_saes.config import AnalyzeConfig
 from lm_saes.dictionaries.base import CONFIG_NAME, METRICS_NAME
 from lm_saes.store import open_store
 
+_PATHS = ("model", "cache", "target_cache")  # the keys of a dictionary's ``source`` that may be local paths
+
 
 class StoredAnalysis(NamedTuple):
     dictionary: str  # the dictionary's name in the store
@@ -60,6 +62,17 @@ def _dictionary_doc(directory: Path) -> dict:
     return {
         "path": str(Path(directory).resolve()),
         "kind": meta["kind"], "d_in": meta["d_in"], "d_out": meta["d_out"], "d_sae": meta["d_sae"],
-        "transcoder": meta["transcoder"], "config": meta["dictionary"], "source": meta.get("source", {}),
+        "transcoder": meta["transcoder"], "config": meta["dictionary"], "source": absolute_paths(meta.get("source", {})),
         "metrics": json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
     }
+
+
+def absolute_paths(source: dict) -> dict:
+    """``source`` with the local paths it names (model directory, caches) made absolute, so that a
+    server started in any directory finds them; hub names and paths that do not exist here are kept."""
+    out = dict(source)
+    for key in _PATHS:
+        value = out.get(key)
+        if isinstance(value, str) and value and Path(value).exists():
+            out[key] = str(Path(value).resolve())
+    return out

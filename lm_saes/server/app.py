@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 
 from lm_saes.config import StoreConfig
 from lm_saes.errors import StoreError
 from lm_saes.server.deps import StoreHolder
+from lm_saes.server.errors import install_error_handlers
 from lm_saes.server.inference import InferenceEngine
 from lm_saes.server.routers import dictionaries, features, health, inference, sweeps
 from lm_saes.server.static import mount_ui
@@ -35,8 +35,8 @@ def create_app(store_cfg: StoreConfig | None = None, static_dir: Path | None = N
         app.state.engine = InferenceEngine(device)
         try:
             await run_in_threadpool(app.state.stores.get)
-        except StoreError as e:  # serve anyway: requests answer 503 until the database is back
-            log.warning("the store is not available yet: %s", e)
+        except StoreError as e:  # serve anyway: requests answer 503 until the database is there
+            log.warning("%s\nServing anyway: the API answers 503 until the store answers.", e)
         try:
             yield
         finally:
@@ -47,11 +47,7 @@ def create_app(store_cfg: StoreConfig | None = None, static_dir: Path | None = N
         lifespan=lifespan, openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None,
     )
 
-    @app.exception_handler(StoreError)
-    async def store_unavailable(request: Request, error: StoreError) -> JSONResponse:
-        request.app.state.stores.failed()  # reopen on the next request
-        return JSONResponse({"detail": str(error)}, status_code=503)
-
+    install_error_handlers(app)
     for module in (health, dictionaries, features, inference, sweeps):
         app.include_router(module.router, prefix="/api")
     mount_ui(app, static_dir)

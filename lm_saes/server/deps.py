@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from lm_saes.config import StoreConfig
+from lm_saes.server.errors import shown
 from lm_saes.server.inference import InferenceEngine
 from lm_saes.store import Store, open_store
 
@@ -18,7 +19,9 @@ log = logging.getLogger(__name__)
 
 class StoreHolder:
     """One open store for the app's lifetime; after a database failure it is reopened on the next
-    request (which restarts the embedded server if it stopped, or reconnects to MongoDB)."""
+    request (which restarts the embedded server if it stopped, or reconnects to MongoDB). The
+    server only reads: a store that does not exist yet is never created (NoStoreError, 503) and is
+    opened once `lm-saes analyze` has written it."""
 
     def __init__(self, cfg: StoreConfig) -> None:
         self.cfg = cfg
@@ -30,7 +33,7 @@ class StoreHolder:
         """The open store, opening (or reopening) it if needed; raises StoreError if that fails."""
         with self._lock:
             if self._store is None or self._store.closed or self._stale:
-                old, self._store = self._store, open_store(self.cfg)  # open first: a shared server stays up
+                old, self._store = self._store, open_store(self.cfg, create=False)  # open first: a shared server stays up
                 self._stale = False
                 if old is not None:
                     _close_quietly(old)
@@ -80,8 +83,8 @@ def require_sweep(store: Store, name: str) -> dict:
 def require_record(record: dict | None, what: str, name: str, listing: Callable[[], list[dict]], command: str) -> dict:
     """``record``, or a 404 that names what is stored (``listing``) and the command that stores one."""
     if record is None:
-        known = ", ".join(r["name"] for r in listing()) or f"none (run {command})"
-        raise HTTPException(404, f"no {what} {name!r} in the store; stored: {known}")
+        known = names_of([r["name"] for r in listing()]) or f"none (run {command})"
+        raise HTTPException(404, f"no {what} {shown(name)} in the store; stored: {known}")
     return record
 
 
@@ -90,9 +93,16 @@ def require_analysis(store: Store, dictionary: str, analysis: str) -> dict:
     run = store.analysis(dictionary, analysis)
     if run is None:
         names = [d["analyses"] for d in store.dictionaries() if d["name"] == dictionary]
-        known = ", ".join(names[0]) if names and names[0] else "none (run lm-saes analyze)"
-        raise HTTPException(404, f"dictionary {dictionary!r} has no analysis {analysis!r}; complete analyses: {known}")
+        known = names_of(names[0]) if names and names[0] else "none (run lm-saes analyze)"
+        raise HTTPException(404, f"dictionary {shown(dictionary)} has no analysis {shown(analysis)}; "
+                                 f"complete analyses: {known}")
     return run
+
+
+def names_of(names: list[str], limit: int = 20) -> str:
+    """The first ``limit`` stored names, comma-separated, with how many more there are."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 __all__ = ["EngineDep", "StoreDep", "StoreHolder", "get_engine", "get_store", "require_analysis", "require_dictionary", "require_sweep"]

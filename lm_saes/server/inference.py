@@ -7,6 +7,7 @@ so that serving the browsing API never pays for them.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from lm_saes.errors import LmSaesError
@@ -78,10 +79,23 @@ class InferenceEngine:
         return loaded
 
 
+def model_source(record: dict) -> str | None:
+    """Where the dictionary's model loads from: ``source.model`` as `lm-saes analyze` stores it (an
+    absolute directory, or a hub name). A relative directory, as records written before paths were
+    stored absolute hold, is looked for from the working directory, then from each folder above the
+    dictionary's directory (the analysis ran in one of them); not found, it is kept as a hub name."""
+    model = (record.get("source") or {}).get("model")
+    if not model or Path(model).is_absolute():
+        return model
+    bases = [Path.cwd(), *Path(record.get("path") or "/").parents]
+    return next((str(base / model) for base in bases if (base / model / "config.json").is_file()), model)
+
+
 def _load(record: dict, device: str) -> _Loaded:
+    """Load the model and the dictionary. Error messages name the model by its last path component
+    (they become HTTP bodies, which carry no filesystem path); the cause goes to the server log."""
     name = record["name"]
-    source = record.get("source") or {}
-    model, hook, path = source.get("model"), source.get("hook_in"), record.get("path")
+    model, hook, path = model_source(record), (record.get("source") or {}).get("hook_in"), record.get("path")
     if not model or not hook:
         raise InferenceUnavailable(
             f"dictionary {name!r} names no source model and input hook (source.model / source.hook_in); "
@@ -94,17 +108,19 @@ def _load(record: dict, device: str) -> _Loaded:
     from lm_saes.dictionaries import Dictionary
     from lm_saes.models.backend import load_language_model
 
+    label = repr(Path(model).name if Path(model).is_absolute() else model)
     try:
         lm = load_language_model(ModelConfig(name=model, device=device))
     except (LmSaesError, OSError, ValueError) as e:
-        raise InferenceUnavailable(f"dictionary {name!r}: cannot load its model {model!r}: {e}") from e
+        raise InferenceUnavailable(f"dictionary {name!r}: cannot load its model {label}") from e
     try:
         lm.check_hooks([hook])
     except LmSaesError as e:
-        raise InferenceUnavailable(f"dictionary {name!r}: its input hook {hook!r} is not in {model!r}: {e}") from e
+        raise InferenceUnavailable(f"dictionary {name!r}: its input hook {hook!r} is not in model {label}") from e
     try:
         dictionary = Dictionary.from_pretrained(path, device=lm.device)
     except (LmSaesError, OSError, ValueError) as e:
-        raise InferenceUnavailable(f"dictionary {name!r}: cannot load its weights from {path}: {e}") from e
+        raise InferenceUnavailable(f"dictionary {name!r}: cannot load its weights (its directory "
+                                   f"{Path(path).name!r} is missing or damaged)") from e
     n_ctx = getattr(getattr(lm.bridge, "cfg", None), "n_ctx", None)
     return _Loaded(lm, dictionary, hook, int(n_ctx) if n_ctx else None)

@@ -12,13 +12,15 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from lm_saes.server.errors import shown
+
 DEFAULT_STATIC_DIR = Path(__file__).parent / "static"
 BUILD_COMMAND = "npm --prefix ui ci && npm --prefix ui run build"
 NOT_BUILT = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>lm-saes</title></head>
 <body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
 <h1>lm-saes</h1>
-<p>The web UI is not built: <code>{{index}}</code> is missing.</p>
+<p>The web UI is not built: the server's static directory has no <code>index.html</code>.</p>
 <p>Build it from the repository root with</p>
 <pre>{BUILD_COMMAND}</pre>
 <p>and restart <code>lm-saes serve</code>. The API is up meanwhile: <a href="/api/docs">/api/docs</a>.</p>
@@ -36,12 +38,20 @@ def mount_ui(app: FastAPI, static_dir: Path | None = None) -> None:
     @app.get("/{path:path}", include_in_schema=False)
     def ui(path: str) -> Response:
         if path == "api" or path.startswith("api/"):
-            raise HTTPException(404, f"no API route /{path}; see /api/docs")
+            raise HTTPException(404, f"no API route {shown('/' + path)}; see /api/docs")
         index = root / "index.html"
-        if path:
-            candidate = (root / path).resolve()
-            if candidate.is_relative_to(root) and candidate.is_file():
-                return FileResponse(candidate)
+        asset = _file_of(root, path) if path else None
+        if asset is not None:
+            return FileResponse(asset)
         if index.is_file():
             return FileResponse(index, headers={"Cache-Control": "no-cache"})
-        return HTMLResponse(NOT_BUILT.format(index=index), status_code=200)
+        return HTMLResponse(NOT_BUILT, status_code=200)
+
+
+def _file_of(root: Path, path: str) -> Path | None:
+    """The file ``path`` names inside ``root``, or None (also for names the OS refuses: too long, NUL)."""
+    try:
+        candidate = (root / path).resolve()
+        return candidate if candidate.is_relative_to(root) and candidate.is_file() else None
+    except (OSError, ValueError):
+        return None

@@ -18,7 +18,8 @@ processes share it and when it stops). One code path either way: pymongo over th
 
 API (every database failure raises ``lm_saes.errors.StoreError`` naming the server and the fix):
 
-    open_store(cfg: StoreConfig | None = None) -> Store          also a context manager
+    open_store(cfg: StoreConfig | None = None, *, create=True) -> Store    also a context manager;
+                                                                 create=False: NoStoreError if none
     Store.close() -> None                                       leaves the embedded server
     Store.upsert_dictionary(name, doc=None) -> None              also upsert_model, upsert_cache
     Store.dictionaries() -> list[dict]                           each with "analyses": [names]

@@ -31,7 +31,8 @@ import bson
 from lm_saes.errors import StoreError
 
 MAX_FEATURE_BYTES = 8 * 1024 * 1024  # half of MongoDB's 16 MiB document limit
-_INT64 = 2**63
+INT64_MAX = 2**63 - 1  # the largest integer a document holds (BSON int64): bound API and CLI integers by it
+_INT64 = INT64_MAX + 1
 _RESERVED = ("_id", "analysis_id")
 
 

@@ -9,7 +9,7 @@ shares one server. Files in the data directory::
     server.log    the server's output since it last started
     nx.pid        nx-27017's own pid file (its default, /tmp/nx_27017.pid, is one per machine:
                   a second server anywhere on the machine would refuse to start)
-    <db>.db       SQLite files, one per database
+    <db>.db       SQLite files, one per database (:func:`database_file`)
 
 Sharing and stopping, by reference counting:
 
@@ -71,6 +71,11 @@ class ServerLease:
     @property
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/"
+
+
+def database_file(data_dir: Path, database: str) -> Path:
+    """The file nx-27017 keeps database ``database`` in: whether a store exists, without starting a server."""
+    return Path(data_dir) / f"{database}.db"
 
 
 def acquire_server(data_dir: Path, port: int | None = None, start_timeout_s: float = 30.0) -> ServerLease:

@@ -77,6 +77,11 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+def has_schema(db: Database) -> bool:
+    """Whether ``db`` holds a store (its schema record), without creating anything."""
+    return db[META].find_one({"_id": "schema"}, {"_id": 1}) is not None
+
+
 def ensure_schema(db: Database) -> bool:
     """Check the schema version (creating it in an empty database) and create the indexes.
 

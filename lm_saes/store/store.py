@@ -8,6 +8,7 @@ import re
 import socket
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
 import bson
@@ -17,31 +18,45 @@ from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 from lm_saes.config import StoreConfig
-from lm_saes.errors import StoreError
+from lm_saes.errors import NoStoreError, StoreError
 from lm_saes.store.documents import MAX_FEATURE_BYTES, loaded_details, plain
-from lm_saes.store.embedded import acquire_server, process_alive, release_server
+from lm_saes.store.embedded import acquire_server, database_file, process_alive, release_server
 from lm_saes.store.schema import (
     ANALYSES, CACHES, COMPLETE, DETAILS, DICTIONARIES, FAILED, FEATURES, MODELS, RUNNING, SORT_KEYS, SWEEPS,
-    ensure_schema, now,
+    ensure_schema, has_schema, now,
 )
 from lm_saes.store.writer import ACTIVE_RUNS, AnalysisWriter
 
 MAX_PAGE = 10_000
 _SUMMARY = {"_id": 0, "peak_tokens": 0}  # what feature lists return: the scalars
+_POINT_AT_A_STORE = (
+    "To read another store, run from the directory you analyzed in, or point at it: data_dir "
+    "(`lm-saes show NAME --set data_dir=PATH`, `lm-saes serve --set store.data_dir=PATH`) or MONGO_URI."
+)
 _REMOTE_FIX = (
     "Start MongoDB there (e.g. `docker compose up -d mongo` in the lm-saes repository), correct "
     "mongo_uri / MONGO_URI, or unset both to use the embedded server."
 )
 
 
-def open_store(cfg: StoreConfig | None = None) -> Store:
-    """Connect to ``cfg.mongo_uri`` (else env MONGO_URI, else the embedded server, started on demand)."""
+def open_store(cfg: StoreConfig | None = None, *, create: bool = True) -> Store:
+    """Connect to ``cfg.mongo_uri`` (else env MONGO_URI, else the embedded server, started on demand).
+
+    ``create=False`` is for readers (``lm-saes show``, ``lm-saes serve``): a store that does not
+    exist yet (no embedded database file in ``data_dir``, or a database without the store's schema
+    record) raises :class:`NoStoreError` instead of being created empty.
+    """
     cfg = cfg or StoreConfig()
     uri = cfg.mongo_uri or os.environ.get("MONGO_URI") or None
     if uri is not None:
         if not uri.startswith(("mongodb://", "mongodb+srv://")):
             raise StoreError(f"MONGO_URI={_redact(uri)!r} must start with mongodb:// or mongodb+srv://")
-        return Store.connect(uri, cfg.database, cfg.timeout_s, fix=_REMOTE_FIX)
+        return Store.connect(uri, cfg.database, cfg.timeout_s, fix=_REMOTE_FIX, create=create)
+    if not create and not database_file(cfg.data_dir, cfg.database).is_file():
+        raise NoStoreError(
+            f"no analysis store in {Path(cfg.data_dir).resolve()} (it holds no database {cfg.database!r}); "
+            f"`lm-saes analyze` writes one there. {_POINT_AT_A_STORE}"
+        )
     lease = acquire_server(cfg.data_dir, cfg.port, cfg.start_timeout_s)
     fix = (
         f"The embedded server (data in {lease.data_dir}) has stopped; see {lease.data_dir / 'server.log'} "
@@ -50,7 +65,7 @@ def open_store(cfg: StoreConfig | None = None) -> Store:
     try:
         return Store.connect(
             lease.uri, cfg.database, cfg.timeout_s, fix=fix, on_close=lambda: release_server(lease),
-            location=f"{lease.uri} (embedded nx-27017, data in {lease.data_dir})",
+            location=f"{lease.uri} (embedded nx-27017, data in {lease.data_dir})", create=create,
         )
     except BaseException:
         release_server(lease)
@@ -62,7 +77,7 @@ class Store:
 
     def __init__(
         self, client: MongoClient, database: str = "lm_saes", *, location: str = "MongoDB",
-        fix: str = "", on_close: Callable[[], Any] | None = None,
+        fix: str = "", on_close: Callable[[], Any] | None = None, create: bool = True,
     ) -> None:
         self.client = client
         self.db = client[database]
@@ -71,13 +86,16 @@ class Store:
         self._on_close = on_close
         self.closed = False
         with self.errors(f"opening database {database!r}"):
+            if not create and not has_schema(self.db):
+                raise NoStoreError(f"database {database!r} at {location} holds no analysis store; "
+                                   f"`lm-saes analyze` writes one there. {_POINT_AT_A_STORE}")
             self.text_search = ensure_schema(self.db)
         atexit.register(self.close)
 
     @classmethod
     def connect(
         cls, uri: str, database: str, timeout_s: float, *, fix: str, location: str | None = None,
-        on_close: Callable[[], Any] | None = None,
+        on_close: Callable[[], Any] | None = None, create: bool = True,
     ) -> Store:
         ms = max(int(timeout_s * 1000), 1)
         try:
@@ -87,7 +105,7 @@ class Store:
         except PyMongoError as e:
             raise StoreError(f"mongo_uri {_redact(uri)!r} is not a usable MongoDB URI: {e}") from e
         try:
-            return cls(client, database, location=location or _redact(uri), fix=fix, on_close=on_close)
+            return cls(client, database, location=location or _redact(uri), fix=fix, on_close=on_close, create=create)
         except BaseException:
             client.close()
             raise

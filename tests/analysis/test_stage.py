@@ -3,12 +3,17 @@ real 2d cache, a trained dictionary, the embedded nx-27017 server over pymongo."
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+
 import pytest
 
 from lm_saes.analysis.show import render_feature
-from lm_saes.analysis.stage import run_analysis
+from lm_saes.analysis.stage import absolute_paths, run_analysis
 from lm_saes.cli import main
 from lm_saes.config import AnalyzeConfig, StoreConfig
+from lm_saes.dictionaries.base import CONFIG_NAME
 from lm_saes.store import open_store, server_state
 
 
@@ -82,3 +87,20 @@ def test_analysis_into_an_external_server_given_by_mongo_uri(cfg, tmp_path):
         assert not (tmp_path / "unused").exists()  # no embedded server was started
     finally:
         release_server(lease)
+
+
+def test_the_store_records_local_paths_absolute(cfg, dictionary_dir, model_dir, tmp_path, monkeypatch):
+    """A dictionary trained with relative paths (`model.name = "tiny"` run from the model's parent)
+    is stored with absolute ones, so a server started in any directory finds the model; a hub name
+    is kept as it is."""
+    copy = tmp_path / "sae"
+    shutil.copytree(dictionary_dir, copy)
+    meta = json.loads((copy / CONFIG_NAME).read_text())
+    meta["source"].update(model=model_dir.name, cache=os.path.relpath(cfg.cache, model_dir.parent))
+    (copy / CONFIG_NAME).write_text(json.dumps(meta))
+    monkeypatch.chdir(model_dir.parent)
+    run_analysis(cfg.model_copy(update={"dictionary": copy}))
+    with open_store(cfg.store) as store:
+        source = store.dictionary("tiny-sae")["source"]
+    assert source["model"] == str(model_dir.resolve()) and source["cache"] == str(cfg.cache.resolve())
+    assert absolute_paths({"model": "gpt2", "hook_in": "blocks.0.hook_resid_pre"})["model"] == "gpt2"

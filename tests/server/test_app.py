@@ -25,10 +25,18 @@ def test_the_ui_is_served_with_a_single_page_fallback(client):
         assert response.status_code == 404 and "detail" in response.json(), route
 
 
+def test_names_the_filesystem_refuses_get_the_ui(client):
+    index = client.get("/").text
+    for route in ("/" + "a" * 10_000, "/a%00b", "/assets/%00", "/" + "/".join(["d"] * 3000)):
+        response = client.get(route)  # too long for a file name, or a NUL: not a 500
+        assert response.status_code == 200 and response.text == index, route[:40]
+
+
 def test_without_a_build_the_root_says_how_to_build(stored, tmp_path):
     with TestClient(create_app(stored.store, static_dir=tmp_path, device="cpu")) as client:
         response = client.get("/dictionaries/x")
         assert response.status_code == 200 and BUILD_COMMAND in response.text
+        assert str(tmp_path) not in response.text  # the page names no filesystem path
         assert client.get("/api/health").json()["status"] == "ok"
 
 

@@ -52,3 +52,32 @@ def test_dictionaries_that_cannot_run_are_404_or_409(client):
     assert response.status_code == 409 and "no source model" in response.json()["detail"]
     response = client.post(f"/api/dictionaries/{BAD_HOOK}/infer", json={"text": "hi"})
     assert response.status_code == 409 and "blocks.9.hook_nowhere" in response.json()["detail"]
+
+
+def test_inference_runs_from_any_working_directory(client, store, stored, tmp_path, monkeypatch):
+    """A record as analyze writes it now (the model's absolute path) and one written before
+    (`source.model = "model0/tiny"`, relative to where the analysis ran: a folder above the
+    dictionary's) both run from an unrelated working directory, without trying the hub."""
+    monkeypatch.chdir(tmp_path)
+    assert client.post(f"/api/dictionaries/{NAME}/infer", json={"text": TEXT}).status_code == 200
+    relative = stored.model_dir.relative_to(stored.model_dir.parents[1])  # model0/tiny
+    assert stored.dictionary_dir.parents[1] == stored.model_dir.parents[1]  # both under pytest's tmp root
+    record = store.dictionary(NAME)
+    store.upsert_dictionary("legacy", {**record, "name": "legacy", "source": {**record["source"], "model": str(relative)}})
+    try:
+        response = client.post("/api/dictionaries/legacy/infer", json={"text": TEXT})
+        assert response.status_code == 200, response.text
+    finally:
+        store.delete_dictionary("legacy")
+
+
+def test_a_missing_model_is_409_naming_no_path(client, store, stored):
+    record = store.dictionary(NAME)
+    gone = stored.model_dir.parent / "moved-away"
+    store.upsert_dictionary("moved", {**record, "name": "moved", "source": {**record["source"], "model": str(gone)}})
+    try:
+        response = client.post("/api/dictionaries/moved/infer", json={"text": TEXT})
+        assert response.status_code == 409 and "cannot load its model 'moved-away'" in response.json()["detail"]
+        assert str(stored.model_dir.parent) not in response.text
+    finally:
+        store.delete_dictionary("moved")

@@ -10,8 +10,9 @@ import pytest
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from lm_saes.config import StoreConfig
-from lm_saes.errors import StoreError
+from lm_saes.errors import NoStoreError, StoreError
 from lm_saes.store import MAX_FEATURE_BYTES, open_store
+from lm_saes.store.embedded import database_file
 from lm_saes.store.schema import ANALYSES, DETAILS, DICTIONARIES, FEATURES
 
 
@@ -142,3 +143,24 @@ def test_the_nx_quirks_the_schema_rules_avoid_are_real(store):
     assert [d["_id"] for d in scratch.find({"x": {"$exists": False}})] == [1, 2]  # MongoDB: [2]
     assert scratch.count_documents({"x": None}) != len(list(scratch.find({"x": None})))
     assert store.client.server_info().get("version") is None
+
+
+def test_a_reader_never_creates_a_store(store_cfg, tmp_path):
+    """open_store(create=False), as `lm-saes show` and `lm-saes serve` open it: a database that
+    holds no store, or an embedded data directory that does not exist, is an error naming where
+    it looked and how to point at a store; nothing is created there."""
+    with pytest.raises(NoStoreError, match=f"no analysis store.*'{store_cfg.database}'|'{store_cfg.database}'.* no analysis store"):
+        open_store(store_cfg, create=False)
+    assert not database_file(store_cfg.data_dir, store_cfg.database).exists()
+    with open_store(store_cfg) as writer:  # a writer creates it
+        writer.upsert_dictionary("d", {"d_sae": 6})
+    with open_store(store_cfg, create=False) as reader:
+        assert [d["name"] for d in reader.dictionaries()] == ["d"]
+
+    elsewhere = StoreConfig(data_dir=tmp_path / "work" / "store", database=store_cfg.database)
+    with pytest.raises(NoStoreError) as info:
+        open_store(elsewhere, create=False)
+    message = str(info.value)
+    assert f"no analysis store in {tmp_path / 'work' / 'store'}" in message
+    assert "--set data_dir=PATH" in message and "MONGO_URI" in message
+    assert not (tmp_path / "work").exists()

@@ -9,6 +9,8 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from lm_saes.server.deps import StoreDep, require_analysis, require_dictionary
+from lm_saes.server.errors import shown
+from lm_saes.store.documents import INT64_MAX
 from lm_saes.store.search import search_tokens as find_by_token
 from lm_saes.server.schemas import (
     FeatureDetail, FeaturePage, FeatureSummary, RandomFeature, TokenMatch, TokenSearch,
@@ -30,7 +32,7 @@ def list_features(
     min_density: float | None = Query(None, ge=0, le=1),
     max_density: float | None = Query(None, ge=0, le=1),
     search: str | None = Query(None, max_length=200, description="Words of the interpretation."),
-    skip: int = Query(0, ge=0),
+    skip: int = Query(0, ge=0, le=INT64_MAX),
     limit: int = Query(50, ge=1, le=500),
 ) -> FeaturePage:
     require_dictionary(store, name)
@@ -42,13 +44,15 @@ def list_features(
 
 
 @router.get("/features/{index}", response_model=FeatureDetail)
-def get_feature(store: StoreDep, name: str, index: int = Path(ge=0), analysis: str = AnalysisQuery) -> FeatureDetail:
+def get_feature(
+    store: StoreDep, name: str, index: int = Path(ge=0, le=INT64_MAX), analysis: str = AnalysisQuery,
+) -> FeatureDetail:
     """The whole feature document, with the indices before and after it."""
     record = require_dictionary(store, name)
     run = require_analysis(store, name, analysis)
     doc = store.feature(name, index, analysis)
     if doc is None:
-        raise HTTPException(404, f"dictionary {name!r} has no feature {index} in analysis {analysis!r}")
+        raise HTTPException(404, f"dictionary {shown(name)} has no feature {index} in analysis {shown(analysis)}")
     d_sae = record.get("d_sae") or run.get("n_features") or index + 1
     return FeatureDetail.model_validate({
         **doc, "prev": index - 1 if index > 0 else None, "next": index + 1 if index + 1 < d_sae else None,
@@ -62,10 +66,10 @@ def random_feature(store: StoreDep, name: str, analysis: str = AnalysisQuery) ->
     require_analysis(store, name, analysis)
     n = store.count_features(name, analysis, min_density=FIRES)
     if n == 0:
-        raise HTTPException(404, f"no feature of {name!r} fires in analysis {analysis!r}")
+        raise HTTPException(404, f"no feature of {shown(name)} fires in analysis {shown(analysis)}")
     page = store.features(name, analysis, min_density=FIRES, skip=random.randrange(n), limit=1)
     if not page:  # the analysis was replaced between the two queries
-        raise HTTPException(404, f"analysis {analysis!r} of {name!r} changed; try again")
+        raise HTTPException(404, f"analysis {shown(analysis)} of {shown(name)} changed; try again")
     return RandomFeature(index=page[0]["index"])
 
 
