@@ -252,7 +252,9 @@ class TrainConfig(StrictModel):
     wandb_project: str | None = Field(
         None, description="Also log to this Weights & Biases project (optional; WANDB_MODE=offline works)."
     )
-    checkpoint_every: int = Field(1000, ge=0, description="Steps between checkpoints (0: only at the end).")
+    checkpoint_every: int | None = Field(
+        None, ge=0, description="Steps between checkpoints (None: every tenth of the run; 0: only at the end)."
+    )
     progress: bool = Field(True, description="Show a progress bar.")
     overwrite: bool = Field(False, description="Replace a finished dictionary at output_dir.")
 

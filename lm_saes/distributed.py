@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from lm_saes.errors import ConfigError
+
+T = TypeVar("T")
 
 
 class DistInfo(NamedTuple):
@@ -43,3 +48,19 @@ def broadcast_error(message: str | None) -> str | None:
     box = [message]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def rank_zero_first(action: Callable[[], T], follow: Callable[[], T]) -> T:
+    """``action()`` on rank 0 (or alone), then ``follow()`` on the other ranks once it is done; a
+    ConfigError on rank 0 is raised on every rank, so all stop together with its message."""
+    if not dist.is_initialized():
+        return action()
+    result, error = None, None
+    if dist.get_rank() == 0:
+        try:
+            result = action()
+        except ConfigError as e:
+            error = str(e)
+    if (error := broadcast_error(error)) is not None:
+        raise ConfigError(error)
+    return result if dist.get_rank() == 0 else follow()

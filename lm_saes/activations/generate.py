@@ -1,8 +1,11 @@
 """`lm-saes generate`: one forward per batch, activations for every hook, one shard per chunk.
 
-Steps: tokenize the dataset into contexts; plan chunks; check the disk; skip chunks a killed run
-already finished; run the model over this rank's remaining chunks while a worker thread writes
-the previous chunk; then rank 0 writes each hook's manifest, last and atomically.
+Steps: claim the output directory (an "activation_cache" artifact, ``lm_saes.artifacts``: a
+complete cache of this config is reused, another artifact refused, ``overwrite`` regenerates
+beside the old cache and swaps the new one in when it is complete); tokenize the dataset into
+contexts; plan chunks; check the disk; skip chunks a killed run already finished; run the model
+over this rank's remaining chunks while a worker thread writes the previous chunk; then rank 0
+writes each hook's manifest, last and atomically.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from lm_saes import __version__
 from lm_saes.activations.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 from lm_saes.activations.plan import kept_tokens, plan_chunks, shard_bytes_estimate, token_shuffle
 from lm_saes.activations.writer import ShardWriter, progress_dir, read_progress
+from lm_saes.artifacts import PARTIAL, ArtifactDir, claim
 from lm_saes.config import GenerateConfig, save_resolved
 from lm_saes.data.tokens import TokenContexts, build_contexts, load_texts
-from lm_saes.distributed import barrier, broadcast_error, init_distributed
+from lm_saes.distributed import barrier, init_distributed, rank_zero_first
 from lm_saes.errors import ConfigError, DiskSpaceError
 from lm_saes.models.backend import TORCH_DTYPES, LanguageModel, load_language_model
 
 RUN_ONLY_FIELDS = {"overwrite", "progress", "disk_headroom_gb"}  # do not change the cache's bytes
+ACTIVATION_CACHE = "activation_cache"  # the artifact kind of a cache root
 
 
 class GenerateResult(NamedTuple):
@@ -41,11 +46,10 @@ class GenerateResult(NamedTuple):
 def generate(cfg: GenerateConfig) -> GenerateResult:
     start = time.perf_counter()
     rank, world_size = init_distributed()
-    root = cfg.output_dir
-    caches = {hook: root / hook for hook in cfg.hooks}
-    if _complete_cache(cfg):
+    caches = {hook: cfg.output_dir / hook for hook in cfg.hooks}
+    if claim_cache(cfg, effects=False).reused:  # refuses another artifact before the model loads
         if rank == 0:
-            print(f"cache already complete at {root} (set overwrite=true to regenerate)")
+            print(f"cache already complete at {cfg.output_dir} (set overwrite=true to regenerate)")
         n_tokens = read_manifest(caches[cfg.hooks[0]]).n_tokens
         return GenerateResult(caches, n_tokens, 0, time.perf_counter() - start, 0.0, reused=True)
 
@@ -60,10 +64,22 @@ def generate(cfg: GenerateConfig) -> GenerateResult:
         int(cfg.shard_size_mb * 2**20), shuffle=cfg.shuffle and cfg.layout == "1d", seed=cfg.seed,
     )
 
-    error = _prepare_output(cfg) if rank == 0 else None
-    if error := broadcast_error(error):
-        raise ConfigError(error)
+    output = rank_zero_first(lambda: _prepare_output(cfg), lambda: claim_cache(cfg, effects=False))
+    with output:  # a run that fails before finishing a chunk removes the directory it created
+        need, loop_seconds = _generate_chunks(cfg, output.work, lm, contexts, keep, plan, widths, elem_bytes, rank,
+                                              world_size)
+        if rank == 0:
+            _write_manifests(cfg, output.work, lm, widths, len(plan.chunks), len(contexts.tokens))
+            output.commit()
     barrier()
+    n_tokens = read_manifest(caches[cfg.hooks[0]]).n_tokens
+    return GenerateResult(caches, n_tokens, need, time.perf_counter() - start, loop_seconds, reused=False)
+
+
+def _generate_chunks(cfg: GenerateConfig, root: Path, lm: LanguageModel, contexts: TokenContexts, keep, plan,
+                     widths: dict[str, int], elem_bytes: int, rank: int, world_size: int) -> tuple[int, float]:
+    """Write this rank's unfinished chunks into ``root``: the bytes the disk check expected, and the
+    seconds the forwards and writes took."""
     done = read_progress(root)
     todo = [i for i in range(len(plan.chunks)) if i not in done]
     need = sum(
@@ -74,7 +90,7 @@ def generate(cfg: GenerateConfig) -> GenerateResult:
 
     mine = [i for i in todo if i % world_size == rank]
     total = sum(len(plan.chunks[i]) for i in mine) * cfg.data.context_size
-    bar = tqdm(total=total, unit="tok", unit_scale=True, desc=f"generate {root.name}",
+    bar = tqdm(total=total, unit="tok", unit_scale=True, desc=f"generate {cfg.output_dir.name}",
                disable=not cfg.progress or rank != 0, dynamic_ncols=True)
     loop_start = time.perf_counter()
     with ShardWriter(root, rank) as writer, bar:
@@ -83,11 +99,7 @@ def generate(cfg: GenerateConfig) -> GenerateResult:
             writer.submit(chunk, tensors, ready)
     loop_seconds = time.perf_counter() - loop_start
     barrier()
-    if rank == 0:
-        _write_manifests(cfg, lm, widths, len(plan.chunks), len(contexts.tokens))
-    barrier()
-    n_tokens = read_manifest(caches[cfg.hooks[0]]).n_tokens
-    return GenerateResult(caches, n_tokens, need, time.perf_counter() - start, loop_seconds, reused=False)
+    return need, loop_seconds
 
 
 @torch.inference_mode()
@@ -143,39 +155,48 @@ def _state_config(cfg: GenerateConfig) -> dict:
     return cfg.model_dump(mode="json", exclude=RUN_ONLY_FIELDS)
 
 
-def _complete_cache(cfg: GenerateConfig) -> bool:
-    """True if a complete cache of this very config is there; error if it is another config's."""
-    manifests = [cfg.output_dir / h / MANIFEST_NAME for h in cfg.hooks]
-    if cfg.overwrite or progress_dir(cfg.output_dir).exists() or not all(m.is_file() for m in manifests):
-        return False
-    stored = {k: v for k, v in read_manifest(manifests[0].parent).config.items() if k not in RUN_ONLY_FIELDS}
-    if stored != _state_config(cfg):
-        differ = sorted(k for k in stored.keys() | _state_config(cfg).keys()
-                        if stored.get(k) != _state_config(cfg).get(k))
-        raise ConfigError(
-            f"{cfg.output_dir} holds a complete cache made with a different config (fields "
-            f"{differ} differ). Set overwrite=true to replace it, or choose another output_dir."
-        )
-    return True
+def claim_cache(cfg: GenerateConfig, effects: bool = True) -> ArtifactDir:
+    """``cfg.output_dir`` as an activation-cache artifact (see ``lm_saes.artifacts``)."""
+    return claim(cfg.output_dir, ACTIVATION_CACHE, {k: v for k, v in _state_config(cfg).items() if k != "output_dir"},
+                 replace=cfg.overwrite, reuse=True, legacy=_legacy_identity, effects=effects,
+                 resumable=lambda work: bool(read_progress(work)))
 
 
-def _prepare_output(cfg: GenerateConfig) -> str | None:
-    """Create the output layout, or resume the unfinished run there; returns an error or None."""
-    root, state = cfg.output_dir, progress_dir(cfg.output_dir) / "config.json"
-    if cfg.overwrite:
-        for path in [root / h for h in cfg.hooks] + [progress_dir(root), root / "config.json"]:
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    if state.is_file() and json.loads(state.read_text()) != _state_config(cfg):
-        return (
-            f"{root} holds an unfinished cache from a different config. Run that config again to "
-            "resume it, set overwrite=true to discard it, or choose another output_dir."
-        )
-    for hook in cfg.hooks:
-        (root / hook).mkdir(parents=True, exist_ok=True)
-        (root / hook / MANIFEST_NAME).unlink(missing_ok=True)
-    progress_dir(root).mkdir(parents=True, exist_ok=True)
-    state.write_text(json.dumps(_state_config(cfg), indent=2))
-    return None
+def _legacy_identity(root: Path) -> dict | str | None:
+    """A cache written before artifact.json: the identity of its resolved config.json when it is
+    complete; PARTIAL for an unfinished one (its progress state is checked on resuming)."""
+    saved = root / "config.json"
+    if (progress_dir(root) / "config.json").is_file():
+        return PARTIAL
+    if not saved.is_file():
+        return None
+    config = json.loads(saved.read_text())
+    if not isinstance(config, dict) or not all((root / h / MANIFEST_NAME).is_file() for h in config.get("hooks", [])):
+        return None
+    return {k: v for k, v in config.items() if k not in RUN_ONLY_FIELDS | {"output_dir"}}
+
+
+def _prepare_output(cfg: GenerateConfig) -> ArtifactDir:
+    """Claim the output directory and lay out its hook directories, or resume the unfinished run
+    there (rank 0)."""
+    output = claim_cache(cfg)
+    with output:
+        state = progress_dir(output.work) / "config.json"
+        if state.is_file() and json.loads(state.read_text()) != _state_config(cfg):
+            if cfg.overwrite:  # discard the unfinished run (the artifact rule: nothing finished is there)
+                for path in [output.work / h for h in cfg.hooks] + [progress_dir(output.work)]:
+                    shutil.rmtree(path, ignore_errors=True)
+        if state.is_file() and json.loads(state.read_text()) != _state_config(cfg):
+            raise ConfigError(
+                f"{output.work} holds an unfinished cache from a different config. Run that config again to "
+                "resume it, set overwrite=true to discard it, or choose another output_dir."
+            )
+        for hook in cfg.hooks:
+            (output.work / hook).mkdir(parents=True, exist_ok=True)
+            (output.work / hook / MANIFEST_NAME).unlink(missing_ok=True)
+        progress_dir(output.work).mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps(_state_config(cfg), indent=2))
+    return output
 
 
 def _check_disk(root: Path, need: int, headroom_gb: float) -> None:
@@ -189,8 +210,8 @@ def _check_disk(root: Path, need: int, headroom_gb: float) -> None:
         )
 
 
-def _write_manifests(cfg: GenerateConfig, lm: LanguageModel, widths, n_chunks: int, n_contexts: int) -> None:
-    done = read_progress(cfg.output_dir)
+def _write_manifests(cfg: GenerateConfig, root: Path, lm: LanguageModel, widths, n_chunks: int, n_contexts: int) -> None:
+    done = read_progress(root)
     missing = sorted(set(range(n_chunks)) - done.keys())
     if missing:
         raise RuntimeError(f"chunks {missing[:10]} were not written; run generate again to finish")
@@ -203,6 +224,6 @@ def _write_manifests(cfg: GenerateConfig, lm: LanguageModel, widths, n_chunks: i
             n_tokens=rows if cfg.layout == "1d" else rows * cfg.data.context_size,
             n_contexts=n_contexts, shards=shards, config=cfg.model_dump(mode="json"),
         )
-        write_manifest(cfg.output_dir / hook, manifest)
-    save_resolved(cfg, cfg.output_dir / "config.json")
-    shutil.rmtree(progress_dir(cfg.output_dir))
+        write_manifest(root / hook, manifest)
+    save_resolved(cfg, root / "config.json")
+    shutil.rmtree(progress_dir(root))

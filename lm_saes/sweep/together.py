@@ -106,13 +106,16 @@ def _one_pass(members: list[Member], stream_seed: int) -> None:
     device = resolve_device(first.device)
     d_in, d_out = cache_widths(first)
     transcoder = first.target_cache is not None or d_in != d_out
-    runs = {
-        m.name: DictionaryRun.open(m.train, d_in, d_out, transcoder, device, ONE_DEVICE, SINGLE_DEVICE,
-                                   progress={"desc": m.name, "position": i, "leave": True})
-        for i, m in enumerate(members)
-    }
+    runs: dict[str, DictionaryRun] = {}  # the members still training
     try:
+        for i, m in enumerate(members):
+            runs[m.name] = DictionaryRun.open(m.train, d_in, d_out, transcoder, device, ONE_DEVICE, SINGLE_DEVICE,
+                                              progress={"desc": m.name, "position": i, "leave": True})
         _feed(members, runs, _stream(first, stream_seed, device, runs))
+    except BaseException:
+        for run in runs.values():
+            run.output.abandon()  # a member with nothing to resume leaves no empty directory
+        raise
     finally:
         for run in runs.values():
             run.close()
@@ -160,5 +163,5 @@ def _mark_failed(member: Member, run: DictionaryRun, error: Exception) -> None:
         message = f"out of memory on the device ({error}); lower members_per_pass"
     run.close()
     record = {"error": message, "step": run.trainer.step}
-    write_atomic(member.train.output_dir / FAILED_NAME, (json.dumps(record, indent=2) + "\n").encode())
+    write_atomic(run.output.work / FAILED_NAME, (json.dumps(record, indent=2) + "\n").encode())
 

@@ -11,6 +11,16 @@ def total_steps(cfg: TrainConfig) -> int:
     return cfg.total_tokens // cfg.batch_size
 
 
+CHECKPOINTS_PER_RUN = 10  # by default a killed run loses at most a tenth of its steps
+
+
+def checkpoint_interval(cfg: TrainConfig) -> int:
+    """Steps between checkpoints: ``checkpoint_every``, or a tenth of the run (0: only at the end)."""
+    if cfg.checkpoint_every is not None:
+        return cfg.checkpoint_every
+    return max(1, total_steps(cfg) // CHECKPOINTS_PER_RUN)
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup over lr_warmup_steps, constant, then decay to 0 over the last lr_decay_fraction."""
     steps = total_steps(cfg)
