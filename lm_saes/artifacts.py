@@ -208,7 +208,7 @@ def _inspect(target: Path, kind: str, identity: dict, legacy: Callable[[Path], d
     if not target.exists() or not any(target.iterdir()):
         return None
     marker = read_marker(target)
-    if marker is None and legacy is not None and (config := legacy(target)) is not None:
+    if marker is None and legacy is not None and (config := _safely(legacy, target)) is not None:
         if config == PARTIAL:
             marker = {"kind": kind, "status": PARTIAL, "identity": identity_hash(identity), "config": identity}
         else:
@@ -221,6 +221,14 @@ def _inspect(target: Path, kind: str, identity: dict, legacy: Callable[[Path], d
                           f"replace one kind of artifact by another (even when you {hint}): choose another "
                           "output directory, or delete it yourself")
     return marker
+
+
+def _safely(legacy: Callable[[Path], dict | str | None], target: Path) -> dict | str | None:
+    """``legacy(target)``, or None when the files it reads are unreadable (then nothing is recognised)."""
+    try:
+        return legacy(target)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _words(kind: str) -> str:
@@ -258,7 +266,7 @@ def _exchange(a: Path, b: Path) -> None:
     """Swap two directories: atomically with renameat2(RENAME_EXCHANGE) where the OS has it, else
     with two renames through ``b``'s ``.old`` sibling (``_recover_interrupted_swap`` finishes a
     swap killed between them)."""
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    renameat2 = _renameat2()
     if renameat2 is not None:
         done = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
         if done == 0:
@@ -269,6 +277,11 @@ def _exchange(a: Path, b: Path) -> None:
     os.rename(a, b)
     os.rename(old, a)
     _fsync_dir(Path(os.path.abspath(b)).parent)
+
+
+def _renameat2():
+    """libc's renameat2, or None where the C library lacks it."""
+    return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
 
 
 def _old_dir(target: Path) -> Path:

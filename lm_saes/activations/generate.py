@@ -171,7 +171,8 @@ def _legacy_identity(root: Path) -> dict | str | None:
     if not saved.is_file():
         return None
     config = json.loads(saved.read_text())
-    if not isinstance(config, dict) or not all((root / h / MANIFEST_NAME).is_file() for h in config.get("hooks", [])):
+    hooks = config.get("hooks") if isinstance(config, dict) else None
+    if not isinstance(hooks, list) or not hooks or not all((root / h / MANIFEST_NAME).is_file() for h in hooks):
         return None
     return {k: v for k, v in config.items() if k not in RUN_ONLY_FIELDS | {"output_dir"}}
 

@@ -256,3 +256,26 @@ def test_generated_cache_reads_back_through_open_cache(tmp_path, model_dir, data
     shard.write_bytes(shard.read_bytes()[:-10])  # truncated, e.g. by a full disk
     with pytest.raises(Exception, match=str(shard)):
         open_cache(hook_dir)
+
+
+@pytest.mark.parametrize("overwrite", ["false", "true"])
+def test_a_dictionary_or_model_directory_is_refused_and_stays_loadable(tmp_path, model_dir, dataset_file, capsys,
+                                                                       overwrite):
+    from lm_saes.cli import main
+    from lm_saes.config import TrainConfig
+    from lm_saes.dictionaries import Dictionary
+    from lm_saes.training.train import train
+
+    sae = tmp_path / "sae"
+    train(TrainConfig.model_validate(dict(dictionary={"kind": "topk", "d_sae": 16, "k": 2}, output_dir=sae,
+                                          total_tokens=256, batch_size=64, progress=False, device="cpu")),
+          batches=[torch.randn(64, 8) for _ in range(4)])
+    for target, why in [(sae, "holds a dictionary, not an activation cache"), (model_dir, "no lm-saes stage recorded")]:
+        files = {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()}
+        code = main(["generate", "--set", f"model.name={model_dir}", "--set", f"data.path={dataset_file}",
+                     "--set", f'hooks={json.dumps(HOOKS)}', "--set", f"output_dir={target}",
+                     "--set", f"overwrite={overwrite}"])
+        err = capsys.readouterr().err
+        assert code == 2 and why in err and len(err.strip().splitlines()) == 1
+        assert {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == files
+    Dictionary.from_pretrained(sae)

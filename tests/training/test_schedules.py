@@ -7,7 +7,7 @@ import torch
 
 from lm_saes.config import TrainConfig
 from lm_saes.training.dead import DeadFeatureTracker
-from lm_saes.training.schedules import lr_at, sparsity_scale_at, total_steps
+from lm_saes.training.schedules import checkpoint_interval, lr_at, sparsity_scale_at, total_steps
 
 
 def config(**kw) -> TrainConfig:
@@ -50,3 +50,13 @@ def test_dead_features_counted_in_tokens_since_last_firing():
 def test_config_rejects_less_than_one_batch():
     with pytest.raises(Exception, match="less than one batch"):
         config(total_tokens=5)
+
+
+def test_checkpoints_by_default_every_tenth_of_the_run():
+    def interval(**fields):
+        return checkpoint_interval(config(batch_size=4096, **fields))
+
+    assert interval(total_tokens=1_000_000) == 24  # the quick start's 244 steps
+    assert interval(total_tokens=4096 * 5) == 1  # shorter than ten steps: every step
+    assert interval(total_tokens=1_000_000, checkpoint_every=7) == 7
+    assert interval(total_tokens=1_000_000, checkpoint_every=0) == 0  # only at the end
