@@ -12,12 +12,16 @@ Shard tensors:
         false on padding).
 
 A directory without ``manifest.json`` is an unfinished cache and is never read as complete.
+``check_shards`` verifies the shards against the manifest when a stage opens a cache: sizes
+always, sha256 checksums (hashed in parallel threads) where the stage reads the whole cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +32,9 @@ from lm_saes.errors import CacheError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
+HASH_THREADS = min(8, os.cpu_count() or 1)  # hashlib releases the GIL: shards hash in parallel
+REGENERATE = "regenerate the cache (run `lm-saes generate` again with overwrite = true)"
+Verify = Literal["sha256", "size"]
 
 
 class ShardInfo(BaseModel):
@@ -93,3 +100,25 @@ def read_manifest(hook_dir: Path) -> Manifest:
         return Manifest.model_validate(json.loads(path.read_text()))
     except (json.JSONDecodeError, ValidationError) as e:
         raise CacheError(f"{path} is corrupt ({e}); regenerate the cache") from e
+
+
+def check_shards(hook_dir: Path, manifest: Manifest, verify: Verify) -> None:
+    """Raise ``CacheError`` naming the shard unless every shard the manifest lists exists with its
+    recorded size and, for ``verify="sha256"``, its recorded checksum."""
+    if verify not in ("size", "sha256"):
+        raise ValueError(f"verify must be 'size' or 'sha256', not {verify!r}")
+    paths = [Path(hook_dir) / shard.file for shard in manifest.shards]
+    for path, shard in zip(paths, manifest.shards):
+        if not path.is_file():
+            raise CacheError(f"shard {path} is missing; {REGENERATE}")
+        size = path.stat().st_size
+        if size != shard.bytes:
+            raise CacheError(
+                f"shard {path} has {size} bytes but the manifest records {shard.bytes} (truncated?); " + REGENERATE
+            )
+    if verify == "sha256" and paths:
+        with ThreadPoolExecutor(min(HASH_THREADS, len(paths)), thread_name_prefix="lm-saes-sha256") as pool:
+            for path, shard, digest in zip(paths, manifest.shards, pool.map(file_sha256, paths)):
+                if digest != shard.sha256:
+                    raise CacheError(f"shard {path} does not match the sha256 its manifest records (the shard "
+                                     f"is corrupt or the manifest was edited); {REGENERATE}")

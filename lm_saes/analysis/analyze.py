@@ -29,6 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from lm_saes import __version__
+from lm_saes.activations.manifest import read_manifest
 from lm_saes.activations.reader import ActivationCache, open_cache
 from lm_saes.analysis.bands import BandSamples
 from lm_saes.analysis.contexts import ContextBatch
@@ -66,7 +67,9 @@ def load_analysis_inputs(cfg: AnalyzeConfig) -> AnalysisInputs:
         lm = load_language_model(cfg.on_the_fly.model)
         source: ContextSource = ModelSource(lm, cfg.on_the_fly)
     else:
-        cache = open_cache(cfg.cache)
+        context_size = read_manifest(cfg.cache).context_size
+        reads = None if cfg.max_contexts is None else cfg.max_contexts * context_size  # None: every context
+        cache = open_cache(cfg.cache, verify="auto", reads=reads)
         model = cache.manifest.config.get("model")
         if not model:
             raise CacheError(f"{cfg.cache}/manifest.json does not record its model; call "

@@ -125,7 +125,8 @@ def _stream(
     first: TrainConfig, stream_seed: int, device: torch.device, runs: dict[str, DictionaryRun]
 ) -> Iterator[tuple[int, Pair]]:
     """(step, batch) from the earliest member's step on; fresh members fit their scales first."""
-    pairs = cache_pairs(first.cache, first.target_cache, first.batch_size, stream_seed, device)
+    reads = max(run.cfg.total_tokens for run in runs.values())  # the longest member's tokens
+    pairs = cache_pairs(first.cache, first.target_cache, first.batch_size, stream_seed, device, reads=reads)
     start = min(run.resumed_from for run in runs.values())
     if start > 0:
         return zip(itertools.count(start), itertools.islice(pairs, start, None))

@@ -69,7 +69,8 @@ def train(cfg: TrainConfig, batches: Iterable | None = None) -> TrainResult:
         if cfg.cache is None:
             raise ConfigError("set `cache` to an activation cache's hook directory, or `on_the_fly` "
                               "(or pass batches to lm_saes.train)")
-        pairs = cache_pairs(cfg.cache, cfg.target_cache, rows, cfg.seed, device, dims.data_rank, dims.data)
+        pairs = cache_pairs(cfg.cache, cfg.target_cache, rows, cfg.seed, device, dims.data_rank, dims.data,
+                            reads=cfg.total_tokens)
         d_in, d_out = cache_widths(cfg)
     else:
         pairs = iterable_pairs(batches, device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 import json
 import signal
 import subprocess
@@ -269,3 +270,18 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_directory(tmp_pa
     with pytest.raises(TrainingDiverged):
         train(cfg, batches=batches)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_manifest_with_a_wrong_sha256_fails_train_naming_the_shard(cache_root, tmp_path, capsys):
+    from lm_saes.cli import main
+
+    hook = tmp_path / "edited" / RESID
+    shutil.copytree(cache_root / RESID, hook)
+    manifest = json.loads((hook / "manifest.json").read_text())
+    manifest["shards"][0]["sha256"] = "f" * 64
+    (hook / "manifest.json").write_text(json.dumps(manifest))
+    args = overrides(cache_root, tmp_path / "sae", f"cache={hook}")
+    assert main(["train", *[x for a in args for x in ("--set", a)]]) == 2
+    err = capsys.readouterr().err
+    assert f"{hook / manifest['shards'][0]['file']} does not match the sha256" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sae").exists()
