@@ -52,7 +52,7 @@ from torch import Tensor
 from lm_saes import __version__
 from lm_saes.artifacts import claim
 from lm_saes.config import DictionaryConfig
-from lm_saes.dictionaries.base import CONFIG_NAME, Dictionary, shape_mismatches
+from lm_saes.dictionaries.base import CONFIG_NAME, Dictionary, check_finite, shape_mismatches
 from lm_saes.errors import LmSaesError
 
 SAELENS_CFG = "cfg.json"
@@ -186,6 +186,7 @@ def load_saelens(
         state = {k: v.float() for k, v in load_file(weights_path).items()}
     except Exception as e:
         raise SAELensFormatError(f"{weights_path} is not a readable safetensors file: {e}") from e
+    check_finite(state, weights_path)
 
     architecture = cfg.get("architecture", "standard")
     if architecture not in ARCHITECTURES:
