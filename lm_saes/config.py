@@ -509,8 +509,16 @@ def value_problems(data: Any, where: str = "") -> list[str]:
         try:
             data.encode("utf-8")
         except UnicodeEncodeError:
-            return [f"{field}: {data.encode('utf-8', 'backslashreplace').decode()!r} is not valid UTF-8 text"]
+            return [f"{field}: {_undecodable(data)!r} is not valid UTF-8 text"]
     return []
+
+
+def _undecodable(text: str) -> str:
+    """Text that is not valid UTF-8, shown with its bad bytes (or lone surrogates) escaped."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")  # a command line's bytes
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
 
 
 def unknown_key_problems(cls: type[BaseModel], data: Any, prefix: str = "") -> list[str]:

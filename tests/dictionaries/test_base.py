@@ -4,6 +4,7 @@ folding the training scales into saved weights, and loading bad directories."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -149,3 +150,15 @@ def test_a_bad_config_is_refused(make, tmp_path, text):
     (tmp_path / CONFIG_NAME).write_text(text)
     with pytest.raises(LmSaesError, match="not a valid dictionary config"):
         Dictionary.from_pretrained(tmp_path)
+
+
+def test_weights_with_nan_or_inf_are_refused_naming_the_tensor_but_log_zero_is_kept():
+    from lm_saes.dictionaries.base import check_finite
+
+    good = {"W_dec": torch.ones(2, 3), "log_threshold": torch.tensor([0.0, -math.inf]), "count": torch.arange(3)}
+    check_finite(good, "dir/weights.safetensors")  # log(0) = -inf is a JumpReLU threshold of 0
+    for name, value in [("W_dec", math.nan), ("W_dec", math.inf), ("log_threshold", math.inf)]:
+        bad = {k: v.clone() for k, v in good.items()}
+        bad[name].view(-1)[0] = value
+        with pytest.raises(LmSaesError, match=f"dir/weights.safetensors: tensor '{name}' holds 1 NaN or infinite"):
+            check_finite(bad, "dir/weights.safetensors")
