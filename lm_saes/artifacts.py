@@ -82,6 +82,12 @@ def identity_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def directory_identity(directory: str | Path) -> str:
+    """The identity of the artifact a directory holds, for records that name it (the store): a
+    hash of its resolved path, so re-training it in place keeps it, and another directory differs."""
+    return hashlib.sha256(str(Path(directory).resolve()).encode()).hexdigest()[:16]
+
+
 def differing_fields(a: dict, b: dict) -> list[str]:
     """The keys whose values differ between two configs (one side may lack them)."""
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))

@@ -379,6 +379,10 @@ class AnalyzeConfig(StrictModel):
     dictionary_name: StoreName | None = Field(
         None, description="Name of the dictionary in the store (None: the directory's name)."
     )
+    replace_stored: bool = Field(
+        False, description="Replace a stored dictionary of that name from another directory (and its analyses); "
+        "by default that is refused."
+    )
     store: StoreConfig = Field(default_factory=StoreConfig, description="Where the analysis is stored.")
     cache: Path | None = Field(
         None, description="Hook directory of a 2d activation cache of the dictionary's input hook."

@@ -13,7 +13,7 @@ from typing import NamedTuple, TypeVar
 import torch
 import torch.distributed as dist
 
-from lm_saes.errors import ConfigError
+from lm_saes.errors import ConfigError, LmSaesError
 
 T = TypeVar("T")
 
@@ -52,15 +52,15 @@ def broadcast_error(message: str | None) -> str | None:
 
 def rank_zero_first(action: Callable[[], T], follow: Callable[[], T]) -> T:
     """``action()`` on rank 0 (or alone), then ``follow()`` on the other ranks once it is done; a
-    ConfigError on rank 0 is raised on every rank, so all stop together with its message."""
+    user error on rank 0 is raised on every rank (there as a ConfigError), so all stop together."""
     if not dist.is_initialized():
         return action()
-    result, error = None, None
+    result, failure = None, None
     if dist.get_rank() == 0:
         try:
             result = action()
-        except ConfigError as e:
-            error = str(e)
-    if (error := broadcast_error(error)) is not None:
-        raise ConfigError(error)
+        except LmSaesError as e:
+            failure = e
+    if (error := broadcast_error(None if failure is None else str(failure))) is not None:
+        raise failure if failure is not None else ConfigError(error)
     return result if dist.get_rank() == 0 else follow()

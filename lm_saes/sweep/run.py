@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from lm_saes.artifacts import ArtifactDir, claim
+from lm_saes.artifacts import ArtifactDir, claim, directory_identity
 from lm_saes.config import TrainConfig, save_resolved
 from lm_saes.distributed import init_distributed, rank_zero_first
-from lm_saes.errors import StoreError
+from lm_saes.errors import ConfigError, StoreError
 from lm_saes.sweep.analyze import analyze_members
 from lm_saes.sweep.config import SweepConfig
 from lm_saes.sweep.measure import measure
@@ -47,13 +47,8 @@ def run_sweep(cfg: SweepConfig) -> SweepResult | None:
     rank, _ = init_distributed()
     labels = param_labels(members)  # dotted path -> column label (field names hold no dots in MongoDB)
     varied = list(labels.values())
-    output = rank_zero_first(lambda: claim_sweep(cfg), lambda: claim_sweep(cfg, effects=False))
+    output = rank_zero_first(lambda: _start(cfg, members, labels), lambda: claim_sweep(cfg, effects=False))
     with output:  # a sweep that fails before any member trained leaves no directory behind
-        if rank == 0:
-            save_resolved(cfg, cfg.output_dir / CONFIG_NAME)
-            if cfg.record:
-                _save_record(cfg, build_record(cfg.name, cfg.output_dir, labels, _rows(members, labels, {}, {}),
-                                                complete=False))
         train_together(members, stream_seed, cfg.members_per_pass)
     if rank != 0:
         return None
@@ -70,6 +65,17 @@ def run_sweep(cfg: SweepConfig) -> SweepResult | None:
                              "same command again once the store is back to record it (nothing is retrained).") from e
     analyzed = analyze_members(cfg, record)
     return SweepResult(record, cfg.output_dir, files, analyzed, time.perf_counter() - start)
+
+
+def _start(cfg: SweepConfig, members: list[Member], labels: dict[str, str]) -> ArtifactDir:
+    """Claim the directory, save the resolved config and record the sweep as running (rank 0)."""
+    output = claim_sweep(cfg)
+    with output:
+        save_resolved(cfg, cfg.output_dir / CONFIG_NAME)
+        if cfg.record:
+            _save_record(cfg, build_record(cfg.name, cfg.output_dir, labels, _rows(members, labels, {}, {}),
+                                            complete=False))
+    return output
 
 
 def claim_sweep(cfg: SweepConfig, effects: bool = True) -> ArtifactDir:
@@ -94,7 +100,18 @@ def _rows(members: list[Member], labels: dict[str, str], member_metrics: dict[st
 
 
 def _save_record(cfg: SweepConfig, record: dict) -> None:
+    """Write the record, keyed by the sweep's name and its directory: a sweep of that name from
+    another output_dir is refused (before anything trains, on the first call), unless replace_stored."""
     from lm_saes.store import open_store
+    from lm_saes.store.store import NameTakenError
 
     with open_store(cfg.store) as store:
-        store.upsert_sweep(cfg.name, {k: v for k, v in record.items() if k != "name"})
+        try:
+            store.upsert_sweep(cfg.name, {k: v for k, v in record.items() if k != "name"},
+                               identity=directory_identity(cfg.output_dir), replace=cfg.replace_stored)
+        except NameTakenError as e:
+            raise ConfigError(
+                f"the store already holds a sweep named {cfg.name!r}, from {e.holder.get('output_dir')}; this one "
+                f"writes {cfg.output_dir.resolve()}. Give it another name (--set name=...) or replace the stored "
+                "record (--set replace_stored=true)"
+            ) from e
