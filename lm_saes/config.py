@@ -93,7 +93,10 @@ class DataConfig(StrictModel):
     text_field: str = Field("text", description="Column holding the text.")
     streaming: bool = Field(False, description="Stream the dataset instead of downloading it whole.")
     context_size: int = Field(128, gt=1, description="Tokens per context, BOS included.")
-    prepend_bos: bool = Field(True, description="Start every context with the BOS token.")
+    prepend_bos: bool = Field(
+        True, description="Frame every context with the special tokens its model expects: [BOS] + text, or "
+        "[CLS] + text + [SEP] for BERT-style encoders (lm_saes/data/framing.py); false: none, with a warning."
+    )
     packing: bool = Field(
         True,
         description="Concatenate documents (separated by BOS) and cut the stream into full "
@@ -412,7 +415,8 @@ class AnalyzeConfig(StrictModel):
         None, gt=0, description="Analyze only the cache's first contexts (None: all of them)."
     )
     include_bos: bool = Field(
-        False, description="Count BOS positions as tokens (by default they are left out, as in 1d caches)."
+        False, description="Count the framing special tokens (BOS, or CLS and SEP) as tokens (by default they are "
+        "left out, as in 1d caches)."
     )
     progress: bool = Field(True, description="Show a progress bar.")
 

@@ -25,6 +25,7 @@ from lm_saes.activations.plan import kept_tokens, plan_chunks, shard_bytes_estim
 from lm_saes.activations.writer import ShardWriter, progress_dir, read_progress
 from lm_saes.artifacts import PARTIAL, ArtifactDir, claim
 from lm_saes.config import GenerateConfig, save_resolved
+from lm_saes.data.framing import special_ids
 from lm_saes.data.tokens import TokenContexts, build_contexts, load_texts
 from lm_saes.distributed import barrier, init_distributed, rank_zero_first
 from lm_saes.errors import ConfigError, DiskSpaceError
@@ -56,8 +57,8 @@ def generate(cfg: GenerateConfig) -> GenerateResult:
     lm = load_language_model(cfg.model)
     lm.check_hooks(cfg.hooks)
     widths = lm.hook_widths(cfg.hooks)
-    contexts = build_contexts(load_texts(cfg.data), lm.tokenizer, cfg.data, lm.bos_token_id, lm.pad_token_id)
-    keep = kept_tokens(contexts.tokens, contexts.mask, lm.bos_token_id)  # [n, ctx], 1d rows
+    contexts = build_contexts(load_texts(cfg.data), lm.tokenizer, cfg.data, lm.pad_token_id)
+    keep = kept_tokens(contexts.tokens, contexts.mask, special_ids(lm.tokenizer))  # [n, ctx], 1d rows
     elem_bytes = TORCH_DTYPES[cfg.dtype].itemsize
     plan = plan_chunks(
         len(contexts.tokens), cfg.data.context_size, max(widths.values()), elem_bytes,

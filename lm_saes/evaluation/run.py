@@ -102,7 +102,7 @@ def downstream_metrics(cfg: EvalSettings, dictionaries: Mapping[str, Dictionary]
     generated = manifest.config
     lm = load_language_model(ModelConfig.model_validate({**generated["model"], "device": cfg.device}))
     data = DataConfig.model_validate({**generated["data"], "max_tokens": cfg.ce_tokens})
-    contexts = build_contexts(load_texts(data), lm.tokenizer, data, lm.bos_token_id, lm.pad_token_id)
+    contexts = build_contexts(load_texts(data), lm.tokenizer, data, lm.pad_token_id)
     hook_out = read_manifest(target_dir).hook if target_dir is not None else None
     totals = {name: torch.zeros(4, dtype=torch.float64) for name in dictionaries}
     n_scored = 0

@@ -154,7 +154,7 @@ def encode_contexts(
 ) -> Int[Tensor, "n ctx"]:
     """Tokenize ``docs`` and pack them as ``generate`` does: ``[BOS] + context_size - 1`` tokens."""
     packing = DataConfig(path="the pretraining corpus", context_size=context_size)
-    contexts = build_contexts(docs, tokenizer, packing, tokenizer.bos_token_id, tokenizer.pad_token_id)
+    contexts = build_contexts(docs, tokenizer, packing, tokenizer.pad_token_id)
     return contexts.tokens.long()
 
 
