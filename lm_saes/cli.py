@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Callable, NoReturn
 
-from lm_saes.config import INT64_MAX
+from lm_saes.validation import INT64_MAX
 from lm_saes.errors import LmSaesError
 from lm_saes.store.store import MAX_PAGE
 
@@ -192,7 +192,7 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
 
 def _stored_name(text: str) -> str:
     """An argparse type: a dictionary or analysis name as the store keeps them."""
-    from lm_saes.config import name_problem, value_problems
+    from lm_saes.validation import name_problem, value_problems
 
     problem = next(iter(value_problems(text, "name.")), None) or name_problem(text)
     if problem:
