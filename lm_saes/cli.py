@@ -247,7 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0), or a bad argument already reported on one line (2)
+        return e.code if isinstance(e.code, int) else 2
     try:
         args.run(args)
     except LmSaesError as e:

@@ -40,10 +40,7 @@ def test_hooks_lists_hook_points_with_shapes(model_dir):
 
 def _one_line_error(capsys, argv: list[str], expected: str) -> None:
     """``argv`` exits with status 2 and one line of stderr holding ``expected``, no traceback."""
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse's own checks
-        code = e.code
+    code = main(argv)
     err = capsys.readouterr().err
     assert code == 2, err
     assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
