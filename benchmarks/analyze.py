@@ -36,6 +36,7 @@ from lm_saes.activations.reader import open_cache
 from lm_saes.analysis import analyze_features
 from lm_saes.analysis.contexts import context_batches
 from lm_saes.config import AnalyzeConfig, GenerateConfig, ModelConfig, TopKConfig, load_config
+from lm_saes.data.framing import special_ids
 from lm_saes.data.tokens import build_contexts, load_texts
 from lm_saes.dictionaries import build_dictionary
 from lm_saes.models.backend import load_language_model, resolve_device
@@ -108,7 +109,7 @@ def benchmark(root: Path, args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     gen_cfg, cache_dir, hook = build_inputs(root, args)
     lm = load_language_model(ModelConfig(name=gen_cfg.model.name, device=args.device))
-    contexts = build_contexts(load_texts(gen_cfg.data), lm.tokenizer, gen_cfg.data, lm.bos_token_id, lm.pad_token_id)
+    contexts = build_contexts(load_texts(gen_cfg.data), lm.tokenizer, gen_cfg.data, lm.pad_token_id)
     cache = open_cache(cache_dir)
     from lm_saes.dictionaries import Dictionary
 
@@ -120,7 +121,7 @@ def benchmark(root: Path, args: argparse.Namespace) -> dict:
 
     @torch.inference_mode()
     def encode() -> None:
-        for batch in context_batches(cache, args.batch_size, device, lm.bos_token_id):
+        for batch in context_batches(cache, args.batch_size, device, special_ids(lm.tokenizer)):
             dictionary.encode(batch.activations.flatten(0, 1))
 
     cfg = AnalyzeConfig(dictionary=root / "dictionary", cache=cache_dir, top_k=args.top_k, window=args.window,

@@ -1,6 +1,7 @@
 """`lm-saes`: a thin command layer over the stage functions (``lm_saes.generate`` and friends).
 
-Every stage takes a TOML config and ``--set key.sub=value`` overrides of any field.
+Every stage takes a TOML config and ``--set key.sub=value`` overrides of any field. Every argument
+is checked before any work starts; a bad one is a one-line error and exit status 2.
 """
 
 from __future__ import annotations
@@ -8,9 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
+from lm_saes.validation import INT64_MAX
 from lm_saes.errors import LmSaesError
+from lm_saes.store.store import MAX_PAGE
 
 
 def _pretrain(args: argparse.Namespace) -> None:
@@ -165,8 +168,40 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported on one line (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside [{low}, {high}]")
+        return value
+
+    return parse
+
+
+def _stored_name(text: str) -> str:
+    """An argparse type: a dictionary or analysis name as the store keeps them."""
+    from lm_saes.validation import name_problem, value_problems
+
+    problem = next(iter(value_problems(text, "name.")), None) or name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lm-saes", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="lm-saes", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (run, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -188,11 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an export already in out_dir")
     p.set_defaults(run=_export)
     p = sub.add_parser("show", help="print a stored feature's top contexts (or the densest features)")
-    p.add_argument("dictionary", help="dictionary name in the store (its directory's name by default)")
-    p.add_argument("feature", nargs="?", type=int, help="feature index (omit for a list)")
-    p.add_argument("--analysis", default="default", help="analysis name")
-    p.add_argument("--contexts", type=int, default=10, help="top contexts to print")
-    p.add_argument("--limit", type=int, default=20, help="features listed when no index is given")
+    p.add_argument("dictionary", type=_stored_name, help="dictionary name in the store (its directory's name by default)")
+    p.add_argument("feature", nargs="?", type=_int_in(0, INT64_MAX), help="feature index (omit for a list)")
+    p.add_argument("--analysis", type=_stored_name, default="default", help="analysis name")
+    p.add_argument("--contexts", type=_int_in(0, 10_000), default=10, help="top contexts to print")
+    p.add_argument("--limit", type=_int_in(1, MAX_PAGE), default=20, help=f"features listed when no index is given (1 to {MAX_PAGE})")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="ANSI highlighting")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a store setting, e.g. --set mongo_uri=mongodb://localhost:27017")
@@ -200,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the store's features over HTTP: the API and the web UI")
     p.add_argument("config", nargs="?", help="TOML file of serve settings (see ServeConfig)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (default 8000)")
+    p.add_argument("--port", type=_int_in(1, 65535), help="port (default 8000)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting, e.g. --set store.mongo_uri=mongodb://localhost:27017 (repeatable)")
     p.set_defaults(run=_serve)
@@ -212,7 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0), or a bad argument already reported on one line (2)
+        return e.code if isinstance(e.code, int) else 2
     try:
         args.run(args)
     except LmSaesError as e:

@@ -15,9 +15,10 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lm_saes.errors import ConfigError
+from lm_saes.validation import DEVICE_PATTERN, check_name, value_problems
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,6 +34,9 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+StoreName = Annotated[str, AfterValidator(check_name)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Configs shared by several stages
 # ---------------------------------------------------------------------------------------------
@@ -45,7 +49,9 @@ class ModelConfig(StrictModel):
 
     name: str = Field(description="Hub name (online) or path to a local Hugging Face directory.")
     dtype: Dtype = Field("float32", description="Dtype the model runs in.")
-    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'...")
+    device: str = Field(
+        "auto", pattern=DEVICE_PATTERN, description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'..."
+    )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     trust_remote_code: bool = Field(False, description="Allow custom model code from the hub.")
 
@@ -61,7 +67,10 @@ class DataConfig(StrictModel):
     text_field: str = Field("text", description="Column holding the text.")
     streaming: bool = Field(False, description="Stream the dataset instead of downloading it whole.")
     context_size: int = Field(128, gt=1, description="Tokens per context, BOS included.")
-    prepend_bos: bool = Field(True, description="Start every context with the BOS token.")
+    prepend_bos: bool = Field(
+        True, description="Frame every context with the special tokens its model expects: [BOS] + text, or "
+        "[CLS] + text + [SEP] for BERT-style encoders (lm_saes/data/framing.py); false: none, with a warning."
+    )
     packing: bool = Field(
         True,
         description="Concatenate documents (separated by BOS) and cut the stream into full "
@@ -143,7 +152,7 @@ class GenerateConfig(StrictModel):
     dtype: Dtype = Field("bfloat16", description="Dtype of the stored activations.")
     batch_size: int = Field(32, gt=0, description="Contexts per model forward.")
     shard_size_mb: float = Field(256.0, gt=0, description="Upper bound on one shard's size.")
-    seed: int = Field(0, description="Seed of the context order and the in-shard token shuffle.")
+    seed: int = Field(0, ge=0, description="Seed of the context order and the in-shard token shuffle.")
     shuffle: bool = Field(True, description="Shuffle contexts and (1d) tokens within shards.")
     disk_headroom_gb: float = Field(
         1.0, ge=0, description="Free space that must remain on the disk after the cache is written."
@@ -200,8 +209,8 @@ class PretrainConfig(StrictModel):
     warmup_steps: int = Field(50, ge=0, description="Linear warmup steps.")
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
     val_fraction: float = Field(0.05, gt=0, lt=1, description="Documents held out for validation.")
-    seed: int = Field(0, description="Seed of the data split, init and batches.")
-    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda'...")
+    seed: int = Field(0, ge=0, description="Seed of the data split, init and batches.")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description="'auto' (CUDA when present), 'cpu', 'cuda'...")
     overwrite: bool = Field(False, description="Retrain even if output_dir holds this model.")
 
     @model_validator(mode="after")
@@ -340,7 +349,7 @@ class TrainConfig(StrictModel):
     )
     normalization_batches: int = Field(10, gt=0, description="Batches that estimate the average norms.")
     seed: int = Field(0, ge=0, description="Seed of the initialisation and the batch order.")
-    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda'...")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description="'auto' (CUDA when present), 'cpu', 'cuda'...")
     tensor_parallel: int = Field(
         1, ge=1, description="Ranks that split the features (encoder columns, decoder rows) under "
         "torchrun; the remaining factor of the world size splits the batch (data parallel)."
@@ -352,7 +361,9 @@ class TrainConfig(StrictModel):
     wandb_project: str | None = Field(
         None, description="Also log to this Weights & Biases project (optional; WANDB_MODE=offline works)."
     )
-    checkpoint_every: int = Field(1000, ge=0, description="Steps between checkpoints (0: only at the end).")
+    checkpoint_every: int | None = Field(
+        None, ge=0, description="Steps between checkpoints (None: every tenth of the run; 0: only at the end)."
+    )
     progress: bool = Field(True, description="Show a progress bar.")
     overwrite: bool = Field(False, description="Replace a finished dictionary at output_dir.")
 
@@ -377,7 +388,7 @@ class EvalSettings(StrictModel):
     )
     ce_batch_size: int = Field(16, gt=0, description="Contexts per model forward for CE and KL.")
     histogram_bins: int = Field(20, gt=0, description="Bins of the log10 feature-density histogram.")
-    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda'...")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description="'auto' (CUDA when present), 'cpu', 'cuda'...")
     seed: int = Field(12345, ge=0, description="Seed of the evaluation batch order.")
 
 
@@ -414,6 +425,13 @@ class StoreConfig(StrictModel):
             raise ValueError(f"mongo_uri must start with mongodb:// or mongodb+srv://, got {uri!r}")
         return uri
 
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_is_a_directory(cls, path: Path) -> Path:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file; data_dir must be a directory (it is created if absent)")
+        return path
+
     @field_validator("database")
     @classmethod
     def _database_name(cls, name: str) -> str:
@@ -435,8 +453,12 @@ class AnalyzeConfig(StrictModel):
     """`lm-saes analyze`: every feature's statistics from a 2d activation cache or the model (lm_saes.analysis)."""
 
     dictionary: Path = Field(description="Dictionary directory (config.json + weights.safetensors).")
-    dictionary_name: str | None = Field(
-        None, min_length=1, description="Name of the dictionary in the store (None: the directory's name)."
+    dictionary_name: StoreName | None = Field(
+        None, description="Name of the dictionary in the store (None: the directory's name)."
+    )
+    replace_stored: bool = Field(
+        False, description="Replace a stored dictionary of that name from another directory (and its analyses); "
+        "by default that is refused."
     )
     store: StoreConfig = Field(default_factory=StoreConfig, description="Where the analysis is stored.")
     cache: Path | None = Field(
@@ -446,9 +468,7 @@ class AnalyzeConfig(StrictModel):
         None, description="Run the model on these contexts instead of reading a cache (twice: the "
         "band pass runs it again)."
     )
-    name: str = Field(
-        "default", min_length=1, description="Name of this analysis (a dictionary may have several)."
-    )
+    name: StoreName = Field("default", description="Name of this analysis (a dictionary may have several).")
     top_k: int = Field(20, ge=0, description="Top activating contexts kept per feature (one per context).")
     window: int = Field(8, ge=0, description="Tokens shown on each side of a context's peak token.")
     n_bands: int = Field(
@@ -463,13 +483,14 @@ class AnalyzeConfig(StrictModel):
     batch_size: int = Field(
         16, gt=0, description="Contexts per encoder batch (memory: batch_size x ctx x d_sae floats)."
     )
-    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda'...")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description="'auto' (CUDA when present), 'cpu', 'cuda'...")
     seed: int = Field(0, ge=0, description="Seed of the random priorities that sample the bands.")
     max_contexts: int | None = Field(
         None, gt=0, description="Analyze only the cache's first contexts (None: all of them)."
     )
     include_bos: bool = Field(
-        False, description="Count BOS positions as tokens (by default they are left out, as in 1d caches)."
+        False, description="Count the framing special tokens (BOS, or CLS and SEP) as tokens (by default they are "
+        "left out, as in 1d caches)."
     )
     progress: bool = Field(True, description="Show a progress bar.")
 
@@ -489,7 +510,9 @@ class ServeConfig(StrictModel):
     port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="The store to browse.")
     static_dir: Path | None = Field(None, description="Built UI to serve (None: lm_saes/server/static/).")
-    device: str = Field("auto", description="Where inference loads models: 'auto' (CUDA when present), 'cpu'...")
+    device: str = Field(
+        "auto", pattern=DEVICE_PATTERN, description="Where inference loads models: 'auto' (CUDA when present), 'cpu'..."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -507,9 +530,9 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path} is not valid TOML: {e}") from e
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not valid TOML (UTF-8 text): {e}") from e
     for override in overrides or []:
         apply_override(data, override)
     return validate_config(cls, data, source=str(path) if path else "config")
@@ -517,12 +540,14 @@ def load_config(
 
 def validate_config(cls: type[ConfigT], data: dict[str, Any], source: str = "config") -> ConfigT:
     """Validate a plain dict, turning unknown keys and type errors into one readable ConfigError."""
-    problems = unknown_key_problems(cls, data)
+    problems = value_problems(data) or unknown_key_problems(cls, data)
     if not problems:
         try:
             return cls.model_validate(data)
         except ValidationError as e:
             problems = [_describe(err) for err in e.errors()]
+    if len(problems) == 1:  # one problem, one line
+        raise ConfigError(f"invalid {source}: {problems[0]}")
     raise ConfigError(f"invalid {source}:\n" + "\n".join(f"  - {p}" for p in problems))
 
 

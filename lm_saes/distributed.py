@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from lm_saes.errors import ConfigError, LmSaesError
+
+T = TypeVar("T")
 
 
 class DistInfo(NamedTuple):
@@ -43,3 +48,19 @@ def broadcast_error(message: str | None) -> str | None:
     box = [message]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def rank_zero_first(action: Callable[[], T], follow: Callable[[], T]) -> T:
+    """``action()`` on rank 0 (or alone), then ``follow()`` on the other ranks once it is done; a
+    user error on rank 0 is raised on every rank (there as a ConfigError), so all stop together."""
+    if not dist.is_initialized():
+        return action()
+    result, failure = None, None
+    if dist.get_rank() == 0:
+        try:
+            result = action()
+        except LmSaesError as e:
+            failure = e
+    if (error := broadcast_error(None if failure is None else str(failure))) is not None:
+        raise failure if failure is not None else ConfigError(error)
+    return result if dist.get_rank() == 0 else follow()

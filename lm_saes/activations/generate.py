@@ -1,8 +1,11 @@
 """`lm-saes generate`: one forward per batch, activations for every hook, one shard per chunk.
 
-Steps: tokenize the dataset into contexts; plan chunks; check the disk; skip chunks a killed run
-already finished; run the model over this rank's remaining chunks while a worker thread writes
-the previous chunk; then rank 0 writes each hook's manifest, last and atomically.
+Steps: claim the output directory (an "activation_cache" artifact, ``lm_saes.artifacts``: a
+complete cache of this config is reused, another artifact refused, ``overwrite`` regenerates
+beside the old cache and swaps the new one in when it is complete); tokenize the dataset into
+contexts; plan chunks; check the disk; skip chunks a killed run already finished; run the model
+over this rank's remaining chunks while a worker thread writes the previous chunk; then rank 0
+writes each hook's manifest, last and atomically.
 """
 
 from __future__ import annotations
@@ -22,13 +25,16 @@ from lm_saes.activations.manifest import MANIFEST_NAME, Manifest, read_manifest,
 from lm_saes.activations.plan import kept_tokens, plan_chunks, shard_bytes_estimate, token_shuffle
 from lm_saes.activations.synthetic import SyntheticSource
 from lm_saes.activations.writer import ShardWriter, progress_dir, read_progress
+from lm_saes.artifacts import PARTIAL, ArtifactDir, claim
 from lm_saes.config import GenerateConfig, save_resolved
+from lm_saes.data.framing import special_ids
 from lm_saes.data.tokens import TokenContexts, build_contexts, load_texts
-from lm_saes.distributed import barrier, broadcast_error, init_distributed
+from lm_saes.distributed import barrier, init_distributed, rank_zero_first
 from lm_saes.errors import ConfigError, DiskSpaceError
 from lm_saes.models.backend import TORCH_DTYPES, LanguageModel, load_language_model
 
 RUN_ONLY_FIELDS = {"overwrite", "progress", "disk_headroom_gb"}  # do not change the cache's bytes
+ACTIVATION_CACHE = "activation_cache"  # the artifact kind of a cache root
 
 
 class GenerateResult(NamedTuple):
@@ -43,21 +49,29 @@ class GenerateResult(NamedTuple):
 def generate(cfg: GenerateConfig) -> GenerateResult:
     start = time.perf_counter()
     rank, world_size = init_distributed()
-    root = cfg.output_dir
-    caches = {hook: root / hook for hook in cfg.hooks}
-    if _complete_cache(cfg):
+    caches = {hook: cfg.output_dir / hook for hook in cfg.hooks}
+    if claim_cache(cfg, effects=False).reused:  # refuses another artifact before the model loads
         if rank == 0:
-            print(f"cache already complete at {root} (set overwrite=true to regenerate)")
+            print(f"cache already complete at {cfg.output_dir} (set overwrite=true to regenerate)")
         n_tokens = read_manifest(caches[cfg.hooks[0]]).n_tokens
         return GenerateResult(caches, n_tokens, 0, time.perf_counter() - start, 0.0, reused=True)
 
     source = SyntheticSource(cfg) if cfg.synthetic is not None else ModelSource(cfg)
-    error = _prepare_output(cfg) if rank == 0 else None
-    if error := broadcast_error(error):
-        raise ConfigError(error)
-    if rank == 0:
-        source.prepare(root)
+    output = rank_zero_first(lambda: _prepare_output(cfg, source), lambda: claim_cache(cfg, effects=False))
+    with output:  # a run that fails before finishing a chunk removes the directory it created
+        need, loop_seconds = _generate_chunks(cfg, output.work, source, rank, world_size)
+        if rank == 0:
+            _write_manifests(cfg, output.work, source)
+            output.commit()
     barrier()
+    n_tokens = read_manifest(caches[cfg.hooks[0]]).n_tokens
+    return GenerateResult(caches, n_tokens, need, time.perf_counter() - start, loop_seconds, reused=False)
+
+
+def _generate_chunks(cfg: GenerateConfig, root: Path, source: ModelSource | SyntheticSource, rank: int,
+                     world_size: int) -> tuple[int, float]:
+    """Write this rank's unfinished chunks into ``root``: the bytes the disk check expected, and the
+    seconds the forwards and writes took."""
     done = read_progress(root)
     todo = [i for i in range(source.n_chunks) if i not in done]
     need = sum(source.chunk_bytes(i) for i in todo)
@@ -65,7 +79,7 @@ def generate(cfg: GenerateConfig) -> GenerateResult:
 
     mine = [i for i in todo if i % world_size == rank]
     bar = tqdm(total=sum(source.chunk_tokens(i) for i in mine), unit="tok", unit_scale=True,
-               desc=f"generate {root.name}", disable=not cfg.progress or rank != 0, dynamic_ncols=True)
+               desc=f"generate {cfg.output_dir.name}", disable=not cfg.progress or rank != 0, dynamic_ncols=True)
     loop_start = time.perf_counter()
     with ShardWriter(root, rank) as writer, bar:
         for chunk in mine:
@@ -73,11 +87,7 @@ def generate(cfg: GenerateConfig) -> GenerateResult:
             writer.submit(chunk, tensors, ready)
     loop_seconds = time.perf_counter() - loop_start
     barrier()
-    if rank == 0:
-        _write_manifests(cfg, source)
-    barrier()
-    n_tokens = read_manifest(caches[cfg.hooks[0]]).n_tokens
-    return GenerateResult(caches, n_tokens, need, time.perf_counter() - start, loop_seconds, reused=False)
+    return need, loop_seconds
 
 
 class ModelSource:
@@ -89,10 +99,9 @@ class ModelSource:
         self.lm.check_hooks(cfg.hooks)
         self.widths = self.lm.hook_widths(cfg.hooks)
         self.model_name, self.context_size = cfg.model.name, cfg.data.context_size
-        self.contexts = build_contexts(load_texts(cfg.data), self.lm.tokenizer, cfg.data, self.lm.bos_token_id,
-                                       self.lm.pad_token_id)
+        self.contexts = build_contexts(load_texts(cfg.data), self.lm.tokenizer, cfg.data, self.lm.pad_token_id)
         self.n_contexts = len(self.contexts.tokens)
-        self.keep = kept_tokens(self.contexts.tokens, self.contexts.mask, self.lm.bos_token_id)  # [n, ctx], 1d rows
+        self.keep = kept_tokens(self.contexts.tokens, self.contexts.mask, special_ids(self.lm.tokenizer))  # [n, ctx]
         self.elem_bytes = TORCH_DTYPES[cfg.dtype].itemsize
         self.plan = plan_chunks(
             self.n_contexts, self.context_size, max(self.widths.values()), self.elem_bytes,
@@ -168,39 +177,50 @@ def _state_config(cfg: GenerateConfig) -> dict:
     return cfg.model_dump(mode="json", exclude=RUN_ONLY_FIELDS)
 
 
-def _complete_cache(cfg: GenerateConfig) -> bool:
-    """True if a complete cache of this very config is there; error if it is another config's."""
-    manifests = [cfg.output_dir / h / MANIFEST_NAME for h in cfg.hooks]
-    if cfg.overwrite or progress_dir(cfg.output_dir).exists() or not all(m.is_file() for m in manifests):
-        return False
-    stored = {k: v for k, v in read_manifest(manifests[0].parent).config.items() if k not in RUN_ONLY_FIELDS}
-    if stored != _state_config(cfg):
-        differ = sorted(k for k in stored.keys() | _state_config(cfg).keys()
-                        if stored.get(k) != _state_config(cfg).get(k))
-        raise ConfigError(
-            f"{cfg.output_dir} holds a complete cache made with a different config (fields "
-            f"{differ} differ). Set overwrite=true to replace it, or choose another output_dir."
-        )
-    return True
+def claim_cache(cfg: GenerateConfig, effects: bool = True) -> ArtifactDir:
+    """``cfg.output_dir`` as an activation-cache artifact (see ``lm_saes.artifacts``)."""
+    return claim(cfg.output_dir, ACTIVATION_CACHE, {k: v for k, v in _state_config(cfg).items() if k != "output_dir"},
+                 replace=cfg.overwrite, reuse=True, legacy=_legacy_identity, effects=effects,
+                 resumable=lambda work: bool(read_progress(work)))
 
 
-def _prepare_output(cfg: GenerateConfig) -> str | None:
-    """Create the output layout, or resume the unfinished run there; returns an error or None."""
-    root, state = cfg.output_dir, progress_dir(cfg.output_dir) / "config.json"
-    if cfg.overwrite:
-        for path in [root / h for h in cfg.hooks] + [progress_dir(root), root / "config.json"]:
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    if state.is_file() and json.loads(state.read_text()) != _state_config(cfg):
-        return (
-            f"{root} holds an unfinished cache from a different config. Run that config again to "
-            "resume it, set overwrite=true to discard it, or choose another output_dir."
-        )
-    for hook in cfg.hooks:
-        (root / hook).mkdir(parents=True, exist_ok=True)
-        (root / hook / MANIFEST_NAME).unlink(missing_ok=True)
-    progress_dir(root).mkdir(parents=True, exist_ok=True)
-    state.write_text(json.dumps(_state_config(cfg), indent=2))
-    return None
+def _legacy_identity(root: Path) -> dict | str | None:
+    """A cache written before artifact.json: the identity of its resolved config.json when it is
+    complete; PARTIAL for an unfinished one (its progress state is checked on resuming)."""
+    saved = root / "config.json"
+    if (progress_dir(root) / "config.json").is_file():
+        return PARTIAL
+    if not saved.is_file():
+        return None
+    config = json.loads(saved.read_text())
+    hooks = config.get("hooks") if isinstance(config, dict) else None
+    if not isinstance(hooks, list) or not hooks or not all((root / h / MANIFEST_NAME).is_file() for h in hooks):
+        return None
+    return {k: v for k, v in config.items() if k not in RUN_ONLY_FIELDS | {"output_dir"}}
+
+
+def _prepare_output(cfg: GenerateConfig, source: ModelSource | SyntheticSource) -> ArtifactDir:
+    """Claim the output directory and lay out its hook directories, or resume the unfinished run
+    there (rank 0)."""
+    output = claim_cache(cfg)
+    with output:
+        state = progress_dir(output.work) / "config.json"
+        if state.is_file() and json.loads(state.read_text()) != _state_config(cfg):
+            if cfg.overwrite:  # discard the unfinished run (the artifact rule: nothing finished is there)
+                for path in [output.work / h for h in cfg.hooks] + [progress_dir(output.work)]:
+                    shutil.rmtree(path, ignore_errors=True)
+        if state.is_file() and json.loads(state.read_text()) != _state_config(cfg):
+            raise ConfigError(
+                f"{output.work} holds an unfinished cache from a different config. Run that config again to "
+                "resume it, set overwrite=true to discard it, or choose another output_dir."
+            )
+        for hook in cfg.hooks:
+            (output.work / hook).mkdir(parents=True, exist_ok=True)
+            (output.work / hook / MANIFEST_NAME).unlink(missing_ok=True)
+        progress_dir(output.work).mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps(_state_config(cfg), indent=2))
+        source.prepare(output.work)
+    return output
 
 
 def _check_disk(root: Path, need: int, headroom_gb: float) -> None:
@@ -214,8 +234,8 @@ def _check_disk(root: Path, need: int, headroom_gb: float) -> None:
         )
 
 
-def _write_manifests(cfg: GenerateConfig, source: ModelSource | SyntheticSource) -> None:
-    done = read_progress(cfg.output_dir)
+def _write_manifests(cfg: GenerateConfig, root: Path, source: ModelSource | SyntheticSource) -> None:
+    done = read_progress(root)
     missing = sorted(set(range(source.n_chunks)) - done.keys())
     if missing:
         raise RuntimeError(f"chunks {missing[:10]} were not written; run generate again to finish")
@@ -228,6 +248,6 @@ def _write_manifests(cfg: GenerateConfig, source: ModelSource | SyntheticSource)
             n_tokens=rows if cfg.layout == "1d" else rows * source.context_size,
             n_contexts=source.n_contexts, shards=shards, config=cfg.model_dump(mode="json"),
         )
-        write_manifest(cfg.output_dir / hook, manifest)
-    save_resolved(cfg, cfg.output_dir / "config.json")
-    shutil.rmtree(progress_dir(cfg.output_dir))
+        write_manifest(root / hook, manifest)
+    save_resolved(cfg, root / "config.json")
+    shutil.rmtree(progress_dir(root))

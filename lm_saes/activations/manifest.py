@@ -12,6 +12,8 @@ Shard tensors:
         false on padding).
 
 A directory without ``manifest.json`` is an unfinished cache and is never read as complete.
+``check_shards`` verifies the shards against the manifest when a stage opens a cache: sizes
+always, sha256 checksums (hashed in parallel threads) where the stage reads the whole cache.
 """
 
 from __future__ import annotations
@@ -19,15 +21,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from lm_saes.artifacts import write_atomic
 from lm_saes.errors import CacheError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
+HASH_THREADS = min(8, os.cpu_count() or 1)  # hashlib releases the GIL: shards hash in parallel
+REGENERATE = "regenerate the cache (run `lm-saes generate` again with overwrite = true)"
+Verify = Literal["sha256", "size"]
 
 
 class ShardInfo(BaseModel):
@@ -68,21 +75,6 @@ def file_sha256(path: Path, block_bytes: int = 1 << 24) -> str:
     return digest.hexdigest()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def write_manifest(hook_dir: Path, manifest: Manifest) -> None:
     write_atomic(hook_dir / MANIFEST_NAME, (manifest.model_dump_json(indent=2) + "\n").encode())
 
@@ -108,3 +100,25 @@ def read_manifest(hook_dir: Path) -> Manifest:
         return Manifest.model_validate(json.loads(path.read_text()))
     except (json.JSONDecodeError, ValidationError) as e:
         raise CacheError(f"{path} is corrupt ({e}); regenerate the cache") from e
+
+
+def check_shards(hook_dir: Path, manifest: Manifest, verify: Verify) -> None:
+    """Raise ``CacheError`` naming the shard unless every shard the manifest lists exists with its
+    recorded size and, for ``verify="sha256"``, its recorded checksum."""
+    if verify not in ("size", "sha256"):
+        raise ValueError(f"verify must be 'size' or 'sha256', not {verify!r}")
+    paths = [Path(hook_dir) / shard.file for shard in manifest.shards]
+    for path, shard in zip(paths, manifest.shards):
+        if not path.is_file():
+            raise CacheError(f"shard {path} is missing; {REGENERATE}")
+        size = path.stat().st_size
+        if size != shard.bytes:
+            raise CacheError(
+                f"shard {path} has {size} bytes but the manifest records {shard.bytes} (truncated?); " + REGENERATE
+            )
+    if verify == "sha256" and paths:
+        with ThreadPoolExecutor(min(HASH_THREADS, len(paths)), thread_name_prefix="lm-saes-sha256") as pool:
+            for path, shard, digest in zip(paths, manifest.shards, pool.map(file_sha256, paths)):
+                if digest != shard.sha256:
+                    raise CacheError(f"shard {path} does not match the sha256 its manifest records (the shard "
+                                     f"is corrupt or the manifest was edited); {REGENERATE}")

@@ -7,6 +7,7 @@ where a killed run stopped: resuming regenerates exactly the chunks that were mi
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import NamedTuple
 
 import torch
@@ -56,9 +57,8 @@ def shard_bytes_estimate(
     return n_contexts * per_context + SHARD_HEADER_BYTES
 
 
-def kept_tokens(tokens: Int[Tensor, "n ctx"], mask: Bool[Tensor, "n ctx"], bos_id: int | None) -> Bool[Tensor, "n ctx"]:
-    """Positions a 1d cache stores: real tokens that are not BOS (BOS includes separators)."""
-    keep = mask.clone()
-    if bos_id is not None:
-        keep &= tokens != bos_id
-    return keep
+def kept_tokens(
+    tokens: Int[Tensor, "n ctx"], mask: Bool[Tensor, "n ctx"], specials: Collection[int]
+) -> Bool[Tensor, "n ctx"]:
+    """Positions a 1d cache stores: real tokens that are not framing (BOS, CLS, SEP, separators)."""
+    return mask & ~torch.isin(tokens, torch.tensor(sorted(specials), dtype=tokens.dtype))

@@ -6,7 +6,10 @@ A notebook reads a cache in two lines::
     for acts in cache.batches(4096): ...  # acts: [4096, d_model]
 
 ``open_cache`` reads the manifest (an unfinished cache has none and is refused) and checks that
-every shard it lists exists with the recorded size; ``verify="sha256"`` also checks checksums.
+every shard it lists exists with the recorded size; ``verify="sha256"`` also checks checksums
+(``manifest.check_shards``). Stages open their caches with ``verify="auto"`` and ``reads``, the
+vectors they will read: checksums when they read the whole cache, the sizes alone when they read
+less (hashing everything would then cost more than the stage itself).
 
 ``ActivationCache.batches`` streams one epoch in three steps:
 
@@ -36,40 +39,29 @@ from jaxtyping import Float
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
-from lm_saes.activations.manifest import Manifest, ShardInfo, file_sha256, read_manifest
+from lm_saes.activations.manifest import REGENERATE, Manifest, ShardInfo, Verify, check_shards, read_manifest
 from lm_saes.errors import CacheError
 
 T = TypeVar("T")
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-REGENERATE = "regenerate the cache (run `lm-saes generate` again with overwrite = true)"
 
 
-def open_cache(path: str | Path, verify: Literal["size", "sha256"] = "size") -> ActivationCache:
-    """Open one hook point's cache after checking that its manifest and every shard are whole."""
-    if verify not in ("size", "sha256"):
-        raise ValueError(f"verify must be 'size' or 'sha256', not {verify!r}")
+def open_cache(
+    path: str | Path, verify: Verify | Literal["auto"] = "size", reads: int | None = None
+) -> ActivationCache:
+    """Open one hook point's cache after checking that its manifest and every shard are whole.
+
+    ``verify``: "size", "sha256" (sizes and checksums), or "auto": checksums unless ``reads``, the
+    vectors the caller will read, is fewer than the cache holds."""
     hook_dir = Path(path)
     manifest = read_manifest(hook_dir)
     if manifest.dtype not in DTYPES:
         raise CacheError(f"{hook_dir}: unknown dtype {manifest.dtype!r} in manifest; {REGENERATE}")
-    for shard in manifest.shards:
-        _check_shard_file(hook_dir / shard.file, shard, verify)
+    if verify == "auto":
+        verify = "sha256" if reads is None or reads >= manifest.n_tokens else "size"
+    check_shards(hook_dir, manifest, verify)
     return ActivationCache(hook_dir, manifest)
-
-
-def _check_shard_file(path: Path, shard: ShardInfo, verify: str) -> None:
-    """Raise ``CacheError`` unless ``path`` exists with the manifest's size (and checksum)."""
-    if not path.is_file():
-        raise CacheError(f"shard {path} is missing; {REGENERATE}")
-    size = path.stat().st_size
-    if size != shard.bytes:
-        raise CacheError(
-            f"shard {path} has {size} bytes but the manifest records {shard.bytes} (truncated?); "
-            + REGENERATE
-        )
-    if verify == "sha256" and file_sha256(path) != shard.sha256:
-        raise CacheError(f"shard {path} does not match its sha256 (corrupt); {REGENERATE}")
 
 
 class ActivationCache:

@@ -29,6 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from lm_saes import __version__
+from lm_saes.activations.manifest import read_manifest
 from lm_saes.activations.reader import ActivationCache, open_cache
 from lm_saes.analysis.bands import BandSamples
 from lm_saes.analysis.contexts import ContextBatch
@@ -37,6 +38,7 @@ from lm_saes.analysis.documents import AnalysisTensors, TokenStrings, band_view,
 from lm_saes.analysis.sources import CacheSource, ContextSource, ModelSource
 from lm_saes.analysis.statistics import FeatureStatistics
 from lm_saes.config import AnalyzeConfig, ModelConfig
+from lm_saes.data.framing import special_ids
 from lm_saes.dictionaries import Dictionary
 from lm_saes.errors import CacheError, ModelError
 from lm_saes.models.backend import resolve_device
@@ -66,7 +68,9 @@ def load_analysis_inputs(cfg: AnalyzeConfig) -> AnalysisInputs:
         lm = load_language_model(cfg.on_the_fly.model)
         source: ContextSource = ModelSource(lm, cfg.on_the_fly)
     else:
-        cache = open_cache(cfg.cache)
+        context_size = read_manifest(cfg.cache).context_size
+        reads = None if cfg.max_contexts is None else cfg.max_contexts * context_size  # None: every context
+        cache = open_cache(cfg.cache, verify="auto", reads=reads)
         model = cache.manifest.config.get("model")
         if not model:
             raise CacheError(f"{cfg.cache}/manifest.json does not record its model; call "
@@ -104,16 +108,16 @@ def analyze_features(
     _check_inputs(dictionary, source)
     device = resolve_device(cfg.device)
     dictionary = dictionary.to(device).eval()
-    bos_id = getattr(tokenizer, "bos_token_id", None)
+    specials = special_ids(tokenizer)  # framing tokens (BOS, CLS, SEP): not counted unless include_bos
     with torch.inference_mode():
         stats = FeatureStatistics(dictionary.d_sae, cfg.top_k, cfg.window, cfg.histogram_bins, device)
-        _run_pass(cfg, dictionary, source, device, bos_id, stats.update, "analyze: statistics")
+        _run_pass(cfg, dictionary, source, device, specials, stats.update, "analyze: statistics")
         if stats.firing.n_tokens == 0:
             raise _error(source)(f"{source.where}: the analyzed contexts hold no tokens (all padding or BOS)")
         bands = None
         if cfg.n_bands and cfg.per_band:
             bands = BandSamples(stats.max_activation, cfg.n_bands, cfg.per_band, cfg.window, cfg.seed, device)
-            _run_pass(cfg, dictionary, source, device, bos_id, bands.update, "analyze: bands")
+            _run_pass(cfg, dictionary, source, device, specials, bands.update, "analyze: bands")
         W_dec = dictionary.W_dec.detach()
         use_logits = W_U is not None and cfg.n_logits > 0 and W_U.shape[0] == W_dec.shape[1]
         vocab = min(W_U.shape[1], len(tokenizer)) if W_U is not None else 0
@@ -136,10 +140,10 @@ def _check_inputs(dictionary: Dictionary, source: ContextSource) -> None:
 
 def _run_pass(
     cfg: AnalyzeConfig, dictionary: Dictionary, source: ContextSource, device: torch.device,
-    bos_id: int | None, accumulate: Callable[[ContextBatch, Tensor], None], desc: str,
+    specials: frozenset[int], accumulate: Callable[[ContextBatch, Tensor], None], desc: str,
 ) -> None:
     """One pass over the source: encode every batch of contexts and hand it to ``accumulate``."""
-    batches = source.batches(cfg.batch_size, device, bos_id, cfg.include_bos, cfg.max_contexts)
+    batches = source.batches(cfg.batch_size, device, specials, cfg.include_bos, cfg.max_contexts)
     total = source.n_contexts(cfg.max_contexts)
     with tqdm(total=total, unit="ctx", desc=desc, disable=not cfg.progress, dynamic_ncols=True) as bar:
         for batch in batches:

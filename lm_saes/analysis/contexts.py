@@ -5,13 +5,14 @@ the cache see the same contexts in the same order, and a context's place in that
 "stream index") breaks ties between equal statistics the same way for any batch size.
 
 Which positions count as tokens: ``valid`` is the cache's mask (false on padding); ``analyzed``
-also leaves out BOS positions (separators included) unless ``include_bos``, the same tokens a 1d
-cache keeps. Statistics see only analyzed positions; windows of text show every valid one.
+also leaves out the framing special tokens (BOS, CLS, SEP, separators: ``data.framing``) unless
+``include_bos``, the same tokens a 1d cache keeps. Statistics see only analyzed positions; windows
+of text show every valid one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import NamedTuple
 
 import torch
@@ -40,7 +41,7 @@ def context_batches(
     cache: ActivationCache,
     batch_size: int,
     device: torch.device,
-    bos_id: int | None,
+    specials: Collection[int],
     include_bos: bool = False,
     max_contexts: int | None = None,
 ) -> Iterator[ContextBatch]:
@@ -63,10 +64,20 @@ def context_batches(
             pending.append({k: v[start : start + take] for k, v in shard.items()})
             n_pending, start = n_pending + take, start + take
             if n_pending == batch_size:
-                yield _to_batch(_join(pending), first, device, bos_id, include_bos)
+                yield _to_batch(_join(pending), first, device, specials, include_bos)
                 first, pending, n_pending = first + batch_size, [], 0
     if pending:
-        yield _to_batch(_join(pending), first, device, bos_id, include_bos)
+        yield _to_batch(_join(pending), first, device, specials, include_bos)
+
+
+def analyzed_positions(
+    tokens: Int[Tensor, "batch ctx"], valid: Bool[Tensor, "batch ctx"], specials: Collection[int], include_bos: bool
+) -> Bool[Tensor, "batch ctx"]:
+    """The valid positions the statistics count: all of them with ``include_bos``, else those
+    that are not framing special tokens."""
+    if include_bos or not specials:
+        return valid
+    return valid & ~torch.isin(tokens, torch.tensor(sorted(specials), dtype=tokens.dtype, device=tokens.device))
 
 
 def _join(parts: list[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -76,11 +87,11 @@ def _join(parts: list[dict[str, Tensor]]) -> dict[str, Tensor]:
 
 
 def _to_batch(
-    rows: dict[str, Tensor], first: int, device: torch.device, bos_id: int | None, include_bos: bool
+    rows: dict[str, Tensor], first: int, device: torch.device, specials: Collection[int], include_bos: bool
 ) -> ContextBatch:
     tokens = rows["tokens"].to(device=device, dtype=torch.int64)  # [batch, ctx]
     valid = rows["mask"].to(device)  # [batch, ctx]
-    analyzed = valid if include_bos or bos_id is None else valid & (tokens != bos_id)
+    analyzed = analyzed_positions(tokens, valid, specials, include_bos)
     return ContextBatch(
         activations=rows["activations"].to(device).float(),  # [batch, ctx, d_model]
         tokens=tokens,

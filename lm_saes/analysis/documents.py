@@ -12,8 +12,10 @@ One document per feature (ints, floats, strings and lists only)::
 
     example = {"context_id", "peak", "max", "start", "tokens": [str], "acts": [float]}
 
-``tokens`` are the window's token ids decoded one at a time (``tokenizer.decode([id])``), so the
-UI shows them without a tokenizer; ``start`` is the context position of ``tokens[0]`` (the peak is
+``tokens`` are the text each of the window's tokens adds (``lm_saes.data.pieces``: WordPiece
+continuations join their word, a character split over byte-level tokens is shown whole), so
+the window reads as the text when joined and the UI shows it without a tokenizer; a logit
+effect's ``token`` is the id decoded on its own. ``start`` is the context position of ``tokens[0]`` (the peak is
 ``tokens[peak - start]``); ``acts`` are the feature's activations on those tokens. ``n_contexts``
 counts contexts where the feature fires (overall, or within a band). A feature that never fires
 has empty top contexts, quantiles and histogram.
@@ -30,6 +32,7 @@ from torch import Tensor
 
 from lm_saes.analysis.decoder import LogitEffects, TopValues
 from lm_saes.analysis.histogram import feature_histogram
+from lm_saes.data.pieces import TokenPieces
 
 FEATURES_PER_BLOCK = 512  # documents converted to Python objects together
 
@@ -54,10 +57,11 @@ class AnalysisTensors(NamedTuple):
 
 
 class TokenStrings:
-    """Each token id decoded on its own, remembered after the first time."""
+    """Token ids as text: ``of`` a window's pieces in context, ``__call__`` one id on its own."""
 
     def __init__(self, tokenizer) -> None:
         self.tokenizer = tokenizer
+        self.pieces = TokenPieces(tokenizer)
         self.cache: dict[int, str] = {}
 
     def __call__(self, token_id: int) -> str:
@@ -66,10 +70,19 @@ class TokenStrings:
         return self.cache[token_id]
 
     def of(self, ids: Tensor) -> list:
-        """Nested lists of the strings of ``ids`` (None where an id is -1), decoding each id once."""
+        """Nested lists of the pieces of ``ids`` [..., window] (None where an id is -1): each id's
+        piece looked up once; windows holding a partial character decoded as one stream."""
         unique, inverse = torch.unique(ids, return_inverse=True)
-        table = np.array([self(i) if i >= 0 else None for i in unique.tolist()] + [None], dtype=object)
-        return table[inverse.numpy()].tolist()
+        known = unique.tolist()
+        table = np.array([self.pieces.text(i) if i >= 0 else None for i in known] + [None], dtype=object)
+        strings = table[inverse.numpy()]  # [..., window]
+        partial = torch.tensor([i >= 0 and not self.pieces.whole(i) for i in known])[inverse]  # [..., window]
+        for row in partial.any(-1).nonzero().tolist():  # the few windows a character is split in
+            window = ids[tuple(row)]
+            valid = (window >= 0).nonzero().flatten().tolist()
+            for position, text in zip(valid, self.pieces.row(window[valid].tolist())):
+                strings[(*row, position)] = text
+        return strings.tolist()
 
 
 def feature_documents(t: AnalysisTensors, strings: TokenStrings) -> Iterator[dict]:

@@ -11,13 +11,13 @@ passes of ``analyze.py`` see identical contexts whichever is used:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Protocol
 
 import torch
 
 from lm_saes.activations.reader import ActivationCache
-from lm_saes.analysis.contexts import ContextBatch, context_batches, n_stream_contexts
+from lm_saes.analysis.contexts import ContextBatch, analyzed_positions, context_batches, n_stream_contexts
 from lm_saes.config import AnalyzeSourceConfig
 from lm_saes.data.tokens import build_contexts, load_texts
 from lm_saes.errors import CacheError
@@ -28,7 +28,7 @@ class ContextSource(Protocol):
     d_model: int  # width of the activations
     where: str  # names the source in error messages
 
-    def batches(self, batch_size: int, device: torch.device, bos_id: int | None, include_bos: bool = False,
+    def batches(self, batch_size: int, device: torch.device, specials: Collection[int], include_bos: bool = False,
                 max_contexts: int | None = None) -> Iterator[ContextBatch]: ...
 
     def n_contexts(self, max_contexts: int | None) -> int: ...
@@ -47,9 +47,9 @@ class CacheSource:
         self.d_model = cache.d_model
         self.where = str(cache.hook_dir)
 
-    def batches(self, batch_size: int, device: torch.device, bos_id: int | None, include_bos: bool = False,
+    def batches(self, batch_size: int, device: torch.device, specials: Collection[int], include_bos: bool = False,
                 max_contexts: int | None = None) -> Iterator[ContextBatch]:
-        return context_batches(self.cache, batch_size, device, bos_id, include_bos, max_contexts)
+        return context_batches(self.cache, batch_size, device, specials, include_bos, max_contexts)
 
     def n_contexts(self, max_contexts: int | None) -> int:
         return n_stream_contexts(self.cache, max_contexts)
@@ -70,10 +70,10 @@ class ModelSource:
         lm.check_hooks([src.hook])
         self.lm, self.src = lm, src
         self.d_model = lm.hook_widths([src.hook])[src.hook]
-        self.contexts = build_contexts(load_texts(src.data), lm.tokenizer, src.data, lm.bos_token_id, lm.pad_token_id)
+        self.contexts = build_contexts(load_texts(src.data), lm.tokenizer, src.data, lm.pad_token_id)
         self.where = f"{src.hook} of {src.model.name} (on the fly)"
 
-    def batches(self, batch_size: int, device: torch.device, bos_id: int | None, include_bos: bool = False,
+    def batches(self, batch_size: int, device: torch.device, specials: Collection[int], include_bos: bool = False,
                 max_contexts: int | None = None) -> Iterator[ContextBatch]:
         """Batches of ``batch_size`` contexts (the last may be smaller), one model forward each."""
         total = self.n_contexts(max_contexts)
@@ -88,7 +88,7 @@ class ModelSource:
                 tokens=tokens,
                 context_ids=torch.arange(rows.start, rows.stop, device=device),
                 valid=valid,
-                analyzed=valid if include_bos or bos_id is None else valid & (tokens != bos_id),
+                analyzed=analyzed_positions(tokens, valid, specials, include_bos),
                 first=first,
             )
 

@@ -4,6 +4,10 @@ The store gets the dictionary (its config, the training source and metrics.json)
 cache it was analyzed on (no cache record when the model ran on the fly), and the analysis run with one document per feature. The run becomes
 visible only once every feature is written; an interrupted run leaves the previous complete one
 in place (see ``lm_saes.store.writer``), so a failed analysis can simply be run again.
+
+A stored dictionary is keyed by its name and its directory's identity
+(``artifacts.directory_identity``): a name that another directory's dictionary holds is refused
+before the analysis runs, unless ``replace_stored``.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from typing import NamedTuple
 from tqdm.auto import tqdm
 
 from lm_saes.analysis.analyze import analyze_features, load_analysis_inputs
+from lm_saes.artifacts import directory_identity
 from lm_saes.config import AnalyzeConfig
 from lm_saes.dictionaries.base import CONFIG_NAME, METRICS_NAME
+from lm_saes.errors import ConfigError
 from lm_saes.store import open_store
+from lm_saes.store.schema import DICTIONARIES
+from lm_saes.store.store import NameTakenError
 
 _PATHS = ("model", "cache", "target_cache")  # the keys of a dictionary's ``source`` that may be local paths
 
@@ -36,23 +44,37 @@ def dictionary_name(cfg: AnalyzeConfig) -> str:
 def run_analysis(cfg: AnalyzeConfig) -> StoredAnalysis:
     """Analyze every feature of ``cfg.dictionary`` on ``cfg.cache`` (or on the fly) into the store."""
     inputs = load_analysis_inputs(cfg)
-    summary, features = analyze_features(cfg, *inputs)
-    name = dictionary_name(cfg)
-    source = inputs.source.describe()
+    name, identity = dictionary_name(cfg), directory_identity(cfg.dictionary)
     with open_store(cfg.store) as store:
+        if not cfg.replace_stored and (holder := store.name_holder(DICTIONARIES, name, identity)) is not None:
+            raise _taken(cfg, name, holder)  # before the analysis runs
+        summary, features = analyze_features(cfg, *inputs)
+        source = inputs.source.describe()
         store.upsert_model(source["model"], {"config": source["model_config"]})
         if source["path"] is not None:
             store.upsert_cache(source["path"], {
                 "model": source["model"], "hook": source["hook"], "layout": source["layout"],
                 "n_tokens": source["n_tokens"], "d_model": source["d_model"],
             })
-        store.upsert_dictionary(name, _dictionary_doc(cfg.dictionary))
+        try:
+            store.upsert_dictionary(name, _dictionary_doc(cfg.dictionary), identity=identity, replace=cfg.replace_stored)
+        except NameTakenError as e:  # taken while this analysis ran
+            raise _taken(cfg, name, e.holder) from e
         bar = tqdm(features, total=summary["d_sae"], unit="feature", desc="analyze: store",
                    disable=not cfg.progress, dynamic_ncols=True)
         with store.begin_analysis(name, cfg.name, meta={"cache": summary["cache"]}, n_features=summary["d_sae"]) as writer:
             n = writer.write_features(bar)
             writer.complete(summary)
     return StoredAnalysis(name, cfg.name, n, summary)
+
+
+def _taken(cfg: AnalyzeConfig, name: str, holder: dict) -> ConfigError:
+    other = Path(cfg.dictionary).resolve()
+    return ConfigError(
+        f"the store already holds a dictionary named {name!r}, from {holder.get('path', 'another directory')}; "
+        f"this one is {other}. Store it under another name (--set dictionary_name={other.parent.name}-{other.name}) "
+        "or replace the stored one and its analyses (--set replace_stored=true)"
+    )
 
 
 def _dictionary_doc(directory: Path) -> dict:

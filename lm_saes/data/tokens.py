@@ -1,13 +1,15 @@
 """Text datasets to fixed-length token contexts.
 
 Local files and hub names go through the same ``datasets.load_dataset`` call. Contexts are
-built in one of two ways:
+framed as the model expects (``framing.py``: ``[BOS] text`` for GPT-2 and Llama-style models,
+``[CLS] text [SEP]`` for BERT-style encoders) and built in one of two ways:
 
-- packing: documents are concatenated, each followed by a separator (the BOS token), and the
-  stream is cut into contexts; with ``prepend_bos`` each context is ``[BOS] + ctx-1 tokens``.
-- no packing: one context per document, ``[BOS] +`` its first tokens, right-padded; ``mask``
-  is false on padding. Right padding needs no attention mask: a causal model's real tokens
-  never attend to later positions.
+- packing: documents are concatenated, each followed by a separator (SEP, or BOS), and the
+  stream is cut into contexts; with ``prepend_bos`` each context is ``start + body + end``
+  (e.g. ``[BOS] + ctx-1 tokens``).
+- no packing: one context per document, ``start +`` its first tokens ``+ end``, right-padded;
+  ``mask`` is false on padding. Right padding needs no attention mask for a causal model: its
+  real tokens never attend to later positions (an encoder's do: pack its contexts).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from lm_saes.config import DataConfig
-from lm_saes.errors import ConfigError, DatasetError
+from lm_saes.data.framing import ContextFrame, context_frame
+from lm_saes.errors import DatasetError
 
 BUILDERS = {".json": "json", ".jsonl": "json", ".txt": "text", ".parquet": "parquet", ".csv": "csv"}
 TOKENIZE_BATCH = 256  # documents per tokenizer call
@@ -73,22 +76,23 @@ def _token_batches(texts: Iterable[str], tokenizer) -> Iterator[list[list[int]]]
         yield tokenizer(batch, add_special_tokens=False)["input_ids"]
 
 
-def build_contexts(
-    texts: Iterable[str], tokenizer, cfg: DataConfig, bos_id: int | None, pad_id: int
-) -> TokenContexts:
-    """Token contexts [n, ctx] from documents, stopping at ``cfg.max_tokens`` context tokens.
+def build_contexts(texts: Iterable[str], tokenizer, cfg: DataConfig, pad_id: int) -> TokenContexts:
+    """Token contexts [n, ctx] from documents, framed as ``tokenizer``'s model expects (with
+    ``cfg.prepend_bos``), stopping at ``cfg.max_tokens`` context tokens.
 
     Memory: 4 bytes per context token (int32 blocks), whatever the dataset size.
     """
-    if cfg.prepend_bos and bos_id is None:
-        raise ConfigError("data.prepend_bos=true but the tokenizer has no BOS token; set it false")
+    frame = context_frame(tokenizer, cfg.prepend_bos)
+    if len(frame.start) + len(frame.end) >= cfg.context_size:
+        raise DatasetError(f"data.context_size={cfg.context_size} leaves no room for text between the special "
+                           f"tokens {list(frame.start)} and {list(frame.end)}")
     max_contexts = max(1, cfg.max_tokens // cfg.context_size) if cfg.max_tokens else None
     cut = _pack if cfg.packing else _pad
     blocks: list[tuple[np.ndarray, np.ndarray]] = []  # (tokens [k, ctx], lengths [k])
     leftover = np.zeros(0, dtype=np.int32)  # packing: stream tokens not yet in a context
     n_contexts = 0
     for token_lists in _token_batches(texts, tokenizer):
-        tokens, lengths, leftover = cut(token_lists, leftover, cfg, bos_id, pad_id)
+        tokens, lengths, leftover = cut(token_lists, leftover, cfg, frame, pad_id)
         blocks.append((tokens, lengths))
         n_contexts += len(tokens)
         if max_contexts is not None and n_contexts >= max_contexts:
@@ -101,23 +105,23 @@ def build_contexts(
     return TokenContexts(tokens=tokens, mask=mask)
 
 
-def _pack(token_lists, leftover, cfg: DataConfig, bos_id, pad_id):
-    """Append documents (each followed by BOS) to the stream; cut off every full context."""
-    separator = [bos_id] if bos_id is not None else []
+def _pack(token_lists, leftover, cfg: DataConfig, frame: ContextFrame, pad_id):
+    """Append documents (each followed by the separator) to the stream; cut off every full context."""
+    separator = [frame.separator] if frame.separator is not None else []
     stream = np.concatenate([leftover] + [np.asarray(ids + separator, dtype=np.int32) for ids in token_lists])
-    head = 1 if cfg.prepend_bos else 0
-    body = cfg.context_size - head  # stream tokens per context
+    body = cfg.context_size - len(frame.start) - len(frame.end)  # stream tokens per context
     n = len(stream) // body
     rows = stream[: n * body].reshape(n, body)  # [n, body]
-    if head:
-        rows = np.concatenate([np.full((n, 1), bos_id, dtype=np.int32), rows], axis=1)
+    start = np.tile(np.asarray(frame.start, dtype=np.int32), (n, 1))  # [n, len(start)]
+    end = np.tile(np.asarray(frame.end, dtype=np.int32), (n, 1))  # [n, len(end)]
+    rows = np.concatenate([start, rows, end], axis=1)  # [n, ctx]
     return rows, np.full(n, cfg.context_size, dtype=np.int64), stream[n * body :]
 
 
-def _pad(token_lists, leftover, cfg: DataConfig, bos_id, pad_id):
-    """One context per non-empty document: [BOS] + its first tokens, right-padded."""
-    head = [bos_id] if cfg.prepend_bos else []
-    rows = [(head + ids)[: cfg.context_size] for ids in token_lists if ids]
+def _pad(token_lists, leftover, cfg: DataConfig, frame: ContextFrame, pad_id):
+    """One context per non-empty document: start + its first tokens + end, right-padded."""
+    body = cfg.context_size - len(frame.start) - len(frame.end)
+    rows = [list(frame.start) + ids[:body] + list(frame.end) for ids in token_lists if ids]
     tokens = np.full((len(rows), cfg.context_size), pad_id, dtype=np.int32)
     for i, row in enumerate(rows):
         tokens[i, : len(row)] = row

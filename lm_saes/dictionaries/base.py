@@ -20,6 +20,7 @@ it keeps unit-norm decoder rows, sets ``unit_norm_decoder = True``. Registering 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -62,6 +63,18 @@ def shape_mismatches(expected: dict[str, tuple[int, ...]], state: dict[str, Tens
         f"{k}: expected {expected.get(k, 'absent')}, found {found.get(k, 'absent')}"
         for k in sorted(expected.keys() | found.keys()) if expected.get(k) != found.get(k)
     ]
+
+
+def check_finite(state: dict[str, Tensor], where: str | Path) -> None:
+    """Refuse weights holding NaN or infinite values, naming the tensor (every metric of such a
+    dictionary would be NaN). A log-scale tensor (``log_threshold``) may hold -inf: log(0)."""
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            continue
+        bad = int((~torch.isfinite(tensor) & ~((tensor == -math.inf) & name.startswith("log_"))).sum())
+        if bad:
+            raise LmSaesError(f"{where}: tensor {name!r} holds {bad} NaN or infinite value(s) of {tensor.numel()}; "
+                              "the dictionary is unusable: train it again (a lower lr, or from its last checkpoint)")
 
 
 def reconstruction_mse(
@@ -288,5 +301,6 @@ class Dictionary(nn.Module):
                 f"{weights_path} does not match {config_path.name} ({'; '.join(mismatches)}). "
                 "The directory mixes files from different dictionaries; re-save it."
             )
+        check_finite(state, weights_path)
         dictionary.load_state_dict(state)
         return dictionary.to(device).eval()

@@ -50,14 +50,16 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from lm_saes import __version__
+from lm_saes.artifacts import claim
 from lm_saes.config import DictionaryConfig
-from lm_saes.dictionaries.base import CONFIG_NAME, Dictionary, shape_mismatches
+from lm_saes.dictionaries.base import CONFIG_NAME, Dictionary, check_finite, shape_mismatches
 from lm_saes.errors import LmSaesError
 
 SAELENS_CFG = "cfg.json"
 SAELENS_WEIGHTS = "sae_weights.safetensors"
 SAELENS_SCALER = "activation_scaler.json"  # written beside training checkpoints; holds the norm factor
 SAELENS_VERSION = "6.54.12"  # the SAELens release whose layout is written (and read back)
+SAELENS_DICTIONARY = "saelens_dictionary"  # the artifact kind of an export directory
 
 # SAELens architecture -> (lm-saes kind, transcoder, the extra weight it carries)
 ARCHITECTURES: dict[str, tuple[str, bool, str | None]] = {
@@ -96,8 +98,10 @@ def export_saelens(
     hook_name_out); for a directory it defaults to the ``source`` of its ``config.json``. The
     training scales are folded in, so the SAELens copy works on raw activations.
     """
+    origin = None
     if not isinstance(dictionary, Dictionary):
         directory = Path(dictionary)
+        origin = str(directory.resolve())
         dictionary = Dictionary.from_pretrained(directory)
         if source is None and (directory / CONFIG_NAME).is_file():
             source = json.loads((directory / CONFIG_NAME).read_text()).get("source")
@@ -142,9 +146,11 @@ def export_saelens(
             "lm_saes": {"version": __version__, "kind": kind, "dictionary": d.cfg.model_dump(mode="json")},
         },
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().float().contiguous().cpu() for k, v in weights.items()}, out_dir / SAELENS_WEIGHTS)
-    (out_dir / SAELENS_CFG).write_text(json.dumps(cfg, indent=2) + "\n")
+    with claim(out_dir, SAELENS_DICTIONARY, {"dictionary": origin}, replace=overwrite, replace_hint="pass --overwrite",
+               legacy=lambda d: {} if is_saelens_dir(d) else None) as output:
+        save_file({k: v.detach().float().contiguous().cpu() for k, v in weights.items()}, output.work / SAELENS_WEIGHTS)
+        (output.work / SAELENS_CFG).write_text(json.dumps(cfg, indent=2) + "\n")
+        output.commit()
     return out_dir
 
 
@@ -180,6 +186,7 @@ def load_saelens(
         state = {k: v.float() for k, v in load_file(weights_path).items()}
     except Exception as e:
         raise SAELensFormatError(f"{weights_path} is not a readable safetensors file: {e}") from e
+    check_finite(state, weights_path)
 
     architecture = cfg.get("architecture", "standard")
     if architecture not in ARCHITECTURES:

@@ -61,7 +61,7 @@ def reconstruction_metrics(cfg: EvalSettings, dictionaries: Mapping[str, Diction
                            target_dir: Path | None, device: torch.device) -> dict[str, dict]:
     """Each dictionary's reconstruction and sparsity metrics over the same ``cfg.tokens`` cached
     activations, read once for all of them."""
-    source = open_cache(cache_dir)
+    source = open_cache(cache_dir, verify="auto", reads=cfg.tokens)  # checksums when the window is the whole cache
     for name, dictionary in dictionaries.items():
         if source.d_model != dictionary.d_in:
             raise CacheError(f"{cache_dir} holds d_model={source.d_model} activations but the dictionary "
@@ -69,7 +69,7 @@ def reconstruction_metrics(cfg: EvalSettings, dictionaries: Mapping[str, Diction
     kwargs = dict(seed=cfg.seed, device=device, dtype=torch.float32)
     inputs = source.batches(cfg.batch_size, **kwargs)
     if target_dir is not None:
-        target = open_cache(target_dir)
+        target = open_cache(target_dir, verify="auto", reads=cfg.tokens)
         check_aligned(source, target)
         pairs = zip(inputs, target.batches(cfg.batch_size, **kwargs))
     else:
@@ -119,7 +119,7 @@ def downstream_metrics(cfg: EvalSettings, dictionaries: Mapping[str, Dictionary]
     generated = manifest.config
     lm = load_language_model(ModelConfig.model_validate({**generated["model"], "device": cfg.device}))
     data = DataConfig.model_validate({**generated["data"], "max_tokens": cfg.ce_tokens})
-    contexts = build_contexts(load_texts(data), lm.tokenizer, data, lm.bos_token_id, lm.pad_token_id)
+    contexts = build_contexts(load_texts(data), lm.tokenizer, data, lm.pad_token_id)
     hook_out = read_manifest(target_dir).hook if target_dir is not None else None
     totals = {name: torch.zeros(4, dtype=torch.float64) for name in dictionaries}
     n_scored = 0

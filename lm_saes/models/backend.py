@@ -48,10 +48,6 @@ class LanguageModel:
     dtype: torch.dtype
 
     @property
-    def bos_token_id(self) -> int | None:
-        return self.tokenizer.bos_token_id
-
-    @property
     def pad_token_id(self) -> int:
         for candidate in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0):
             if candidate is not None:

@@ -11,8 +11,10 @@ next to a unigram baseline: the cross-entropy of the add-one smoothed train-set 
 frequencies on the same predicted positions (tokens 1..ctx-1 of each context).
 
 Output directory: the model (safetensors) and tokenizer, ``corpus/{train,val}.jsonl``,
-``pretrain_config.json`` and, last and atomically, ``pretrain_metrics.json``, the completeness
-marker. A complete directory trained with the same config is reused.
+``pretrain_config.json`` and, last and atomically, ``pretrain_metrics.json``. It is a
+"language_model" artifact (``lm_saes.artifacts``): a complete directory trained with the same
+config is reused, and ``overwrite`` trains the new model beside the old one and swaps it in once
+it is complete.
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from lm_saes.activations.manifest import write_atomic
+from lm_saes.artifacts import claim, config_identity, write_atomic
 from lm_saes.config import DataConfig, PretrainConfig, save_resolved
 from lm_saes.data.tokens import build_contexts
-from lm_saes.errors import ConfigError, DatasetError
+from lm_saes.errors import DatasetError
 from lm_saes.models.backend import resolve_device
 from lm_saes.models.corpus import load_corpus, write_jsonl
 from lm_saes.models.tokenizer import train_bpe
@@ -43,6 +45,7 @@ METRICS_NAME = "pretrain_metrics.json"
 GRAD_CLIP = 1.0
 EVAL_BATCH = 64  # contexts per validation forward
 UNCOMPARED_FIELDS = {"overwrite", "output_dir"}  # config fields that do not change the model
+LANGUAGE_MODEL = "language_model"  # the artifact kind of the output directory
 
 
 @dataclass(frozen=True)
@@ -69,14 +72,32 @@ class PretrainResult:
 
 def pretrain(cfg: PretrainConfig) -> PretrainResult:
     """Train (or reuse) the tiny language model described by ``cfg``; see the module docstring."""
-    previous = reusable_result(cfg)
-    if previous is not None:
-        return previous
+    if claim_model(cfg, effects=False).reused:
+        return result_from_metrics(cfg.output_dir, json.loads((cfg.output_dir / METRICS_NAME).read_text()), reused=True)
     start = time.perf_counter()
     train_docs, val_docs = split_train_val(load_corpus(cfg.corpus), cfg.val_fraction, cfg.seed)
-    out = cfg.output_dir
-    out.mkdir(parents=True, exist_ok=True)
-    (out / METRICS_NAME).unlink(missing_ok=True)  # the directory is incomplete from here on
+    with claim_model(cfg) as output:  # a failed run removes what it wrote; the old model stays
+        metrics = _pretrain_into(cfg, output.work, train_docs, val_docs, start)
+        output.commit()
+    return result_from_metrics(cfg.output_dir, metrics, reused=False)
+
+
+def claim_model(cfg: PretrainConfig, effects: bool = True):
+    """``cfg.output_dir`` as a language-model artifact (see ``lm_saes.artifacts``)."""
+    return claim(cfg.output_dir, LANGUAGE_MODEL, config_identity(cfg, UNCOMPARED_FIELDS), replace=cfg.overwrite,
+                 reuse=True, legacy=_legacy_identity, effects=effects)
+
+
+def _legacy_identity(directory: Path) -> dict | None:
+    """A complete model written before artifact.json: the identity of its pretrain_config.json."""
+    saved = directory / CONFIG_NAME
+    if not (directory / METRICS_NAME).is_file() or not saved.is_file():
+        return None
+    return _compared(json.loads(saved.read_text()))
+
+
+def _pretrain_into(cfg: PretrainConfig, out: Path, train_docs: list[str], val_docs: list[str], start: float) -> dict:
+    """Train the tokenizer and the model into ``out``; the metrics written there last."""
     save_resolved(cfg, out / CONFIG_NAME)
     write_jsonl(train_docs, out / "corpus" / "train.jsonl")
     write_jsonl(val_docs, out / "corpus" / "val.jsonl")
@@ -104,25 +125,7 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
         "tokens_per_second": train_tokens / train_seconds,
     }
     write_atomic(out / METRICS_NAME, (json.dumps(metrics, indent=2) + "\n").encode())
-    return result_from_metrics(out, metrics, reused=False)
-
-
-def reusable_result(cfg: PretrainConfig) -> PretrainResult | None:
-    """The stored result if ``cfg.output_dir`` is complete and was trained with this config."""
-    metrics_path = cfg.output_dir / METRICS_NAME
-    if cfg.overwrite or not metrics_path.is_file():
-        return None
-    try:
-        saved = json.loads((cfg.output_dir / CONFIG_NAME).read_text())
-    except (OSError, json.JSONDecodeError):
-        saved = {}
-    if _compared(saved) != _compared(cfg.model_dump(mode="json")):
-        raise ConfigError(
-            f"{cfg.output_dir} holds a model pretrained with a different config "
-            f"({cfg.output_dir / CONFIG_NAME}); set overwrite=true to replace it or pick "
-            "another output_dir"
-        )
-    return result_from_metrics(cfg.output_dir, json.loads(metrics_path.read_text()), reused=True)
+    return metrics
 
 
 def _compared(config: dict) -> dict:
@@ -151,7 +154,7 @@ def encode_contexts(
 ) -> Int[Tensor, "n ctx"]:
     """Tokenize ``docs`` and pack them as ``generate`` does: ``[BOS] + context_size - 1`` tokens."""
     packing = DataConfig(path="the pretraining corpus", context_size=context_size)
-    contexts = build_contexts(docs, tokenizer, packing, tokenizer.bos_token_id, tokenizer.pad_token_id)
+    contexts = build_contexts(docs, tokenizer, packing, tokenizer.pad_token_id)
     return contexts.tokens.long()
 
 

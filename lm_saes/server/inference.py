@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from lm_saes.data.framing import context_frame
+from lm_saes.data.pieces import TokenPieces
 from lm_saes.errors import LmSaesError
 
 MAX_LOADED = 2  # dictionaries (with their models) kept in memory
@@ -48,24 +50,24 @@ class InferenceEngine:
             loaded = self._load(record)
             tok = loaded.lm.tokenizer
             ids = list(tok(text, add_special_tokens=False)["input_ids"])
-            bos = tok.bos_token_id
-            prefix = [bos] if bos is not None else []
-            limit = loaded.n_ctx - len(prefix) if loaded.n_ctx else None
+            frame = context_frame(tok)  # [BOS] text, or [CLS] text [SEP]: as the model expects
+            prefix, suffix = list(frame.start), list(frame.end)
+            limit = loaded.n_ctx - len(prefix) - len(suffix) if loaded.n_ctx else None
             truncated = limit is not None and len(ids) > limit
             ids = ids[:limit] if truncated else ids
             if not ids:
                 return TokenActivations([], [], truncated)
-            tokens = torch.tensor([prefix + ids], dtype=torch.long)  # [1, ctx]
+            tokens = torch.tensor([prefix + ids + suffix], dtype=torch.long)  # [1, ctx]
             with torch.inference_mode():
                 x = loaded.lm.run_to_hooks(tokens, [loaded.hook], out_dtype=torch.float32)[loaded.hook]
-                x = x[0, len(prefix):].to(loaded.dictionary.W_dec.device)  # [n_tokens, d_in]
+                x = x[0, len(prefix):len(prefix) + len(ids)].to(loaded.dictionary.W_dec.device)  # [n_tokens, d_in]
                 acts = loaded.dictionary.encode(x).float().cpu()  # [n_tokens, d_sae]
                 values, indices = acts.topk(min(top, acts.shape[-1]), dim=-1)  # [n_tokens, top]
             features = [
                 [(i, v) for i, v in zip(row_i, row_v) if v > 0]
                 for row_i, row_v in zip(indices.tolist(), values.tolist())
             ]
-            return TokenActivations([tok.decode([i]) for i in ids], features, truncated)
+            return TokenActivations(TokenPieces(tok).row(ids), features, truncated)
 
     def _load(self, record: dict) -> _Loaded:
         key = (record["name"], record.get("path"), record.get("updated_at"))

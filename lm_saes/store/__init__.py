@@ -21,11 +21,14 @@ API (every database failure raises ``lm_saes.errors.StoreError`` naming the serv
     open_store(cfg: StoreConfig | None = None, *, create=True) -> Store    also a context manager;
                                                                  create=False: NoStoreError if none
     Store.close() -> None                                       leaves the embedded server
-    Store.upsert_dictionary(name, doc=None) -> None              also upsert_model, upsert_cache
+    Store.upsert_dictionary(name, doc=None, *, identity=None, replace=False) -> None
+                                                                also upsert_model, upsert_cache; a name
+                                                                held by another identity raises NameTakenError
+    Store.name_holder(collection, name, identity) -> dict | None the record of another identity holding name
     Store.dictionaries() -> list[dict]                           each with "analyses": [names]
     Store.dictionary(name) -> dict | None                        also models(), caches()
     Store.delete_dictionary(name) -> bool                        with its analyses and features
-    Store.upsert_sweep(name, doc) -> None                        a sweep's record (lm_saes.sweep)
+    Store.upsert_sweep(name, doc, *, identity=None, replace=False) -> None   a sweep's record (lm_saes.sweep)
     Store.sweeps() -> list[dict]                                 records without rows; sweep(name) whole
     Store.begin_analysis(dictionary, name="default", meta=None, n_features=None) -> AnalysisWriter
     AnalysisWriter.write_features(docs: Iterable[dict]) -> int   insert_many in chunks

@@ -17,6 +17,7 @@ from bson.son import SON
 from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
+from lm_saes.artifacts import directory_identity
 from lm_saes.config import StoreConfig
 from lm_saes.errors import NoStoreError, StoreError
 from lm_saes.store.documents import MAX_FEATURE_BYTES, loaded_details, plain
@@ -150,13 +151,24 @@ class Store:
     def upsert_cache(self, name: str, doc: Mapping[str, Any] | None = None) -> None:
         self._upsert(CACHES, name, doc)
 
-    def upsert_dictionary(self, name: str, doc: Mapping[str, Any] | None = None) -> None:
-        """Create or replace dictionary ``name`` (its analyses are kept)."""
-        self._upsert(DICTIONARIES, name, doc)
+    def upsert_dictionary(self, name: str, doc: Mapping[str, Any] | None = None, *, identity: str | None = None,
+                          replace: bool = False) -> None:
+        """Create or replace dictionary ``name`` (its analyses are kept). With ``identity`` (the
+        artifact's, ``artifacts.directory_identity``), a name held by another identity raises
+        NameTakenError unless ``replace``, which deletes the other dictionary and its analyses."""
+        if replace and identity is not None and self._holder(DICTIONARIES, name, identity) is not None:
+            self.delete_dictionary(name)
+        self._upsert(DICTIONARIES, name, doc, identity)
 
-    def upsert_sweep(self, name: str, doc: Mapping[str, Any]) -> None:
-        """Create or replace the record of sweep ``name`` (its members' table)."""
-        self._upsert(SWEEPS, name, doc)
+    def upsert_sweep(self, name: str, doc: Mapping[str, Any], *, identity: str | None = None,
+                     replace: bool = False) -> None:
+        """Create or replace the record of sweep ``name`` (its members' table); ``identity`` and
+        ``replace`` as for ``upsert_dictionary``."""
+        self._upsert(SWEEPS, name, doc, None if replace else identity, identity)
+
+    def name_holder(self, collection: str, name: str, identity: str) -> dict | None:
+        """The record holding ``name`` in ``collection`` if it belongs to another identity, else None."""
+        return self._holder(collection, name, identity)
 
     def sweeps(self) -> list[dict]:
         """Every sweep record, by name, without its rows."""
@@ -193,19 +205,40 @@ class Store:
                 self._delete_run(run["_id"])
             return self.db[DICTIONARIES].delete_one({"name": name}).deleted_count == 1
 
-    def _upsert(self, collection: str, name: str, doc: Mapping[str, Any] | None) -> None:
+    def _upsert(self, collection: str, name: str, doc: Mapping[str, Any] | None, identity: str | None = None,
+                stored_identity: str | None = None) -> None:
+        """Replace the record ``name``; with ``identity``, only one of that identity (the unique
+        name index makes the check and the write one atomic step). ``stored_identity`` (default:
+        ``identity``) is what the record keeps."""
         _check_name(name, collection)
         body = plain(dict(doc or {}), f"{collection} {name!r}")
         if "_id" in body or body.get("name", name) != name:
             raise StoreError(f"{collection} {name!r}: leave '_id' out and 'name' equal to {name!r}")
         body.update(name=name, updated_at=now())
+        if stored_identity or identity:
+            body["identity"] = stored_identity or identity
         if len(bson.encode(body)) > MAX_FEATURE_BYTES:
             raise StoreError(f"{collection} {name!r} is over {MAX_FEATURE_BYTES / 2**20:.0f} MiB encoded")
         with self.errors(f"writing {collection} {name!r}"):
+            key = {"name": name} if identity is None else {"name": name, "identity": identity}
             try:
+                self.db[collection].replace_one(key, body, upsert=True)
+            except DuplicateKeyError:  # the name is held: by this identity in an older record, or by another
+                holder = self._holder(collection, name, identity) if identity is not None else None
+                if holder is not None:
+                    raise NameTakenError(collection, name, holder) from None
                 self.db[collection].replace_one({"name": name}, body, upsert=True)
-            except DuplicateKeyError:  # another process inserted it at the same moment: replace it
-                self.db[collection].replace_one({"name": name}, body, upsert=True)
+
+    def _holder(self, collection: str, name: str, identity: str) -> dict | None:
+        """The record named ``name`` when its identity is not ``identity``. A record written before
+        identities were stored is identified by its directory (``path`` or ``output_dir``)."""
+        with self.errors(f"reading {collection} {name!r}"):
+            held = self.db[collection].find_one({"name": name}, {"_id": 0, "rows": 0})
+        if held is None:
+            return None
+        directory = held.get("path") or held.get("output_dir")
+        stored = held.get("identity") or (directory_identity(directory) if directory else None)
+        return None if stored == identity else held
 
     def _list(self, collection: str) -> list[dict]:
         with self.errors(f"listing {collection}"):
@@ -366,6 +399,15 @@ class Store:
                 self.text_search = False
         pattern = "|".join(re.escape(w) for w in words)
         return run_query({**query, "interpretation": {"$regex": pattern, "$options": "i"}})
+
+
+class NameTakenError(StoreError):
+    """A record of another artifact already holds the name; ``holder`` is that record."""
+
+    def __init__(self, collection: str, name: str, holder: dict) -> None:
+        self.collection, self.name, self.holder = collection, name, holder
+        where = holder.get("path") or holder.get("output_dir") or "another artifact"
+        super().__init__(f"the store's {collection} already hold {name!r}, from {where}")
 
 
 def _writer_died(run: dict) -> bool:

@@ -32,7 +32,8 @@ def analyze_members(cfg: SweepConfig, record: dict) -> list[str]:
         if row["status"] != FINISHED or _already_analyzed(cfg, store_name, row["dictionary_dir"]):
             continue
         settings = {**cfg.analyze.settings, "dictionary": row["dictionary_dir"], "dictionary_name": store_name,
-                    "store": cfg.store.model_dump(mode="json"), "progress": cfg.progress}
+                    "store": cfg.store.model_dump(mode="json"), "progress": cfg.progress,
+                    "replace_stored": cfg.replace_stored}
         run_analysis(validate_config(AnalyzeConfig, settings, source=f"analyze.settings (member {name!r})"))
         analyzed.append(store_name)
     return analyzed

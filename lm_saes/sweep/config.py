@@ -85,7 +85,7 @@ class SweepAnalyzeConfig(StrictModel):
     @field_validator("settings")
     @classmethod
     def _no_dictionary(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        given = sorted({"dictionary", "dictionary_name", "store"} & settings.keys())
+        given = sorted({"dictionary", "dictionary_name", "store", "replace_stored"} & settings.keys())
         if given:
             raise ValueError(f"leave {given} out of analyze.settings: the sweep sets them for each member")
         return settings
@@ -119,6 +119,8 @@ class SweepConfig(StrictModel):
     baseline_fit_tokens: int = Field(16_384, gt=0, description="Tokens the PCA/ICA bases are fitted on "
                                      "(FastICA's time grows with tokens x d^2).")
     record: bool = Field(True, description="Write the sweep's record to the store (for the UI).")
+    replace_stored: bool = Field(False, description="Replace a stored sweep record of this name that another "
+                                 "output_dir wrote (by default that is refused before anything trains).")
     analyze: SweepAnalyzeConfig | None = Field(None, description="Members to analyze into the store "
                                                "(named '<sweep>.<member>'); None: none.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Where the record goes.")

@@ -108,13 +108,17 @@ def _one_pass(members: list[Member], stream_seed: int) -> None:
     d_in, d_out = cache_widths(first)
     transcoder = first.target_cache is not None or d_in != d_out
     truth = read_ground_truth(first.cache) if not transcoder else None
-    runs = {
-        m.name: DictionaryRun.open(m.train, d_in, d_out, transcoder, device, ONE_DEVICE, SINGLE_DEVICE,
-                                   progress={"desc": m.name, "position": i, "leave": True}, ground_truth=truth)
-        for i, m in enumerate(members)
-    }
+    runs: dict[str, DictionaryRun] = {}  # the members still training
     try:
+        for i, m in enumerate(members):
+            runs[m.name] = DictionaryRun.open(m.train, d_in, d_out, transcoder, device, ONE_DEVICE, SINGLE_DEVICE,
+                                              progress={"desc": m.name, "position": i, "leave": True},
+                                              ground_truth=truth)
         _feed(members, runs, _stream(first, stream_seed, device, runs))
+    except BaseException:
+        for run in runs.values():
+            run.output.abandon()  # a member with nothing to resume leaves no empty directory
+        raise
     finally:
         for run in runs.values():
             run.close()
@@ -124,7 +128,8 @@ def _stream(
     first: TrainConfig, stream_seed: int, device: torch.device, runs: dict[str, DictionaryRun]
 ) -> Iterator[tuple[int, Pair]]:
     """(step, batch) from the earliest member's step on; fresh members fit their scales first."""
-    pairs = cache_pairs(first.cache, first.target_cache, first.batch_size, stream_seed, device)
+    reads = max(run.cfg.total_tokens for run in runs.values())  # the longest member's tokens
+    pairs = cache_pairs(first.cache, first.target_cache, first.batch_size, stream_seed, device, reads=reads)
     start = min(run.resumed_from for run in runs.values())
     if start > 0:
         return zip(itertools.count(start), itertools.islice(pairs, start, None))
@@ -162,5 +167,5 @@ def _mark_failed(member: Member, run: DictionaryRun, error: Exception) -> None:
         message = f"out of memory on the device ({error}); lower members_per_pass"
     run.close()
     record = {"error": message, "step": run.trainer.step}
-    write_atomic(member.train.output_dir / FAILED_NAME, (json.dumps(record, indent=2) + "\n").encode())
+    write_atomic(run.output.work / FAILED_NAME, (json.dumps(record, indent=2) + "\n").encode())
 

@@ -23,13 +23,21 @@ Pair = tuple[Float[Tensor, "batch d_in"], Float[Tensor, "batch d_out"]]
 
 def cache_pairs(
     cache: str | Path, target_cache: str | Path | None, batch_size: int, seed: int,
-    device: torch.device, rank: int = 0, world_size: int = 1,
+    device: torch.device, rank: int = 0, world_size: int = 1, reads: int | None = None,
 ) -> Iterator[Pair]:
-    """Endless (input, target) batches, float32 on ``device``; target = input for an SAE."""
-    source = open_cache(cache)
-    target = open_cache(target_cache) if target_cache is not None else None
+    """Endless (input, target) batches, float32 on ``device``; target = input for an SAE.
+
+    The caches are opened (and verified: checksums when ``reads``, the tokens the caller will
+    take, covers a whole cache) before this returns, so a bad cache fails before training starts."""
+    source = open_cache(cache, verify="auto", reads=reads)
+    target = open_cache(target_cache, verify="auto", reads=reads) if target_cache is not None else None
     if target is not None:
         check_aligned(source, target)
+    return _epochs(source, target, batch_size, seed, device, rank, world_size)
+
+
+def _epochs(source: ActivationCache, target: ActivationCache | None, batch_size: int, seed: int,
+            device: torch.device, rank: int, world_size: int) -> Iterator[Pair]:
     for epoch in itertools.count():
         kwargs = dict(seed=seed, epoch=epoch, rank=rank, world_size=world_size, device=device,
                       dtype=torch.float32, drop_last=True)

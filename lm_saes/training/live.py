@@ -17,6 +17,7 @@ import torch
 
 from lm_saes.activations.plan import kept_tokens
 from lm_saes.config import OnTheFlyConfig
+from lm_saes.data.framing import special_ids
 from lm_saes.data.tokens import build_contexts, load_texts
 from lm_saes.models.backend import LanguageModel, load_language_model
 from lm_saes.training.data import Pair
@@ -35,8 +36,8 @@ def model_pairs(
     rank: int = 0, world_size: int = 1,
 ) -> Iterator[Pair]:
     """Endless float32 (input, target) batches of ``batch_size`` rows; target = input for an SAE."""
-    contexts = build_contexts(load_texts(src.data), lm.tokenizer, src.data, lm.bos_token_id, lm.pad_token_id)
-    keep = kept_tokens(contexts.tokens, contexts.mask, lm.bos_token_id)  # [n, ctx]
+    contexts = build_contexts(load_texts(src.data), lm.tokenizer, src.data, lm.pad_token_id)
+    keep = kept_tokens(contexts.tokens, contexts.mask, special_ids(lm.tokenizer))  # [n, ctx]
     hooks = [src.hook] + ([src.target_hook] if src.target_hook else [])
     for epoch in itertools.count():
         order = torch.randperm(len(contexts.tokens), generator=torch.Generator().manual_seed(seed * 7919 + epoch))

@@ -52,7 +52,18 @@ def resolved_schedule(cfg: TrainConfig) -> dict[str, float]:
     """The values the run uses for every field that may be left to its default (for the record)."""
     return {"lr": peak_lr(cfg), "lr_warmup_steps": warmup_steps(cfg), "steps": total_steps(cfg),
             "lr_decay_steps": int(cfg.lr_decay_fraction * total_steps(cfg)),
-            "sparsity_warmup_steps": sparsity_warmup_steps(cfg), "dead_after_tokens": dead_after_tokens(cfg)}
+            "sparsity_warmup_steps": sparsity_warmup_steps(cfg), "dead_after_tokens": dead_after_tokens(cfg),
+            "checkpoint_every": checkpoint_interval(cfg)}
+
+
+CHECKPOINTS_PER_RUN = 10  # by default a killed run loses at most a tenth of its steps
+
+
+def checkpoint_interval(cfg: TrainConfig) -> int:
+    """Steps between checkpoints: ``checkpoint_every``, or a tenth of the run (0: only at the end)."""
+    if cfg.checkpoint_every is not None:
+        return cfg.checkpoint_every
+    return max(1, total_steps(cfg) // CHECKPOINTS_PER_RUN)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

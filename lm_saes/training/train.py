@@ -2,8 +2,10 @@
 
 The directory gets ``config.json`` + ``weights.safetensors`` (normalisation folded in), the
 resolved ``train_config.json``, the ``train_log.jsonl`` and, last, ``metrics.json``, which marks
-it finished. An interrupted run leaves ``checkpoint/`` and resumes from it with the same config,
-reproducing the uninterrupted run exactly.
+it finished. It is a "dictionary" artifact (``lm_saes.artifacts``): ``overwrite`` trains the new
+dictionary beside a finished one and swaps it in only when it is complete. An interrupted run
+leaves ``checkpoint/`` and resumes from it with the same config, reproducing the uninterrupted
+run exactly; a run that fails before its first checkpoint removes the directory it created.
 
 Under torchrun the ranks form a (data, tensor) mesh (``training/mesh.py``): each data-parallel
 group reads its share of every batch (``batch_size`` is the global batch), the tensor-parallel
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,7 +24,8 @@ from typing import NamedTuple
 
 import torch
 
-from lm_saes.activations.manifest import read_manifest, write_atomic
+from lm_saes.activations.manifest import read_manifest
+from lm_saes.artifacts import PARTIAL, ArtifactDir, claim, config_identity, differing_fields, write_atomic
 from lm_saes.activations.synthetic import read_ground_truth
 from lm_saes.config import TrainConfig, save_resolved
 from lm_saes.dictionaries import Dictionary, build_dictionary
@@ -32,7 +34,7 @@ from lm_saes.dictionaries.parallel import Collectives, shard_
 from lm_saes.distributed import barrier, broadcast_error
 from lm_saes.errors import ConfigError
 from lm_saes.models.backend import resolve_device
-from lm_saes.training.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
+from lm_saes.training.checkpoint import checkpoint_path, load_checkpoint, remove_checkpoint, save_checkpoint
 from lm_saes.training.data import Pair, cache_pairs, iterable_pairs
 from lm_saes.training.live import load_source, model_pairs
 from lm_saes.training.log import TrainingLog
@@ -43,6 +45,7 @@ from lm_saes.training.wandb_log import WandbLog
 
 UNCOMPARED = {"overwrite", "progress", "checkpoint_every", "log_every", "wandb_project"}  # do not change the result
 TRAIN_CONFIG_NAME = "train_config.json"  # the resolved config a finished directory was trained with
+DICTIONARY = "dictionary"  # the artifact kind of a dictionary directory
 
 
 class TrainResult(NamedTuple):
@@ -67,7 +70,8 @@ def train(cfg: TrainConfig, batches: Iterable | None = None) -> TrainResult:
         if cfg.cache is None:
             raise ConfigError("set `cache` to an activation cache's hook directory, or `on_the_fly` "
                               "(or pass batches to lm_saes.train)")
-        pairs = cache_pairs(cfg.cache, cfg.target_cache, rows, cfg.seed, device, dims.data_rank, dims.data)
+        pairs = cache_pairs(cfg.cache, cfg.target_cache, rows, cfg.seed, device, dims.data_rank, dims.data,
+                            reads=cfg.total_tokens)
         d_in, d_out = cache_widths(cfg)
     else:
         pairs = iterable_pairs(batches, device)
@@ -78,31 +82,33 @@ def train(cfg: TrainConfig, batches: Iterable | None = None) -> TrainResult:
     transcoder = cfg.target_cache is not None or live_transcoder or d_in != d_out
     truth = read_ground_truth(cfg.cache) if cfg.target_cache is None and batches is None else None
     run = DictionaryRun.open(cfg, d_in, d_out, transcoder, device, dims, comm, ground_truth=truth)
-    if run.resumed_from:
-        pairs = itertools.islice(pairs, run.resumed_from, None)  # skip what the first run consumed
-    else:
-        head: list[Pair] = list(itertools.islice(pairs, cfg.normalization_batches))
-        run.trainer.initialize(head)
-        pairs = itertools.chain(head, pairs)
-    try:
-        run.trainer.fit(pairs, run.on_log, run.on_checkpoint)
-    finally:
-        run.close()
-    final = run.save()
+    with run.output:  # a failure before the first checkpoint removes the directory this run created
+        try:
+            if run.resumed_from:
+                pairs = itertools.islice(pairs, run.resumed_from, None)  # skip what the first run consumed
+            else:
+                head: list[Pair] = list(itertools.islice(pairs, cfg.normalization_batches))
+                run.trainer.initialize(head)
+                pairs = itertools.chain(head, pairs)
+            run.trainer.fit(pairs, run.on_log, run.on_checkpoint)
+        finally:
+            run.close()
+        final = run.save()
     return TrainResult(cfg.output_dir, final, time.perf_counter() - start, run.resumed_from)
 
 
 class DictionaryRun:
     """One dictionary being trained into its directory: the Trainer, its log and its checkpoints.
 
-    ``open`` prepares the directory, builds the dictionary from ``cfg.seed`` and resumes from a
-    checkpoint of the same config; the caller feeds batches to ``trainer`` (``fit`` or
-    ``advance`` with ``on_log`` / ``on_checkpoint``), then ``close`` and ``save``.
+    ``open`` claims the directory (``output``: everything is written into ``output.work``),
+    builds the dictionary from ``cfg.seed`` and resumes from a checkpoint of the same config; the
+    caller feeds batches to ``trainer`` (``fit`` or ``advance`` with ``on_log`` /
+    ``on_checkpoint``), then ``close`` and ``save``; after a failure ``output.abandon()``.
     """
 
-    def __init__(self, cfg: TrainConfig, trainer: Trainer, dims: ParallelDims, resumed_from: int,
-                 log: TrainingLog, wandb: WandbLog | None) -> None:
-        self.cfg, self.trainer, self.dims, self.resumed_from = cfg, trainer, dims, resumed_from
+    def __init__(self, cfg: TrainConfig, output: ArtifactDir, trainer: Trainer, dims: ParallelDims,
+                 resumed_from: int, log: TrainingLog, wandb: WandbLog | None) -> None:
+        self.cfg, self.output, self.trainer, self.dims, self.resumed_from = cfg, output, trainer, dims, resumed_from
         self.log, self.wandb = log, wandb
         self.records: list[dict[str, float]] = []
 
@@ -113,20 +119,21 @@ class DictionaryRun:
     ) -> DictionaryRun:
         """``progress``: keyword arguments of the tqdm bar (a sweep names and stacks its members');
         ``ground_truth``: the cache's true features, if it has them (the log reports MMCS)."""
-        _on_rank_zero(comm, lambda: _prepare_output(cfg))
-        torch.manual_seed(cfg.seed)
-        dictionary = build_dictionary(cfg.dictionary, d_in, d_out, transcoder)  # the same on every rank
-        if comm.distributed:
-            shard_(dictionary, comm)
-        trainer = Trainer(cfg, dictionary, device, comm, ground_truth)
-        resumed = _resume(cfg, trainer, device, dims)
-        writer = comm.rank == 0
-        log = TrainingLog(cfg.output_dir / "train_log.jsonl", total_steps(cfg) * cfg.batch_size,
-                          trainer.step * cfg.batch_size, cfg.progress and writer, **(progress or {}))
-        wandb = None
-        if cfg.wandb_project and writer:
-            wandb = WandbLog(cfg.wandb_project, cfg.output_dir.name, cfg.model_dump(mode="json"))
-        return cls(cfg, trainer, dims, resumed, log, wandb)
+        output = _claim_on_rank_zero(comm, cfg)
+        with output:  # nothing trained yet: a failure here removes a directory this run created
+            torch.manual_seed(cfg.seed)
+            dictionary = build_dictionary(cfg.dictionary, d_in, d_out, transcoder)  # the same on every rank
+            if comm.distributed:
+                shard_(dictionary, comm)
+            trainer = Trainer(cfg, dictionary, device, comm, ground_truth)
+            resumed = _resume(cfg, output.work, trainer, device, dims)
+            writer = comm.rank == 0
+            log = TrainingLog(output.work / "train_log.jsonl", total_steps(cfg) * cfg.batch_size,
+                              trainer.step * cfg.batch_size, cfg.progress and writer, **(progress or {}))
+            wandb = None
+            if cfg.wandb_project and writer:
+                wandb = WandbLog(cfg.wandb_project, cfg.output_dir.name, cfg.model_dump(mode="json"))
+        return cls(cfg, output, trainer, dims, resumed, log, wandb)
 
     def on_log(self, record: dict[str, float]) -> None:
         self.records.append(record)
@@ -136,7 +143,7 @@ class DictionaryRun:
             self.wandb(record)
 
     def on_checkpoint(self) -> None:
-        save_checkpoint(self.cfg.output_dir, self.trainer.state_dict(), _compared(self.cfg, self.dims),
+        save_checkpoint(self.output.work, self.trainer.state_dict(), _compared(self.cfg, self.dims),
                         self.trainer.comm.rank)
 
     def close(self) -> None:
@@ -147,9 +154,36 @@ class DictionaryRun:
             self.wandb = None
 
     def save(self) -> dict[str, float]:
-        """Write the finished dictionary (every rank calls this); the last log record."""
-        _save(self.cfg, self.trainer.dictionary, self.records[-1], self.trainer.comm)
+        """Write the finished dictionary and put it in place (every rank calls this); the last log record."""
+        comm = self.trainer.comm
+        _save(self.cfg, self.output.work, self.trainer.dictionary, self.records[-1], comm)
+        self.output.commit()  # rank 0 (the others claimed without effects)
+        if comm.distributed:
+            barrier()
         return self.records[-1]
+
+
+def claim_dictionary(cfg: TrainConfig, effects: bool = True) -> ArtifactDir:
+    """``cfg.output_dir`` as a dictionary artifact (see ``lm_saes.artifacts``)."""
+    return claim(cfg.output_dir, DICTIONARY, config_identity(cfg, UNCOMPARED | {"output_dir"}),
+                 replace=cfg.overwrite, legacy=_legacy_identity, effects=effects,
+                 resumable=lambda work: checkpoint_path(work).is_file())
+
+
+def _legacy_identity(directory: Path) -> dict | str | None:
+    """A dictionary written before artifact.json: the identity of its train_config.json when it is
+    finished; PARTIAL for an interrupted run (its checkpoint's config is checked on resuming)."""
+    saved = directory / TRAIN_CONFIG_NAME
+    if not (directory / METRICS_NAME).is_file() or not saved.is_file():
+        return PARTIAL if checkpoint_path(directory).is_file() else None
+    return {k: v for k, v in json.loads(saved.read_text()).items() if k not in UNCOMPARED | {"output_dir"}}
+
+
+def _claim_on_rank_zero(comm: Collectives, cfg: TrainConfig) -> ArtifactDir:
+    """Rank 0 claims the directory; the other ranks then take the same decision without effects."""
+    claimed: list[ArtifactDir] = []
+    _on_rank_zero(comm, lambda: claimed.append(claim_dictionary(cfg)))
+    return claimed[0] if claimed else claim_dictionary(cfg, effects=False)
 
 
 def _on_rank_zero(comm: Collectives, action) -> None:
@@ -179,11 +213,6 @@ def _compared(cfg: TrainConfig, dims: ParallelDims) -> dict:
     return {**cfg.model_dump(mode="json", exclude=UNCOMPARED), "world_size": dims.world_size}
 
 
-def differing_fields(a: dict, b: dict) -> list[str]:
-    """The keys whose values differ between two configs (one side may lack them)."""
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-
-
 def finished_with_another_config(cfg: TrainConfig) -> list[str]:
     """The fields (those that change the result) in which the finished dictionary at
     ``cfg.output_dir`` was trained differently from ``cfg``; [] if none, or if unfinished."""
@@ -194,38 +223,26 @@ def finished_with_another_config(cfg: TrainConfig) -> list[str]:
     return differing_fields(trained, cfg.model_dump(mode="json", exclude=UNCOMPARED))
 
 
-def _prepare_output(cfg: TrainConfig) -> None:
-    out = cfg.output_dir
-    if (out / METRICS_NAME).is_file():
-        if not cfg.overwrite:
-            raise ConfigError(
-                f"{out} already holds a finished dictionary; set overwrite=true to replace it or "
-                "choose another output_dir"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def _resume(cfg: TrainConfig, trainer: Trainer, device: torch.device, dims: ParallelDims) -> int:
-    """Load the checkpoint of an interrupted run of this config; the step it had reached."""
+def _resume(cfg: TrainConfig, work: Path, trainer: Trainer, device: torch.device, dims: ParallelDims) -> int:
+    """Load the checkpoint in ``work`` of an interrupted run of this config; the step it had reached."""
     rank = trainer.comm.rank
-    found = load_checkpoint(cfg.output_dir, device, rank)
+    found = load_checkpoint(work, device, rank)
     _check_same_step(trainer.comm, found[0]["step"] if found else -1, device)
     if found is None:
         if rank == 0:
-            (cfg.output_dir / "train_log.jsonl").unlink(missing_ok=True)
+            (work / "train_log.jsonl").unlink(missing_ok=True)
         return 0
     state, config = found
     differ = differing_fields(config, _compared(cfg, dims))
     if differ:
         raise ConfigError(
-            f"{cfg.output_dir} holds a checkpoint of a different run (fields {differ} differ); run "
+            f"{work} holds a checkpoint of a different run (fields {differ} differ); run "
             "that config to resume it, or delete the checkpoint/ directory to start over"
         )
     _check_shapes(cfg, trainer.dictionary, state["dictionary"])
     trainer.load_state_dict(state)
     if rank == 0:
-        _truncate_log(cfg.output_dir / "train_log.jsonl", trainer.step)
+        _truncate_log(work / "train_log.jsonl", trainer.step)
     return trainer.step
 
 
@@ -261,9 +278,8 @@ def _truncate_log(path: Path, step: int) -> None:
         path.write_text("".join(line + "\n" for line in kept))
 
 
-def _save(cfg: TrainConfig, dictionary: Dictionary, final: dict[str, float], comm: Collectives) -> None:
-    """Every rank calls this (the shards are gathered); rank 0 writes."""
-    out = cfg.output_dir
+def _save(cfg: TrainConfig, out: Path, dictionary: Dictionary, final: dict[str, float], comm: Collectives) -> None:
+    """Every rank calls this (the shards are gathered); rank 0 writes into ``out``."""
     source = {"cache": str(cfg.cache) if cfg.cache else None, "target_cache": str(cfg.target_cache) if cfg.target_cache else None}
     manifest = read_manifest(cfg.cache) if cfg.cache is not None else None
     if manifest is not None:

@@ -25,7 +25,9 @@ from lm_saes.errors import LmSaesError
 from lm_saes.training.data import Pair
 from lm_saes.training.dead import DeadFeatureTracker
 from lm_saes.training.resample import resample_dead
-from lm_saes.training.schedules import dead_after_tokens, lr_at, peak_lr, sparsity_scale_at, total_steps
+from lm_saes.training.schedules import (
+    checkpoint_interval, dead_after_tokens, lr_at, peak_lr, sparsity_scale_at, total_steps,
+)
 
 
 class TrainingDiverged(LmSaesError):
@@ -116,7 +118,8 @@ class Trainer:
             start, step_at_start = self._clock
             rate = (self.step - step_at_start) * self.cfg.batch_size / (time.perf_counter() - start)
             on_log(self.log_record(out, x, y, rate))
-        if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0 and not last:
+        every = checkpoint_interval(self.cfg)
+        if every and self.step % every == 0 and not last:
             self.check_finite()
             on_checkpoint()
 

@@ -43,7 +43,7 @@ def read_cache(hook_dir: Path) -> dict[str, torch.Tensor]:
 
 def expected_contexts(cfg: GenerateConfig):
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.name)
-    return build_contexts(load_texts(cfg.data), tokenizer, cfg.data, tokenizer.bos_token_id, tokenizer.pad_token_id)
+    return build_contexts(load_texts(cfg.data), tokenizer, cfg.data, tokenizer.pad_token_id)
 
 
 def hf_hidden_states(model_dir: Path, tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -256,3 +256,46 @@ def test_generated_cache_reads_back_through_open_cache(tmp_path, model_dir, data
     shard.write_bytes(shard.read_bytes()[:-10])  # truncated, e.g. by a full disk
     with pytest.raises(Exception, match=str(shard)):
         open_cache(hook_dir)
+
+
+@pytest.mark.parametrize("overwrite", ["false", "true"])
+def test_a_dictionary_or_model_directory_is_refused_and_stays_loadable(tmp_path, model_dir, dataset_file, capsys,
+                                                                       overwrite):
+    from lm_saes.cli import main
+    from lm_saes.config import TrainConfig
+    from lm_saes.dictionaries import Dictionary
+    from lm_saes.training.train import train
+
+    sae = tmp_path / "sae"
+    train(TrainConfig.model_validate(dict(dictionary={"kind": "topk", "d_sae": 16, "k": 2}, output_dir=sae,
+                                          total_tokens=256, batch_size=64, progress=False, device="cpu")),
+          batches=[torch.randn(64, 8) for _ in range(4)])
+    for target, why in [(sae, "holds a dictionary, not an activation cache"), (model_dir, "no lm-saes stage recorded")]:
+        files = {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()}
+        code = main(["generate", "--set", f"model.name={model_dir}", "--set", f"data.path={dataset_file}",
+                     "--set", f'hooks={json.dumps(HOOKS)}', "--set", f"output_dir={target}",
+                     "--set", f"overwrite={overwrite}"])
+        err = capsys.readouterr().err
+        assert code == 2 and why in err and len(err.strip().splitlines()) == 1
+        assert {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == files
+    Dictionary.from_pretrained(sae)
+
+
+def test_a_bert_encoder_caches_cls_text_sep_contexts_and_1d_rows_without_them(tmp_path, bert_dir, dataset_file):
+    from transformers import BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(bert_dir)
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    hook = "blocks.1.hook_resid_post"
+    base = [f"model.name={bert_dir}", f"data.path={dataset_file}", "data.context_size=16", "data.max_tokens=640",
+            f'hooks=["{hook}"]', "progress=false", "disk_headroom_gb=0", "dtype=float32"]
+    generate(load_config(GenerateConfig, None, [*base, f"output_dir={tmp_path / '2d'}", "layout=2d"]))
+    whole = read_cache(tmp_path / "2d" / hook)
+    assert (whole["tokens"][:, 0] == cls).all() and (whole["tokens"][:, -1] == sep).all()
+    with torch.no_grad():  # the encoder saw exactly these framed contexts
+        hidden = BertModel.from_pretrained(bert_dir).eval()(whole["tokens"].long(), output_hidden_states=True)
+    torch.testing.assert_close(whole["activations"], hidden.hidden_states[2], atol=1e-4, rtol=1e-4)
+    generate(load_config(GenerateConfig, None, [*base, f"output_dir={tmp_path / '1d'}", "layout=1d"]))
+    rows = read_cache(tmp_path / "1d" / hook)["tokens"]
+    framing = torch.isin(whole["tokens"], torch.tensor([cls, sep]))
+    assert not torch.isin(rows, torch.tensor([cls, sep])).any() and len(rows) == int((~framing).sum())

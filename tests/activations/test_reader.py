@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -184,3 +185,15 @@ def test_too_many_ranks_for_the_shards(cache_1d):
     cache, _ = cache_1d
     with pytest.raises(CacheError, match="smaller shard_size_mb"):
         cache.batches(64, world_size=len(SHARD_ROWS) + 1)
+
+
+def test_stages_verify_checksums_when_they_read_the_whole_cache(tmp_path, write_cache):
+    written = write_cache(tmp_path / "hook", "1d", [10, 10], D)
+    manifest = json.loads((written.hook_dir / "manifest.json").read_text())
+    manifest["shards"][1]["sha256"] = "0" * 64  # an edited manifest
+    (written.hook_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CacheError, match="shard-00001.safetensors does not match the sha256"):
+        open_cache(written.hook_dir, verify="auto", reads=20)  # reads all 20 vectors: checksums
+    with pytest.raises(CacheError, match="shard-00001.safetensors does not match the sha256"):
+        open_cache(written.hook_dir, verify="auto")  # reads unknown: the whole cache
+    assert open_cache(written.hook_dir, verify="auto", reads=5).n_tokens == 20  # a fraction: sizes only

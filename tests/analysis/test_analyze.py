@@ -263,3 +263,20 @@ def test_the_gpu_gives_the_cpu_results(result, cache_dir, dictionary_dir, tokeni
     summary, docs = run(cache_dir, dictionary_dir, tokenizer, W_U, device="cuda")
     assert_same(docs, result[1], rel=1e-4, abs=1e-5)
     assert summary["n_tokens"] == result[0]["n_tokens"]
+
+
+def test_a_manifest_with_a_wrong_sha256_fails_analyze_naming_the_shard(tmp_path, cache_dir, dictionary_dir, capsys):
+    import shutil
+
+    from lm_saes.cli import main
+
+    hook = tmp_path / "edited"
+    shutil.copytree(cache_dir, hook)
+    manifest = json.loads((hook / "manifest.json").read_text())
+    manifest["shards"][-1]["sha256"] = "0" * 64
+    (hook / "manifest.json").write_text(json.dumps(manifest))
+    code = main(["analyze", "--set", f"dictionary={dictionary_dir}", "--set", f"cache={hook}",
+                 "--set", f"store.data_dir={tmp_path / 'store'}", "--set", "device=cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{hook / manifest['shards'][-1]['file']} does not match the sha256" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "store").exists()

@@ -13,7 +13,7 @@ from lm_saes.analysis.contexts import context_batches, n_stream_contexts
 def test_batches_cover_the_cache_in_order(cache_dir, truth, tokenizer, batch_size):
     cache = open_cache(cache_dir)
     assert len(cache.shards) > 2  # batches straddle shard boundaries
-    batches = list(context_batches(cache, batch_size, torch.device("cpu"), tokenizer.bos_token_id))
+    batches = list(context_batches(cache, batch_size, torch.device("cpu"), {tokenizer.bos_token_id}))
     assert [b.first for b in batches] == list(range(0, len(truth.tokens), batch_size))
     assert all(len(b.tokens) == batch_size for b in batches[:-1])
     assert torch.equal(torch.cat([b.context_ids for b in batches]), truth.context_ids)
@@ -26,7 +26,7 @@ def test_batches_cover_the_cache_in_order(cache_dir, truth, tokenizer, batch_siz
 def test_max_contexts_and_include_bos(cache_dir, truth, tokenizer):
     cache = open_cache(cache_dir)
     assert n_stream_contexts(cache, 45) == 45 and n_stream_contexts(cache, None) == len(truth.tokens)
-    batches = list(context_batches(cache, 10, torch.device("cpu"), tokenizer.bos_token_id, include_bos=True,
+    batches = list(context_batches(cache, 10, torch.device("cpu"), {tokenizer.bos_token_id}, include_bos=True,
                                    max_contexts=45))
     assert [len(b.tokens) for b in batches] == [10, 10, 10, 10, 5]
     assert torch.equal(torch.cat([b.analyzed for b in batches]), truth.valid[:45])

@@ -104,3 +104,24 @@ def test_the_store_records_local_paths_absolute(cfg, dictionary_dir, model_dir, 
         source = store.dictionary("tiny-sae")["source"]
     assert source["model"] == str(model_dir.resolve()) and source["cache"] == str(cfg.cache.resolve())
     assert absolute_paths({"model": "gpt2", "hook_in": "blocks.0.hook_resid_pre"})["model"] == "gpt2"
+
+
+def test_a_second_dictionary_under_a_taken_name_is_refused_with_the_fix(cfg, dictionary_dir, tmp_path, capsys):
+    import shutil
+
+    first = cfg.model_copy(update={"dictionary_name": None})  # stored as its directory's name, "sae"
+    run_analysis(first)
+    other = tmp_path / "other" / dictionary_dir.name
+    shutil.copytree(dictionary_dir, other)
+    args = ["analyze", "--set", f"dictionary={other}", "--set", f"cache={cfg.cache}", "--set", "device=cpu",
+            "--set", f"store.data_dir={cfg.store.data_dir}", "--set", "progress=false", "--set", "n_bands=0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"already holds a dictionary named 'sae', from {dictionary_dir.resolve()}" in err
+    assert "--set dictionary_name=other-sae" in err and "--set replace_stored=true" in err
+    with open_store(cfg.store) as store:
+        assert store.dictionary("sae")["path"] == str(dictionary_dir.resolve())
+    assert main([*args, "--set", "dictionary_name=other-sae"]) == 0  # the fix it names
+    with open_store(cfg.store) as store:
+        assert {d["name"]: d["path"] for d in store.dictionaries()} == {
+            "sae": str(dictionary_dir.resolve()), "other-sae": str(other.resolve())}

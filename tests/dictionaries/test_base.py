@@ -4,6 +4,7 @@ folding the training scales into saved weights, and loading bad directories."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -204,3 +205,15 @@ def test_jumprelu_thresholds_start_at_a_quantile_of_the_pre_activations(make):
     fixed = make("jumprelu", 4, 2, initial_threshold=0.25)
     fixed.init_activation(x)
     assert torch.allclose(fixed.threshold, torch.full((4,), 0.25))
+
+
+def test_weights_with_nan_or_inf_are_refused_naming_the_tensor_but_log_zero_is_kept():
+    from lm_saes.dictionaries.base import check_finite
+
+    good = {"W_dec": torch.ones(2, 3), "log_threshold": torch.tensor([0.0, -math.inf]), "count": torch.arange(3)}
+    check_finite(good, "dir/weights.safetensors")  # log(0) = -inf is a JumpReLU threshold of 0
+    for name, value in [("W_dec", math.nan), ("W_dec", math.inf), ("log_threshold", math.inf)]:
+        bad = {k: v.clone() for k, v in good.items()}
+        bad[name].view(-1)[0] = value
+        with pytest.raises(LmSaesError, match=f"dir/weights.safetensors: tensor '{name}' holds 1 NaN or infinite"):
+            check_finite(bad, "dir/weights.safetensors")

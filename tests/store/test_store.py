@@ -165,7 +165,7 @@ def test_the_public_surface_is_pinned():
     assert public(Store) == [
         "analyses", "analysis", "begin_analysis", "caches", "close", "connect", "count", "count_features",
         "delete_dictionary", "delete_run_features", "dictionaries", "dictionary", "errors", "feature",
-        "features", "models", "public_run", "retire_runs", "set_interpretation", "sweep", "sweeps",
+        "features", "models", "name_holder", "public_run", "retire_runs", "set_interpretation", "sweep", "sweeps",
         "upsert_cache", "upsert_dictionary", "upsert_model", "upsert_sweep",
     ]
     assert public(AnalysisWriter) == ["abort", "complete", "status", "write_features"]

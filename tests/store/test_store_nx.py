@@ -164,3 +164,42 @@ def test_a_reader_never_creates_a_store(store_cfg, tmp_path):
     assert f"no analysis store in {tmp_path / 'work' / 'store'}" in message
     assert "--set data_dir=PATH" in message and "MONGO_URI" in message
     assert not (tmp_path / "work").exists()
+
+
+def test_a_name_held_by_another_artifact_is_refused_unless_replaced(store, feature):
+    from lm_saes.artifacts import directory_identity
+    from lm_saes.store.store import NameTakenError
+
+    a, b = directory_identity("/runs/a/topk"), directory_identity("/runs/other/topk")
+    store.upsert_dictionary("topk", {"path": "/runs/a/topk", "d_sae": 6}, identity=a)
+    _run_of(store, "topk", feature)
+    store.upsert_dictionary("topk", {"path": "/runs/a/topk", "d_sae": 6}, identity=a)  # the same artifact again
+    with pytest.raises(NameTakenError, match="from /runs/a/topk") as taken:
+        store.upsert_dictionary("topk", {"path": "/runs/other/topk", "d_sae": 4}, identity=b)
+    assert taken.value.holder["path"] == "/runs/a/topk"
+    assert store.dictionary("topk")["d_sae"] == 6 and store.analysis("topk") is not None
+    assert store.name_holder(DICTIONARIES, "topk", b)["path"] == "/runs/a/topk"
+    assert store.name_holder(DICTIONARIES, "topk", a) is None
+    store.upsert_dictionary("topk", {"path": "/runs/other/topk", "d_sae": 4}, identity=b, replace=True)
+    assert store.dictionary("topk")["d_sae"] == 4 and store.analysis("topk") is None  # the old analyses went too
+    store.upsert_sweep("s", {"output_dir": "/runs/s1", "status": "complete"}, identity=directory_identity("/runs/s1"))
+    with pytest.raises(NameTakenError):
+        store.upsert_sweep("s", {"output_dir": "/runs/s2", "status": "running"}, identity=directory_identity("/runs/s2"))
+    assert store.sweep("s")["status"] == "complete"
+
+
+def test_a_record_written_before_identities_is_identified_by_its_directory(store):
+    from lm_saes.artifacts import directory_identity
+    from lm_saes.store.store import NameTakenError
+
+    store.upsert_dictionary("old", {"path": "/runs/a/old"})  # no identity: an older lm-saes wrote it
+    store.upsert_dictionary("old", {"path": "/runs/a/old", "v": 2}, identity=directory_identity("/runs/a/old"))
+    assert store.dictionary("old")["v"] == 2
+    with pytest.raises(NameTakenError):
+        store.upsert_dictionary("old", {"path": "/runs/b/old"}, identity=directory_identity("/runs/b/old"))
+
+
+def _run_of(store, name, feature, n=6):
+    with store.begin_analysis(name, n_features=n) as w:
+        w.write_features(feature(i, 1.0) for i in range(n))
+        w.complete({})

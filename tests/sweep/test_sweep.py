@@ -18,7 +18,7 @@ import torch
 
 from lm_saes.config import EvalConfig, StoreConfig, validate_config
 from lm_saes.dictionaries import Dictionary
-from lm_saes.errors import ConfigError, StoreError
+from lm_saes.errors import CacheError, ConfigError, StoreError
 from lm_saes.evaluation.run import evaluate
 from lm_saes.store import open_store
 from lm_saes.store.embedded import stop_server
@@ -296,3 +296,37 @@ def test_a_store_that_dies_mid_sweep_loses_nothing(sweep_cache, tmp_path, monkey
             assert s.sweep("tiny")["rows"] == again.record["rows"]
     finally:
         stop_server(store.data_dir)
+
+
+def test_a_sweep_of_a_taken_name_from_another_output_dir_is_refused_before_training(sweep_cache, tmp_path):
+    from lm_saes.artifacts import directory_identity
+
+    store = StoreConfig(data_dir=tmp_path / "store", timeout_s=5)
+    finished = {"output_dir": str(tmp_path / "first"), "status": "complete", "rows": [{"name": "topk-k2"}]}
+    try:
+        with open_store(store) as s:
+            s.upsert_sweep("tiny", finished, identity=directory_identity(tmp_path / "first"))
+        data = sweep_data(sweep_cache, tmp_path / "second", record=True, store=store.model_dump(mode="json"))
+        with pytest.raises(ConfigError, match=r"already holds a sweep named 'tiny', from .*first.*--set name=.*"
+                                              r"--set replace_stored=true"):
+            run_sweep(validate_config(SweepConfig, data))
+        assert not (tmp_path / "second").exists()  # nothing trained, no directory left
+        with open_store(store) as s:
+            assert s.sweep("tiny")["status"] == "complete" and s.sweep("tiny")["output_dir"] == finished["output_dir"]
+    finally:
+        stop_server(store.data_dir)
+
+
+def test_a_sweep_that_fails_leaves_no_empty_directories(sweep_cache, tmp_path):
+    import shutil
+
+    hook = tmp_path / "corrupt" / sweep_cache.name
+    shutil.copytree(sweep_cache, hook)
+    manifest = json.loads((hook / "manifest.json").read_text())
+    manifest["shards"][0]["sha256"] = "0" * 64
+    (hook / "manifest.json").write_text(json.dumps(manifest))
+    data = sweep_data(hook, tmp_path / "sweep", baselines=[])
+    data["train"]["total_tokens"] = 1_000_000  # reads the whole cache: its checksums are verified
+    with pytest.raises(CacheError, match="does not match the sha256"):
+        run_sweep(validate_config(SweepConfig, data))
+    assert not (tmp_path / "sweep").exists()

@@ -8,7 +8,8 @@ import torch
 from lm_saes.config import TrainConfig
 from lm_saes.training.dead import DeadFeatureTracker
 from lm_saes.training.schedules import (
-    dead_after_tokens, lr_at, peak_lr, resolved_schedule, sparsity_scale_at, total_steps, warmup_steps,
+    checkpoint_interval, dead_after_tokens, lr_at, peak_lr, resolved_schedule, sparsity_scale_at, total_steps,
+    warmup_steps,
 )
 
 
@@ -52,7 +53,8 @@ def test_defaults_scale_with_the_run():
     assert dead_after_tokens(config(total_tokens=100, batch_size=100)) == 100  # never under one batch
     assert dead_after_tokens(config(dead_after_tokens=7)) == 7
     assert resolved_schedule(cfg) == {"lr": pytest.approx(4e-4), "lr_warmup_steps": 1, "steps": 100,
-                                      "lr_decay_steps": 20, "sparsity_warmup_steps": 5, "dead_after_tokens": 333}
+                                      "lr_decay_steps": 20, "sparsity_warmup_steps": 5, "dead_after_tokens": 333,
+                                      "checkpoint_every": 10}
 
 
 def test_dead_features_counted_in_tokens_since_last_firing():
@@ -68,3 +70,13 @@ def test_dead_features_counted_in_tokens_since_last_firing():
 def test_config_rejects_less_than_one_batch():
     with pytest.raises(Exception, match="less than one batch"):
         config(total_tokens=5)
+
+
+def test_checkpoints_by_default_every_tenth_of_the_run():
+    def interval(**fields):
+        return checkpoint_interval(config(batch_size=4096, **fields))
+
+    assert interval(total_tokens=1_000_000) == 24  # the quick start's 244 steps
+    assert interval(total_tokens=4096 * 5) == 1  # shorter than ten steps: every step
+    assert interval(total_tokens=1_000_000, checkpoint_every=7) == 7
+    assert interval(total_tokens=1_000_000, checkpoint_every=0) == 0  # only at the end

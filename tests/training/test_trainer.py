@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 import json
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import torch
 
 from lm_saes.activations.generate import generate
 from lm_saes.activations.reader import open_cache
+from lm_saes.artifacts import staging_dir
 from lm_saes.config import GenerateConfig, TrainConfig, load_config
 from lm_saes.dictionaries import Dictionary
 from lm_saes.errors import CacheError, ConfigError, LmSaesError
@@ -230,3 +232,57 @@ def test_a_checkpoint_over_data_of_another_width_is_refused(tmp_path):
         train(cfg(4), batches=narrow)  # leaves a checkpoint at step 2
     with pytest.raises(ConfigError, match=r"another width .*W_enc \(8, 16\) -> \(12, 16\)"):
         train(cfg(4), batches=[torch.randn(64, 12) for _ in range(4)])
+
+
+@pytest.mark.slow
+def test_overwrite_killed_mid_run_leaves_the_old_dictionary_loadable_and_resumes(cache_root, tmp_path):
+    out = tmp_path / "sae"
+    train(config(cache_root, out, "total_tokens=2560"))
+    old = Dictionary.from_pretrained(out).state_dict()
+    args = [a for a in overrides(cache_root, out, "total_tokens=64000", "seed=1", "overwrite=true")
+            if not a.startswith("checkpoint_every")]  # the default: a checkpoint every tenth of the run
+    cmd = [sys.executable, "-m", "lm_saes", "train"] + [x for a in args for x in ("--set", a)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    staged = staging_dir(out)
+    deadline = time.monotonic() + 300
+    while not checkpoint_path(staged).is_file():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = Dictionary.from_pretrained(out).state_dict()  # the finished dictionary is still whole
+    assert all(torch.equal(kept[k], old[k]) for k in old)
+    state, _ = load_checkpoint(staged, torch.device("cpu"))
+    assert 0 < state["step"] < 250
+    result = train(load_config(TrainConfig, None, args))  # the same command again: resumes the replacement
+    assert result.resumed_from_step == state["step"] and not staged.exists()
+    assert json.loads((out / "artifact.json").read_text())["config"]["seed"] == 1
+    assert not torch.equal(Dictionary.from_pretrained(out).W_dec, old["W_dec"])
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_directory(tmp_path):
+    batches = [torch.randn(64, 16) for _ in range(30)]
+    batches[1][0, 0] = float("nan")  # diverges at step 2, before the first checkpoint (step 3)
+    cfg = TrainConfig.model_validate(dict(
+        dictionary={"kind": "topk", "d_sae": 32, "k": 4}, output_dir=tmp_path / "out", total_tokens=64 * 30,
+        batch_size=64, log_every=5, progress=False, normalization_batches=1, lr_warmup_steps=1,
+    ))
+    with pytest.raises(TrainingDiverged):
+        train(cfg, batches=batches)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_manifest_with_a_wrong_sha256_fails_train_naming_the_shard(cache_root, tmp_path, capsys):
+    from lm_saes.cli import main
+
+    hook = tmp_path / "edited" / RESID
+    shutil.copytree(cache_root / RESID, hook)
+    manifest = json.loads((hook / "manifest.json").read_text())
+    manifest["shards"][0]["sha256"] = "f" * 64
+    (hook / "manifest.json").write_text(json.dumps(manifest))
+    args = overrides(cache_root, tmp_path / "sae", f"cache={hook}")
+    assert main(["train", *[x for a in args for x in ("--set", a)]]) == 2
+    err = capsys.readouterr().err
+    assert f"{hook / manifest['shards'][0]['file']} does not match the sha256" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sae").exists()
