@@ -53,7 +53,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs of each kind")
-    parser.add_argument("--reader-threads", type=int, default=2, help="the reader's gathering threads")
+    parser.add_argument("--reader-threads", type=int, help="the reader's gathering threads (default: its own, "
+                        "0 on the CPU, 2 on CUDA)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--train-tokens-per-s", type=float, default=1.7e6,
                         help="training throughput whose reading needs are reported (PERF.md's target)")

@@ -18,9 +18,11 @@ every shard it lists exists with the recorded size; ``verify="sha256"`` also che
    other, cut into batches. A batch's rows are gathered straight from the memory-mapped shards
    (a 1d shard is never copied whole), grouped by shard within the batch; the kernel reads the
    next group's files ahead (``posix_fadvise``) while this one is gathered.
-3. Background threads gather up to ``prefetch`` batches ahead of the consumer, several at once
-   (into pinned memory on CUDA); the consumer moves each to the device (asynchronously from
-   pinned memory) and converts its dtype there. On the CPU the threads convert it.
+3. For an accelerator, background threads gather up to ``prefetch`` batches ahead of the
+   consumer, several at once, into pinned memory (a batch no thread has started yet when it is
+   wanted is gathered by the consumer itself); the consumer moves each batch to the device
+   (asynchronously) and converts its dtype there. On the CPU the consumer gathers and converts
+   each batch itself by default.
 
 A 2d cache streams its valid (unmasked) token vectors the same way, so it can train an SAE too.
 """
@@ -28,6 +30,7 @@ A 2d cache streams its valid (unmasked) token vectors the same way, so it can tr
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -85,6 +88,7 @@ class ActivationCache:
     def __init__(self, hook_dir: Path, manifest: Manifest) -> None:
         self.hook_dir = Path(hook_dir)
         self.manifest = manifest
+        self._maps: dict[int, Tensor] = {}  # 1d shards mapped by an earlier epoch (see _token_rows)
 
     @property
     def d_model(self) -> int:
@@ -164,7 +168,7 @@ class ActivationCache:
         dtype: torch.dtype | None = None,
         buffer_shards: int = 4,
         prefetch: int = 4,
-        threads: int = 2,
+        threads: int | None = None,
         drop_last: bool = False,
         pin_memory: bool | None = None,
     ) -> Iterator[Float[Tensor, "batch d_model"]]:
@@ -175,17 +179,22 @@ class ActivationCache:
         rank) alone: ``buffer_shards`` shards are mixed together, and within a batch the rows of
         one shard come together. ``shuffle=False`` reads the rank's shards in file order without
         mixing. ``threads`` background threads gather up to ``prefetch`` batches ahead of the
-        consumer; the shards themselves are only mapped, so host memory holds no more than those
-        batches (the page cache holds the files). ``pin_memory`` defaults to True on CUDA.
-        Stopping early (``break``, ``close()``) stops the threads.
+        consumer (default: 2 for an accelerator; 0 for the CPU, where the consumer gathers each
+        batch itself, since threads would only take cores from the step that consumes it); the
+        shards themselves are only mapped, so host memory holds no more than those batches (the
+        page cache holds the files). ``pin_memory`` defaults to True on CUDA. Stopping early
+        (``break``, ``close()``) stops the threads.
         """
-        sizes = dict(batch_size=batch_size, buffer_shards=buffer_shards, prefetch=prefetch, threads=threads)
+        device = torch.device(device)
+        threads = (0 if device.type == "cpu" else 2) if threads is None else threads
+        sizes = dict(batch_size=batch_size, buffer_shards=buffer_shards, prefetch=prefetch)
         for name, value in sizes.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, not {value}")
+        if threads < 0:
+            raise ValueError(f"threads must be at least 0, not {threads}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), not {rank}")
-        device = torch.device(device)
         pin = device.type == "cuda" if pin_memory is None else pin_memory
         dtype = dtype or self.dtype
         shard_ids = self.rank_shards(world_size, shuffle=shuffle, seed=seed, epoch=epoch)[rank]
@@ -193,7 +202,8 @@ class ActivationCache:
         mixer = _seeded_generator(seed, epoch, 1, rank)
         host_dtype = dtype if device.type == "cpu" else self.dtype  # off the CPU, convert on the device
         plans = self._batch_plans(groups, batch_size, shuffle, mixer, drop_last)
-        gathered = _in_parallel(plans, lambda plan: _gather(plan, pin, host_dtype), threads, prefetch)
+        gather = functools.partial(_gather, pin=pin, dtype=host_dtype)
+        gathered = _in_parallel(plans, gather, threads, prefetch) if threads else (gather(p) for p in plans)
         return _to_device(gathered, device, dtype, pin)
 
     def rank_shards(
@@ -249,11 +259,21 @@ class ActivationCache:
         return int(self.load_shard(i, ["mask"])["mask"].sum())
 
     def _token_rows(self, i: int) -> Float[Tensor, "tokens d_model"]:
-        """Shard ``i``'s activation vectors: every row in 1d, unmasked positions in 2d."""
-        if self.layout == "1d":
-            return self.load_shard(i, ["activations"])["activations"]
-        shard = self.load_shard(i, ["activations", "mask"])
-        return shard["activations"][shard["mask"]]
+        """Shard ``i``'s activation vectors: every row in 1d, unmasked positions in 2d.
+
+        A 1d cache that fits in half the machine's memory keeps its shards mapped once an epoch
+        has mapped them, so that later epochs gather from pages already mapped instead of
+        faulting each one in again; a larger one is mapped afresh each time (its pages would
+        not stay in the page cache anyway)."""
+        if self.layout == "2d":
+            shard = self.load_shard(i, ["activations", "mask"])
+            return shard["activations"][shard["mask"]]
+        if i in self._maps:
+            return self._maps[i]
+        rows = self.load_shard(i, ["activations"])["activations"]
+        if sum(shard.bytes for shard in self.shards) <= physical_memory() / 2:
+            self._maps[i] = rows
+        return rows
 
     def _batch_plans(
         self, groups: list[list[int]], batch_size: int, shuffle: bool, mixer: torch.Generator, drop_last: bool
@@ -328,6 +348,14 @@ def _gather(plan: _Plan, pin: bool, dtype: torch.dtype) -> Float[Tensor, "batch 
     return out.to(dtype)
 
 
+def physical_memory() -> int:
+    """Bytes of RAM on this machine (0 where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
 def _seeded_generator(*key: int) -> torch.Generator:
     """A torch generator seeded from non-negative integers, e.g. (seed, epoch, purpose, rank)."""
     return torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
@@ -355,18 +383,25 @@ def _in_parallel(
     items: Iterator[T], work: Callable[[T], R], threads: int, depth: int
 ) -> Generator[R, None, None]:
     """``work(item)`` for every item, in order, computed by ``threads`` background threads up to
-    ``depth`` items ahead of the consumer. An exception raised by ``work`` is re-raised here;
-    closing this generator cancels what is queued and joins the threads."""
+    ``depth`` items ahead of the consumer. An item no thread has started when the consumer wants
+    it is worked on by the consumer itself, so it never sits waiting for a thread to be scheduled
+    (on a busy machine that wait costs more than the work). An exception raised by ``work`` is
+    re-raised here; closing this generator cancels what is queued and joins the threads."""
     pool = ThreadPoolExecutor(threads, thread_name_prefix=THREAD_NAME)
-    pending: collections.deque[Future[R]] = collections.deque()
+    pending: collections.deque[tuple[Future[R], T]] = collections.deque()
+
+    def next_result() -> R:
+        future, item = pending.popleft()
+        return work(item) if future.cancel() else future.result()
+
     try:
         for item in items:
-            pending.append(pool.submit(work, item))
+            pending.append((pool.submit(work, item), item))
             if len(pending) > depth:
-                yield pending.popleft().result()
+                yield next_result()
         while pending:
-            yield pending.popleft().result()
+            yield next_result()
     finally:
-        for future in pending:
+        for future, _ in pending:
             future.cancel()
         pool.shutdown(wait=True)

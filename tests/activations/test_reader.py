@@ -8,6 +8,7 @@ import threading
 import pytest
 import torch
 
+from lm_saes.activations import reader
 from lm_saes.activations.reader import THREAD_NAME, ActivationCache, _Group, _seeded_generator, open_cache
 from lm_saes.errors import CacheError
 
@@ -64,19 +65,35 @@ def reference_epoch(cache: ActivationCache, batch_size: int, *, seed=0, epoch=0,
             for batch, place in zip(torch.cat(ids).split(batch_size), torch.cat(shard_place).split(batch_size))]
 
 
-@pytest.mark.parametrize("batch_size, buffer_shards, world_size, shuffle", [
-    (64, 4, 1, True), (333, 3, 1, True), (100, 1, 1, True), (97, 2, 2, True), (128, 4, 1, False),
+@pytest.mark.parametrize("batch_size, buffer_shards, world_size, shuffle, threads", [
+    (64, 4, 1, True, 3), (64, 4, 1, True, 0), (333, 3, 1, True, 2), (100, 1, 1, True, 1), (97, 2, 2, True, 3),
+    (128, 4, 1, False, 2),
 ])
 def test_stream_is_the_plain_permutation_of_each_group(cache_1d, token_ids, batch_size, buffer_shards,
-                                                       world_size, shuffle):
-    """The gathering threads reproduce the reference stream exactly, batch by batch."""
+                                                       world_size, shuffle, threads):
+    """The gathering (by threads, or by the consumer) reproduces the reference stream exactly."""
     cache, _ = cache_1d
     for rank in range(world_size):
         kwargs = dict(seed=5, epoch=2, rank=rank, world_size=world_size, buffer_shards=buffer_shards, shuffle=shuffle)
-        streamed = [token_ids(b) for b in cache.batches(batch_size, threads=3, **kwargs)]
+        streamed = [token_ids(b) for b in cache.batches(batch_size, threads=threads, **kwargs)]
         expected = reference_epoch(cache, batch_size, **kwargs)
         assert len(streamed) == len(expected)
         assert all(torch.equal(a, b) for a, b in zip(streamed, expected))
+
+
+@pytest.mark.parametrize("fits_in_memory", [True, False])
+def test_a_cache_that_fits_in_memory_stays_mapped_between_epochs(tmp_path, write_cache, token_ids, monkeypatch,
+                                                                 fits_in_memory):
+    written = write_cache(tmp_path / "hook", "1d", SHARD_ROWS, D)
+    cache = open_cache(written.hook_dir)
+    if not fits_in_memory:
+        monkeypatch.setattr(reader, "physical_memory", lambda: 2 * sum(s.bytes for s in cache.shards) - 1)
+    mapped = []
+    load = cache.load_shard
+    monkeypatch.setattr(cache, "load_shard", lambda i, names=None: mapped.append(i) or load(i, names))
+    epochs = [torch.cat([token_ids(b) for b in cache.batches(64, epoch=e)]) for e in range(3)]
+    assert all(torch.equal(ids.sort().values, written.token_ids) for ids in epochs)
+    assert sorted(mapped) == sorted(range(len(SHARD_ROWS)) if fits_in_memory else 3 * list(range(len(SHARD_ROWS))))
 
 
 def test_without_shuffle_tokens_come_in_file_order(cache_1d, token_ids):
@@ -177,7 +194,7 @@ def test_garbage_shard_fails_in_the_consumer_not_the_thread(tmp_path, write_cach
     with pytest.raises(CacheError, match=f"{shard.name} is not valid safetensors"):
         cache.load_shard(2)
     with pytest.raises(CacheError, match=shard.name):
-        list(cache.batches(16, shuffle=False))
+        list(cache.batches(16, shuffle=False, threads=2))
     assert not reader_threads()
 
 
@@ -200,7 +217,7 @@ def test_error_opening_a_shard_reaches_the_consumer(cache_1d, monkeypatch):
 
     monkeypatch.setattr(ActivationCache, "_token_rows", fail_on_third_shard)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        list(cache.batches(64, shuffle=False))
+        list(cache.batches(64, shuffle=False, threads=2))
     assert not reader_threads()
 
 
@@ -225,7 +242,9 @@ def test_stopping_early_stops_the_thread(cache_1d):
         assert 1 <= len(reader_threads()) <= 3
         break
     assert not reader_threads()
-    batches = cache.batches(16)
+    for _ in cache.batches(16):
+        assert not reader_threads()  # on the CPU the consumer gathers by default
+    batches = cache.batches(16, threads=2)
     assert not reader_threads()  # nothing starts before the first batch is asked for
     next(batches)
     batches.close()
