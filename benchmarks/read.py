@@ -9,9 +9,13 @@ it once to warm the page cache, then alternates, ``--repeats`` times:
 
 The consumer touches every batch (a sum) and CUDA is synchronized before each clock reading, so
 asynchronous copies are counted. Prints one JSON object; ``ratio`` = reader / in_memory
-throughput, from the median times (target: >= 0.9).
+throughput, from the median times (target: >= 0.9), with every repeat's ratio beside it.
+``training_needs`` is the read rate training at ``--train-tokens-per-s`` (PERF.md's target for
+one TopK SAE on an H100, 1.7M tokens/s) asks of the cache at this width and dtype, and
+``reader_over_needs`` how many times over the reader delivers it. On a shared CPU, ``--threads 1``
+keeps other processes' load from distorting torch's own parallel ops.
 
-    python benchmarks/read.py --tokens 500000 --device cpu
+    python benchmarks/read.py --tokens 500000 --device cpu --threads 1 --repeats 9
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs of each kind")
+    parser.add_argument("--reader-threads", type=int, help="the reader's gathering threads (default: its own, "
+                        "0 on the CPU, 2 on CUDA)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
+    parser.add_argument("--train-tokens-per-s", type=float, default=1.7e6,
+                        help="training throughput whose reading needs are reported (PERF.md's target)")
     parser.add_argument("--dir", type=Path, help="write the cache here and keep it (default: temp)")
     return parser.parse_args()
 
@@ -126,12 +135,13 @@ def benchmark(hook_dir: Path, args: argparse.Namespace, device: torch.device) ->
     """Alternate reader and in-memory epochs, so that other load on the machine hits both."""
     write_synthetic_cache(hook_dir, args.tokens, args.d_model, args.shards)
     cache = open_cache(hook_dir)
-    n_batches, n_tokens, _ = consume(cache.batches(args.batch_size, device=device), device)  # warm
+    read = dict(batch_size=args.batch_size, device=device, threads=args.reader_threads)
+    n_batches, n_tokens, _ = consume(cache.batches(**read), device)  # warm
     data = load_all(cache, device)
     consume(in_memory_batches(data, args.batch_size, n_batches), device)  # warm up kernels
     reader, memory = [], []
     for epoch in range(1, args.repeats + 1):
-        reader.append(consume(cache.batches(args.batch_size, device=device, epoch=epoch), device))
+        reader.append(consume(cache.batches(**read, epoch=epoch), device))
         memory.append(consume(in_memory_batches(data, args.batch_size, n_batches), device))
     reader_s = statistics.median(seconds for _, _, seconds in reader)
     memory_s = statistics.median(seconds for _, _, seconds in memory)
@@ -150,13 +160,20 @@ def benchmark(hook_dir: Path, args: argparse.Namespace, device: torch.device) ->
         "repeats": args.repeats,
         "reader": rates(n_batches, n_tokens, reader_s, bytes_per_token),
         "in_memory": rates(n_batches, n_tokens, memory_s, bytes_per_token),
+        "reader_threads": args.reader_threads,
         "ratio": round(memory_s / reader_s, 3),
         "ratio_per_repeat": [round(m[2] / r[2], 3) for r, m in zip(reader, memory)],
+        "target": 0.9,
+        "training_needs": {"tokens_per_s": args.train_tokens_per_s,
+                           "gb_per_s": round(args.train_tokens_per_s * bytes_per_token / 1e9, 3)},
+        "reader_over_needs": round(n_tokens / reader_s / args.train_tokens_per_s, 3),
     }
 
 
 def main() -> None:
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if use_cuda else "cpu")
     if args.dir is not None:

@@ -465,8 +465,8 @@ class AnalyzeConfig(StrictModel):
         None, description="Hook directory of a 2d activation cache of the dictionary's input hook."
     )
     on_the_fly: AnalyzeSourceConfig | None = Field(
-        None, description="Run the model on these contexts instead of reading a cache (twice: the "
-        "band pass runs it again)."
+        None, description="Run the model on these contexts instead of reading a cache (once when "
+        "the codes fit in keep_codes_gb; otherwise the band pass runs it again)."
     )
     name: StoreName = Field("default", description="Name of this analysis (a dictionary may have several).")
     top_k: int = Field(20, ge=0, description="Top activating contexts kept per feature (one per context).")
@@ -484,6 +484,11 @@ class AnalyzeConfig(StrictModel):
         16, gt=0, description="Contexts per encoder batch (memory: batch_size x ctx x d_sae floats)."
     )
     device: str = Field("auto", pattern=DEVICE_PATTERN, description="'auto' (CUDA when present), 'cpu', 'cuda'...")
+    keep_codes_gb: float = Field(
+        4.0, ge=0, description="Host memory for keeping pass 1's sparse activations (about 12 bytes "
+        "per firing token-feature), so that the band pass replays them instead of encoding every "
+        "context again; beyond it (or at 0) the band pass encodes again, with the same results."
+    )
     seed: int = Field(0, ge=0, description="Seed of the random priorities that sample the bands.")
     max_contexts: int | None = Field(
         None, gt=0, description="Analyze only the cache's first contexts (None: all of them)."

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
-venv_ready .venv-peers pyproject.toml scripts/peers.sh scripts/venv.sh && exit 0
+venv_ready .venv-peers pyproject.toml scripts/peers.sh scripts/peers.txt scripts/venv.sh && exit 0
 venv_create .venv-peers
-$PIP install -e . "sae-lens==6.54.12" "eai-sparsify==1.3.3"
+$PIP install -e . -r scripts/peers.txt
 venv_done .venv-peers

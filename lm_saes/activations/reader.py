@@ -16,26 +16,34 @@ less (hashing everything would then cost more than the stage itself).
 1. Shards are split across data-parallel ranks after a shuffle seeded by (seed, epoch): largest
    first, each onto the rank holding the fewest rows. Ranks are disjoint, complete together and
    balanced; ``batches_per_rank`` tells a trainer how many batches each rank will get.
-2. A background thread reads the rank's shards ahead of the consumer and shuffles their tokens
-   together, ``buffer_shards`` shards at a time, seeded by (seed, epoch, rank).
-3. The consumer cuts the mixed rows into batches and moves them to the device (on CUDA from pinned
-   memory, asynchronously), then converts them to the requested dtype there.
+2. The rank's shards are taken ``buffer_shards`` at a time (a group) and their rows permuted
+   together, seeded by (seed, epoch, rank); the epoch is the groups' permuted rows one after the
+   other, cut into batches. A batch's rows are gathered straight from the memory-mapped shards
+   (a 1d shard is never copied whole), grouped by shard within the batch; the kernel reads the
+   next group's files ahead (``posix_fadvise``) while this one is gathered.
+3. For an accelerator, background threads gather up to ``prefetch`` batches ahead of the
+   consumer, several at once, into pinned memory (a batch no thread has started yet when it is
+   wanted is gathered by the consumer itself); the consumer moves each batch to the device
+   (asynchronously) and converts its dtype there. On the CPU the consumer gathers and converts
+   each batch itself by default.
 
 A 2d cache streams its valid (unmasked) token vectors the same way, so it can train an SAE too.
 """
 
 from __future__ import annotations
 
+import collections
+import functools
 import itertools
-import queue
-import threading
+import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, TypeVar
 
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
@@ -43,6 +51,8 @@ from lm_saes.activations.manifest import REGENERATE, Manifest, ShardInfo, Verify
 from lm_saes.errors import CacheError
 
 T = TypeVar("T")
+R = TypeVar("R")
+THREAD_NAME = "lm_saes-cache-reader"
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -70,6 +80,7 @@ class ActivationCache:
     def __init__(self, hook_dir: Path, manifest: Manifest) -> None:
         self.hook_dir = Path(hook_dir)
         self.manifest = manifest
+        self._maps: dict[int, Tensor] = {}  # 1d shards mapped by an earlier epoch (see _token_rows)
 
     @property
     def d_model(self) -> int:
@@ -148,33 +159,44 @@ class ActivationCache:
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
         buffer_shards: int = 4,
-        prefetch: int = 2,
+        prefetch: int = 4,
+        threads: int | None = None,
         drop_last: bool = False,
         pin_memory: bool | None = None,
     ) -> Iterator[Float[Tensor, "batch d_model"]]:
         """Stream this rank's share of one epoch as ``[batch_size, d_model]`` activation batches.
 
         Every token of the epoch is yielded by exactly one of the ``world_size`` ranks; a rank's
-        last batch is smaller unless ``drop_last``. The order is fixed by (seed, epoch, rank);
-        ``shuffle=False`` reads the rank's shards in file order without mixing. ``buffer_shards``
-        shards are shuffled together and ``prefetch`` shards' worth of rows wait ready for the
-        consumer (host memory: about ``2 * buffer_shards + prefetch`` shards). ``pin_memory``
-        defaults to True on CUDA. Stopping early (``break``, ``close()``) stops the thread.
+        last batch is smaller unless ``drop_last``. The stream is a function of (seed, epoch,
+        rank) alone: ``buffer_shards`` shards are mixed together, and within a batch the rows of
+        one shard come together. ``shuffle=False`` reads the rank's shards in file order without
+        mixing. ``threads`` background threads gather up to ``prefetch`` batches ahead of the
+        consumer (default: 2 for an accelerator; 0 for the CPU, where the consumer gathers each
+        batch itself, since threads would only take cores from the step that consumes it); the
+        shards themselves are only mapped, so host memory holds no more than those batches (the
+        page cache holds the files). ``pin_memory`` defaults to True on CUDA. Stopping early
+        (``break``, ``close()``) stops the threads.
         """
+        device = torch.device(device)
+        threads = (0 if device.type == "cpu" else 2) if threads is None else threads
         sizes = dict(batch_size=batch_size, buffer_shards=buffer_shards, prefetch=prefetch)
         for name, value in sizes.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, not {value}")
+        if threads < 0:
+            raise ValueError(f"threads must be at least 0, not {threads}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), not {rank}")
-        pin = torch.device(device).type == "cuda" if pin_memory is None else pin_memory
+        pin = device.type == "cuda" if pin_memory is None else pin_memory
+        dtype = dtype or self.dtype
         shard_ids = self.rank_shards(world_size, shuffle=shuffle, seed=seed, epoch=epoch)[rank]
+        groups = list(_groups(shard_ids, buffer_shards))
         mixer = _seeded_generator(seed, epoch, 1, rank)
-        blocks = _prefetched(
-            lambda: self._token_blocks(shard_ids, shuffle, mixer, buffer_shards, pin), prefetch
-        )
-        batches = _rechunk(blocks, batch_size, drop_last, pin)
-        return _to_device(batches, blocks, device, dtype or self.dtype, pin)
+        host_dtype = dtype if device.type == "cpu" else self.dtype  # off the CPU, convert on the device
+        plans = self._batch_plans(groups, batch_size, shuffle, mixer, drop_last)
+        gather = functools.partial(_gather, pin=pin, dtype=host_dtype)
+        gathered = _in_parallel(plans, gather, threads, prefetch) if threads else (gather(p) for p in plans)
+        return _to_device(gathered, device, dtype, pin)
 
     def rank_shards(
         self, world_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0
@@ -229,51 +251,106 @@ class ActivationCache:
         return int(self.load_shard(i, ["mask"])["mask"].sum())
 
     def _token_rows(self, i: int) -> Float[Tensor, "tokens d_model"]:
-        """Shard ``i``'s activation vectors: every row in 1d, unmasked positions in 2d."""
-        if self.layout == "1d":
-            return self.load_shard(i, ["activations"])["activations"]
-        shard = self.load_shard(i, ["activations", "mask"])
-        return shard["activations"][shard["mask"]]
+        """Shard ``i``'s activation vectors: every row in 1d, unmasked positions in 2d.
 
-    def _token_blocks(
-        self, shard_ids: list[int], shuffle: bool, mixer: torch.Generator, n_buffer: int, pin: bool
-    ) -> Iterator[Float[Tensor, "rows d_model"]]:
-        """Blocks of rows copied out of the memory-mapped shards, so that the disk is read by the
-        thread that iterates them, not by the consumer."""
-        rows = (self._token_rows(i) for i in shard_ids)
-        if shuffle:
-            return _shuffle_in_groups(_groups(rows, n_buffer), mixer, pin)
-        return (r.pin_memory() if pin else r.clone() for r in rows)
+        A 1d cache that fits in half the machine's memory keeps its shards mapped once an epoch
+        has mapped them, so that later epochs gather from pages already mapped instead of
+        faulting each one in again; a larger one is mapped afresh each time (its pages would
+        not stay in the page cache anyway)."""
+        if self.layout == "2d":
+            shard = self.load_shard(i, ["activations", "mask"])
+            return shard["activations"][shard["mask"]]
+        if i in self._maps:
+            return self._maps[i]
+        rows = self.load_shard(i, ["activations"])["activations"]
+        if sum(shard.bytes for shard in self.shards) <= physical_memory() / 2:
+            self._maps[i] = rows
+        return rows
+
+    def _batch_plans(
+        self, groups: list[list[int]], batch_size: int, shuffle: bool, mixer: torch.Generator, drop_last: bool
+    ) -> Iterator[_Plan]:
+        """Which rows make each batch of the epoch: each group's rows in a random order (file order
+        unless ``shuffle``), one group after the other, cut into batches across group boundaries.
+        Opening a group maps its shards and asks the kernel to read the next group's files."""
+        plan: _Plan = []
+        n_planned = 0
+        self._read_ahead(groups[0] if groups else [])
+        for g, shard_ids in enumerate(groups):
+            self._read_ahead(groups[g + 1] if g + 1 < len(groups) else [])
+            group = _Group([self._token_rows(i) for i in shard_ids])
+            order = torch.randperm(len(group), generator=mixer) if shuffle else torch.arange(len(group))
+            while len(order):
+                take, order = order[: batch_size - n_planned], order[batch_size - n_planned :]
+                plan.append((group, take))
+                n_planned += len(take)
+                if n_planned == batch_size:
+                    yield plan
+                    plan, n_planned = [], 0
+        if plan and not drop_last:
+            yield plan
+
+    def _read_ahead(self, shard_ids: list[int]) -> None:
+        """Ask the kernel to read these shards into the page cache in the background (where the
+        OS supports it), so that gathering from their maps finds them there."""
+        if not hasattr(os, "posix_fadvise"):
+            return
+        for i in shard_ids:
+            fd = os.open(self.hook_dir / self.shards[i].file, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
+
+
+class _Group:
+    """A group's shards as one row space: row r of the group is row r - start of its shard."""
+
+    def __init__(self, shards: list[Float[Tensor, "rows d_model"]]) -> None:
+        self.shards = shards
+        sizes = torch.tensor([len(rows) for rows in shards])
+        self.ends = sizes.cumsum(0)  # [n_shards]
+        self.starts = self.ends - sizes
+
+    def __len__(self) -> int:
+        return int(self.ends[-1])
+
+    def gather_into(self, rows: Int[Tensor, "n"], out: Float[Tensor, "n d_model"]) -> None:
+        """``out`` = the group's ``rows``, those of each shard together (in shard order), each
+        shard's in the order given: one ``index_select`` per shard, straight from its map."""
+        shard = torch.bucketize(rows, self.ends, right=True)  # [n]
+        order = torch.argsort(shard, stable=True)
+        local = (rows - self.starts[shard])[order]
+        counts = torch.bincount(shard, minlength=len(self.shards)).tolist()
+        for source, index, part in zip(self.shards, local.split(counts), out.split(counts)):
+            if len(index):
+                torch.index_select(source, 0, index, out=part)
+
+
+_Plan = list[tuple[_Group, Int[Tensor, "rows"]]]  # a batch: rows of one group, then maybe of the next
+
+
+def _gather(plan: _Plan, pin: bool, dtype: torch.dtype) -> Float[Tensor, "batch d_model"]:
+    """One batch, written into pinned memory when ``pin``, then converted to ``dtype``."""
+    sizes = [len(rows) for _, rows in plan]
+    first = plan[0][0].shards[0]
+    out = torch.empty((sum(sizes), *first.shape[1:]), dtype=first.dtype, pin_memory=pin)
+    for (group, rows), part in zip(plan, out.split(sizes)):
+        group.gather_into(rows, part)
+    return out.to(dtype)
+
+
+def physical_memory() -> int:
+    """Bytes of RAM on this machine (0 where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def _seeded_generator(*key: int) -> torch.Generator:
     """A torch generator seeded from non-negative integers, e.g. (seed, epoch, purpose, rank)."""
     return torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
-
-
-def _shuffle_in_groups(
-    groups: Iterable[list[Float[Tensor, "rows d_model"]]], generator: torch.Generator, pin: bool
-) -> Iterator[Float[Tensor, "rows d_model"]]:
-    """Mix rows within each group of shards: copy the group into one buffer, then emit the buffer
-    in a random order, a shard's worth of rows at a time. Copying a group is interleaved with
-    emitting the one before, so reading the disk never holds the consumer up for a whole group."""
-    emitting: Iterator[Tensor] = iter(())
-    for group in groups:
-        sizes = [len(piece) for piece in group]
-        buffer = torch.empty((sum(sizes), *group[0].shape[1:]), dtype=group[0].dtype)
-        for piece, rows in zip(group, buffer.split(sizes)):
-            rows.copy_(piece)  # reads the shard from disk (or the page cache)
-            yield from itertools.islice(emitting, 1)
-        yield from emitting
-        emitting = _permuted_chunks(buffer, len(group), generator, pin)
-    yield from emitting
-
-
-def _permuted_chunks(
-    rows: Float[Tensor, "n d_model"], n_chunks: int, generator: torch.Generator, pin: bool
-) -> Iterator[Float[Tensor, "chunk d_model"]]:
-    for index in torch.randperm(len(rows), generator=generator).tensor_split(n_chunks):
-        yield _gather(rows, index, pin)
 
 
 def _groups(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -282,99 +359,41 @@ def _groups(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield group
 
 
-def _gather(rows: Float[Tensor, "n d"], index: Tensor, pin: bool) -> Float[Tensor, "k d"]:
-    """``rows[index]``, written straight into pinned memory when ``pin``."""
-    out = torch.empty((len(index), *rows.shape[1:]), dtype=rows.dtype, pin_memory=pin)
-    return torch.index_select(rows, 0, index, out=out)
-
-
-def _rechunk(
-    blocks: Iterable[Float[Tensor, "rows d_model"]], batch_size: int, drop_last: bool, pin: bool
-) -> Iterator[Float[Tensor, "batch d_model"]]:
-    """Cut blocks of any length into batches of ``batch_size`` rows (views where possible)."""
-    pending: list[Tensor] = []  # pieces of the next batch, fewer than batch_size rows together
-    n_pending = 0
-    for block in blocks:
-        while len(block):
-            piece, block = block[: batch_size - n_pending], block[batch_size - n_pending :]
-            pending.append(piece)
-            n_pending += len(piece)
-            if n_pending == batch_size:
-                yield _join(pending, pin)
-                pending, n_pending = [], 0
-    if pending and not drop_last:
-        yield _join(pending, pin)
-
-
-def _join(pieces: list[Tensor], pin: bool) -> Tensor:
-    if len(pieces) == 1:
-        return pieces[0]
-    batch = torch.cat(pieces)
-    return batch.pin_memory() if pin else batch
-
-
 def _to_device(
-    batches: Iterator[Tensor],
-    source: Generator,
-    device: str | torch.device,
-    dtype: torch.dtype,
-    pin: bool,
+    batches: Generator[Tensor, None, None], device: torch.device, dtype: torch.dtype, pin: bool
 ) -> Iterator[Float[Tensor, "batch d_model"]]:
     """Move each batch to ``device`` (asynchronously from pinned memory), then convert its dtype
-    there. Closes ``source``, the prefetching generator, however the iteration ends."""
+    there. Closes ``batches``, the prefetching generator, however the iteration ends."""
     try:
         for batch in batches:
             yield batch.to(device, non_blocking=pin).to(dtype)
     finally:
-        source.close()
+        batches.close()
 
 
-def _prefetched(produce: Callable[[], Iterable[T]], depth: int) -> Generator[T, None, None]:
-    """Iterate ``produce()`` in a background thread, up to ``depth`` items ahead of the consumer.
+def _in_parallel(
+    items: Iterator[T], work: Callable[[T], R], threads: int, depth: int
+) -> Generator[R, None, None]:
+    """``work(item)`` for every item, in order, computed by ``threads`` background threads up to
+    ``depth`` items ahead of the consumer. An item no thread has started when the consumer wants
+    it is worked on by the consumer itself, so it never sits waiting for a thread to be scheduled
+    (on a busy machine that wait costs more than the work). An exception raised by ``work`` is
+    re-raised here; closing this generator cancels what is queued and joins the threads."""
+    pool = ThreadPoolExecutor(threads, thread_name_prefix=THREAD_NAME)
+    pending: collections.deque[tuple[Future[R], T]] = collections.deque()
 
-    An exception in the thread is re-raised here. Closing this generator stops and joins the
-    thread.
-    """
-    items: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=_produce_into, args=(produce, items, stop), name="lm_saes-cache-reader", daemon=True
-    )
-    thread.start()
+    def next_result() -> R:
+        future, item = pending.popleft()
+        return work(item) if future.cancel() else future.result()
+
     try:
-        while (item := items.get()) is not None:  # None marks the end
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
+        for item in items:
+            pending.append((pool.submit(work, item), item))
+            if len(pending) > depth:
+                yield next_result()
+        while pending:
+            yield next_result()
     finally:
-        stop.set()
-        thread.join()
-
-
-class _Failed:
-    """An exception raised in the producer thread, on its way to the consumer."""
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-def _produce_into(produce: Callable[[], Iterable[T]], items: queue.Queue, stop: threading.Event):
-    """Put every item of ``produce()`` and then None, or the exception that stopped it."""
-    try:
-        for item in produce():
-            if not _put_unless_stopped(items, item, stop):
-                return
-        _put_unless_stopped(items, None, stop)
-    except BaseException as error:  # every failure must reach the consumer, or it would hang
-        _put_unless_stopped(items, _Failed(error), stop)
-
-
-def _put_unless_stopped(items: queue.Queue, item: object, stop: threading.Event) -> bool:
-    """Put ``item``, waiting for room unless the consumer stops; False if it stopped."""
-    while not stop.is_set():
-        try:
-            items.put(item, timeout=0.05)
-            return True
-        except queue.Full:
-            continue
-    return False
+        for future, _ in pending:
+            future.cancel()
+        pool.shutdown(wait=True)

@@ -1,16 +1,21 @@
 """`lm-saes analyze`: every feature of a dictionary analyzed from a 2d activation cache, or from
 the model run on the fly (``sources.py``: both yield the same batches of whole contexts).
 
-All features are analyzed at once, a batch of whole contexts at a time, on the GPU when present:
+All features are analyzed at once, a batch of whole contexts at a time, on the GPU when present,
+from each batch's codes (``codes.py``: where features fire, never the dense activations):
 
 1. Pass 1 (``statistics.py``): encode each batch, then firing counts, sums and maxima, the
-   activation histograms (``histogram.py``) and the exact top contexts with their windows.
-2. Pass 2 (``bands.py``), only when ``n_bands`` and ``per_band`` are set: encode again and sample
-   contexts uniformly within equal-width bands of each feature's range (0, max], which pass 1 fixed.
+   activation histograms (``histogram.py``) and the exact top contexts with their windows. The
+   codes are kept on the host while they fit in ``keep_codes_gb``.
+2. Pass 2 (``bands.py``), only when ``n_bands`` and ``per_band`` are set: sample contexts
+   uniformly within equal-width bands of each feature's range (0, max], which pass 1 fixed,
+   replaying the kept codes (or, when they did not fit, encoding every batch again: the same
+   result, at the cost of a second encoder pass).
 3. The decoder alone (``decoder.py``): norms, direct logit effects, nearest features.
 
 Memory is bounded whatever the source's size: one batch's activations [batch_size, ctx, d_sae]
-plus O(d_sae * (histogram_bins + (top_k + n_bands * per_band) * window)) of kept examples.
+plus O(d_sae * (histogram_bins + (top_k + n_bands * per_band) * window)) of kept examples, plus
+at most ``keep_codes_gb`` of kept codes on the host.
 
 ``analyze_features`` returns a summary and a lazy iterator of feature documents (see
 ``documents.py`` for the schema); writing them anywhere is the caller's business.
@@ -19,7 +24,7 @@ plus O(d_sae * (histogram_bins + (top_k + n_bands * per_band) * window)) of kept
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,6 +37,7 @@ from lm_saes import __version__
 from lm_saes.activations.manifest import read_manifest
 from lm_saes.activations.reader import ActivationCache, open_cache
 from lm_saes.analysis.bands import BandSamples
+from lm_saes.analysis.codes import FiringTokens, KeptBatch, encode_codes
 from lm_saes.analysis.contexts import ContextBatch
 from lm_saes.analysis.decoder import LogitEffects, TopValues, decoder_norms, logit_effects, nearest_features
 from lm_saes.analysis.documents import AnalysisTensors, TokenStrings, band_view, feature_documents, to_cpu
@@ -111,13 +117,19 @@ def analyze_features(
     specials = special_ids(tokenizer)  # framing tokens (BOS, CLS, SEP): not counted unless include_bos
     with torch.inference_mode():
         stats = FeatureStatistics(dictionary.d_sae, cfg.top_k, cfg.window, cfg.histogram_bins, device)
-        _run_pass(cfg, dictionary, source, device, specials, stats.update, "analyze: statistics")
+        want_bands = bool(cfg.n_bands and cfg.per_band)
+        kept = _CodeKeeper(cfg.keep_codes_gb if want_bands else 0.0)
+        for batch, fired in _encoded(cfg, dictionary, source, device, specials, "analyze: statistics"):
+            stats.update(batch, fired)
+            kept.offer(batch, fired)
         if stats.firing.n_tokens == 0:
             raise _error(source)(f"{source.where}: the analyzed contexts hold no tokens (all padding or BOS)")
         bands = None
-        if cfg.n_bands and cfg.per_band:
+        if want_bands:
             bands = BandSamples(stats.max_activation, cfg.n_bands, cfg.per_band, cfg.window, cfg.seed, device)
-            _run_pass(cfg, dictionary, source, device, specials, bands.update, "analyze: bands")
+            replayed = kept.replay(device) if kept.complete else None
+            for batch, fired in replayed or _encoded(cfg, dictionary, source, device, specials, "analyze: bands"):
+                bands.update(batch, fired)
         W_dec = dictionary.W_dec.detach()
         use_logits = W_U is not None and cfg.n_logits > 0 and W_U.shape[0] == W_dec.shape[1]
         vocab = min(W_U.shape[1], len(tokenizer)) if W_U is not None else 0
@@ -138,19 +150,42 @@ def _check_inputs(dictionary: Dictionary, source: ContextSource) -> None:
                              f"expects d_in={dictionary.d_in}; analyze it on its own input hook")
 
 
-def _run_pass(
+def _encoded(
     cfg: AnalyzeConfig, dictionary: Dictionary, source: ContextSource, device: torch.device,
-    specials: frozenset[int], accumulate: Callable[[ContextBatch, Tensor], None], desc: str,
-) -> None:
-    """One pass over the source: encode every batch of contexts and hand it to ``accumulate``."""
+    specials: frozenset[int], desc: str,
+) -> Iterator[tuple[ContextBatch, FiringTokens]]:
+    """One pass over the source: every batch of contexts with its codes."""
     batches = source.batches(cfg.batch_size, device, specials, cfg.include_bos, cfg.max_contexts)
     total = source.n_contexts(cfg.max_contexts)
     with tqdm(total=total, unit="ctx", desc=desc, disable=not cfg.progress, dynamic_ncols=True) as bar:
         for batch in batches:
-            n, ctx, d = batch.activations.shape
-            acts = dictionary.encode(batch.activations.view(n * ctx, d)).view(n, ctx, -1)  # [n, ctx, d_sae]
-            accumulate(batch, acts)
-            bar.update(n)
+            yield batch, encode_codes(dictionary, batch)
+            bar.update(len(batch.tokens))
+
+
+class _CodeKeeper:
+    """Pass 1's batches kept compactly on the host for pass 2, while they fit in ``budget_gb``."""
+
+    def __init__(self, budget_gb: float) -> None:
+        self.budget, self.used = budget_gb * 1e9, 0
+        self.batches: list[KeptBatch] | None = [] if budget_gb > 0 else None  # None: gave up
+
+    def offer(self, batch: ContextBatch, fired: FiringTokens) -> None:
+        if self.batches is None:
+            return
+        kept = KeptBatch.keep(batch, fired)
+        self.used += kept.nbytes()
+        if self.used > self.budget:
+            self.batches = None  # pass 2 encodes again
+        else:
+            self.batches.append(kept)
+
+    @property
+    def complete(self) -> bool:
+        return self.batches is not None
+
+    def replay(self, device: torch.device) -> Iterator[tuple[ContextBatch, FiringTokens]]:
+        return (kept.restore(device) for kept in self.batches)
 
 
 def _tensors(

@@ -23,8 +23,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from lm_saes.analysis.best import GroupedBest
+from lm_saes.analysis.codes import FiringTokens
 from lm_saes.analysis.contexts import ContextBatch
-from lm_saes.analysis.statistics import context_maxima, firing_tokens
+from lm_saes.analysis.statistics import context_maxima
 from lm_saes.analysis.windows import example_payload, examples_at
 
 _M32 = 0xFFFFFFFF
@@ -66,9 +67,10 @@ class BandSamples:
         self.band_contexts = torch.zeros(d_sae * n_bands, dtype=torch.int64, device=device)
 
     @torch.no_grad()
-    def update(self, batch: ContextBatch, acts: Float[Tensor, "batch ctx d_sae"]) -> None:
-        n, ctx, d_sae = acts.shape
-        maxima = context_maxima(firing_tokens(batch, acts), n, ctx, d_sae)
+    def update(self, batch: ContextBatch, fired: FiringTokens) -> None:
+        n, ctx = batch.tokens.shape
+        d_sae = len(self.max_activation)
+        maxima = context_maxima(fired, n, ctx, d_sae)
         rows, features = (maxima.values > 0).nonzero(as_tuple=True)
         values = maxima.values[rows, features]
         groups = features * self.n_bands + band_index(values, self.max_activation[features], self.n_bands)
@@ -77,5 +79,5 @@ class BandSamples:
         peaks = maxima.peaks[rows, features]
         self.samples.offer(
             groups, keys.double(), batch.first + rows,
-            lambda i: examples_at(batch, acts, rows[i], features[i], peaks[i], values[i], self.window),
+            lambda i: examples_at(batch, fired, rows[i], features[i], peaks[i], values[i], self.window, d_sae),
         )

@@ -7,8 +7,8 @@ depends on the stream's order only, never on how it was cut into batches.
 
 Items stay in the slot where they entered: an update writes only the slots of the items that
 enter (and so evicts), never moves held ones; ``sorted_payload`` orders the slots at the end.
-An update sorts only the candidates that beat their group's current worst key together with the
-items of the groups they touch, so once the groups fill, a batch costs little beyond a filter.
+An update sorts only the candidates that beat their group's current worst key, and compares
+each with its group's k held keys, so once the groups fill, a batch costs little beyond a filter.
 
 Memory: ``n_groups * k`` keys and arrivals plus the payload of each kept item, whatever the
 stream's length.
@@ -59,49 +59,35 @@ class GroupedBest:
         ``payload_fn(indices)`` builds the payload of the candidates at ``indices`` (into the m
         offered); it is called once, for the candidates that enter, so a costly payload (a
         window of activations) is built only for them.
+
+        A candidate's final rank in its group is the number of held items at least as good (a
+        held item wins a tie: it came earlier) plus the number of better candidates; it enters
+        when that rank is below k. A group that takes e candidates gives up its e worst slots,
+        empty ones first; held items are never moved.
         """
         keys = keys.to(torch.float64)
         candidates = (keys < self.worst()[groups]).nonzero().squeeze(1)  # [c] indices into the m
         if len(candidates) == 0:
             return
+        order = _lexsort(groups[candidates], keys[candidates], arrival[candidates])
+        candidates = candidates[order]  # by (group, key, arrival)
         groups, keys, arrival = groups[candidates], keys[candidates], arrival[candidates]
-        touched = torch.unique(groups)  # [t], sorted
-        held_keys = self.keys[touched]  # [t, k]
-        held = torch.isfinite(held_keys)
-        held_rows, held_slots = held.nonzero(as_tuple=True)
-        n_held = len(held_rows)
-        # Contenders: the held items of touched groups, then the candidates.
-        all_rows = torch.cat([held_rows, torch.searchsorted(touched, groups)])
-        all_keys = torch.cat([held_keys[held_rows, held_slots], keys])
-        all_arrival = torch.cat([self.arrival[touched[held_rows], held_slots], arrival])
-        order = _lexsort(all_rows, all_keys, all_arrival)
-        sorted_rows = all_rows[order]
-        rank = torch.arange(len(order), device=order.device) - torch.searchsorted(sorted_rows, sorted_rows)
-        kept = order[rank < self.k]  # indices into the contenders, group-major
+        held_better = (self.keys[groups] <= keys[:, None]).sum(1)  # [c]
+        enters = held_better + _rank_in_run(groups) < self.k
+        candidates, groups, keys, arrival = candidates[enters], groups[enters], keys[enters], arrival[enters]
 
-        # Slots freed by evicted items and empty slots take the entering candidates, in order.
-        free = ~held
-        is_kept = torch.zeros(len(order), dtype=torch.bool, device=order.device)
-        is_kept[kept] = True
-        evicted = ~is_kept[:n_held]
-        free[held_rows[evicted], held_slots[evicted]] = True
-        entering = kept[kept >= n_held]  # group-major, best first within a group
-        rows = all_rows[entering]
-        nth = torch.arange(len(rows), device=rows.device) - torch.searchsorted(rows, rows)
-        free_rows, free_slots = free.nonzero(as_tuple=True)
-        nth_free = torch.arange(len(free_rows), device=rows.device) - torch.searchsorted(free_rows, free_rows)
-        slot_of = torch.full_like(held_keys, -1, dtype=torch.int64)
-        slot_of[free_rows, nth_free] = free_slots
-        slots, group_of = slot_of[rows, nth], touched[rows]
+        touched = torch.unique_consecutive(groups)  # [t], sorted
+        # Each touched group's slots from worst to best: empty (+inf) first, then by (key, arrival) descending.
+        by_arrival = torch.sort(self.arrival[touched], dim=1, descending=True, stable=True).indices  # [t, k]
+        by_key = torch.sort(self.keys[touched].gather(1, by_arrival), dim=1, descending=True, stable=True).indices
+        worst_first = by_arrival.gather(1, by_key)  # [t, k]
+        slots = worst_first[torch.searchsorted(touched, groups), _rank_in_run(groups)]  # [c'], e <= k per group
 
-        gone = touched[held_rows[evicted]], held_slots[evicted]
-        self.keys[gone] = float("inf")
-        self.arrival[gone] = -1
-        self.keys[group_of, slots] = all_keys[entering]
-        self.arrival[group_of, slots] = all_arrival[entering]
-        new_rows = payload_fn(candidates[entering - n_held])
+        self.keys[groups, slots] = keys
+        self.arrival[groups, slots] = arrival
+        new_rows = payload_fn(candidates)
         for name, stored in self.payload.items():
-            stored[group_of, slots] = new_rows[name].to(stored.dtype)
+            stored[groups, slots] = new_rows[name].to(stored.dtype)
 
     def sorted_payload(self) -> dict[str, Tensor]:
         """Every payload with each group's slots in (key, arrival) order, empty slots last."""
@@ -114,6 +100,11 @@ class GroupedBest:
             index = order.view(*order.shape, *([1] * (stored.dim() - 2))).expand_as(stored)
             out[name] = stored.gather(1, index)
         return out
+
+
+def _rank_in_run(sorted_ids: Int[Tensor, "n"]) -> Int[Tensor, "n"]:
+    """Each element's place within its run of equal ids (``sorted_ids`` ascending)."""
+    return torch.arange(len(sorted_ids), device=sorted_ids.device) - torch.searchsorted(sorted_ids, sorted_ids)
 
 
 def _lexsort(rows: Tensor, keys: Tensor, arrival: Tensor) -> Int[Tensor, "n"]:

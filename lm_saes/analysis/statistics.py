@@ -22,35 +22,16 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from lm_saes.analysis.best import GroupedBest
+from lm_saes.analysis.codes import FiringTokens
 from lm_saes.analysis.contexts import ContextBatch
 from lm_saes.analysis.histogram import DyadicHistogram
 from lm_saes.analysis.windows import example_payload, examples_at
 from lm_saes.evaluation.metrics import FeatureFiring
 
 
-class FiringTokens(NamedTuple):
-    """The (context, position, feature) triples of one batch where a feature fires."""
-
-    rows: Int[Tensor, "n"]  # context row in the batch
-    positions: Int[Tensor, "n"]
-    features: Int[Tensor, "n"]
-    values: Float[Tensor, "n"]  # activations, > 0
-
-
 class ContextMaxima(NamedTuple):
     values: Float[Tensor, "batch d_sae"]  # each context's maximum activation of each feature (0: none)
     peaks: Int[Tensor, "batch d_sae"]  # first position reaching it
-
-
-def firing_tokens(batch: ContextBatch, acts: Float[Tensor, "batch ctx d_sae"]) -> FiringTokens:
-    """Where features fire on analyzed tokens (the activations are sparse: work on these alone)."""
-    n, ctx, d_sae = acts.shape
-    flat = acts.view(n * ctx, d_sae)
-    tokens, features = flat.nonzero(as_tuple=True)  # row-major: token order
-    values = flat[tokens, features]
-    keep = (values > 0) & batch.analyzed.view(-1)[tokens]
-    tokens, features, values = tokens[keep], features[keep], values[keep]
-    return FiringTokens(tokens // ctx, tokens % ctx, features, values)
 
 
 def context_maxima(f: FiringTokens, n_rows: int, ctx: int, d_sae: int) -> ContextMaxima:
@@ -65,7 +46,7 @@ def context_maxima(f: FiringTokens, n_rows: int, ctx: int, d_sae: int) -> Contex
 
 
 class FeatureStatistics:
-    """Accumulates pass 1; ``update`` with each batch's activations."""
+    """Accumulates pass 1; ``update`` with each batch's codes (``codes.py``)."""
 
     def __init__(self, d_sae: int, top_k: int, window: int, histogram_bins: int, device: torch.device) -> None:
         self.d_sae, self.window = d_sae, window
@@ -78,9 +59,8 @@ class FeatureStatistics:
         self.n_contexts = 0
 
     @torch.no_grad()
-    def update(self, batch: ContextBatch, acts: Float[Tensor, "batch ctx d_sae"]) -> None:
-        n, ctx, _ = acts.shape
-        fired = firing_tokens(batch, acts)
+    def update(self, batch: ContextBatch, fired: FiringTokens) -> None:
+        n, ctx = batch.tokens.shape
         self.firing.counts += torch.bincount(fired.features, minlength=self.d_sae)
         self.firing.n_tokens += int(batch.analyzed.sum())
         self.n_contexts += n
@@ -91,9 +71,9 @@ class FeatureStatistics:
         self.max_activation = torch.maximum(self.max_activation, batch_max)
         self.contexts_fired += (maxima.values > 0).sum(0)
         self.histogram.update(fired.features, fired.values, batch_max)
-        self._offer_top(batch, acts, maxima)
+        self._offer_top(batch, fired, maxima)
 
-    def _offer_top(self, batch: ContextBatch, acts: Tensor, maxima: ContextMaxima) -> None:
+    def _offer_top(self, batch: ContextBatch, fired: FiringTokens, maxima: ContextMaxima) -> None:
         if self.top.k == 0:
             return
         # Only (context, feature) pairs that beat the feature's current k-th context.
@@ -103,7 +83,7 @@ class FeatureStatistics:
         peaks = maxima.peaks[rows, features]
         self.top.offer(
             features, -values.double(), batch.first + rows,
-            lambda i: examples_at(batch, acts, rows[i], features[i], peaks[i], values[i], self.window),
+            lambda i: examples_at(batch, fired, rows[i], features[i], peaks[i], values[i], self.window, self.d_sae),
         )
 
     def mean_activation(self) -> Float[Tensor, "d_sae"]:

@@ -15,6 +15,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from lm_saes.analysis.codes import FiringTokens
 from lm_saes.analysis.contexts import ContextBatch
 
 
@@ -32,12 +33,13 @@ def example_payload(window: int) -> dict[str, tuple[tuple[int, ...], torch.dtype
 
 def examples_at(
     batch: ContextBatch,
-    acts: Float[Tensor, "batch ctx d_sae"],  # the encoder's output (not yet masked)
+    fired: FiringTokens,  # the batch's codes
     rows: Int[Tensor, "m"],
     features: Int[Tensor, "m"],
     peaks: Int[Tensor, "m"],
     values: Float[Tensor, "m"],
     window: int,
+    d_sae: int,
 ) -> dict[str, Tensor]:
     """Example payloads of m (context row in the batch, feature) pairs peaking at ``peaks``."""
     ctx = batch.tokens.shape[1]
@@ -49,7 +51,7 @@ def examples_at(
     shown = inside & batch.valid[rows_, positions]
     tokens = torch.where(shown, batch.tokens[rows_, positions], -1)
     analyzed = shown & batch.analyzed[rows_, positions]
-    window_acts = torch.where(analyzed, acts[rows_, positions, features[:, None]], 0.0)
+    window_acts = torch.where(analyzed, fired.windows(rows, features, peaks - window, 2 * window + 1, ctx, d_sae), 0.0)
     return {
         "context_id": batch.context_ids[rows],
         "peak": peaks,

@@ -53,6 +53,7 @@ class Trainer:
         self.step = 0
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # any bad loss since the last check
         self._clock: tuple[float, int] | None = None  # (time, step) of the first step taken, for tokens/s
+        self._waited: float | None = None  # seconds ``fit`` has waited for batches since then
 
     # --- the three layers -----------------------------------------------------------------
 
@@ -95,11 +96,24 @@ class Trainer:
         self, pairs: Iterator[Pair], on_log: Callable[[dict[str, float]], None],
         on_checkpoint: Callable[[], None],
     ) -> None:
-        """Train until total_steps; log every log_every steps; checkpoint every checkpoint_every."""
-        for x, y in itertools.islice(pairs, self.steps_left):
+        """Train until total_steps; log every log_every steps; checkpoint every checkpoint_every.
+        The log's ``input_wait`` is the share of the time spent waiting for the next batch."""
+        self._waited = 0.0
+        for x, y in self._timed(itertools.islice(pairs, self.steps_left)):
             self.advance(x, y, on_log, on_checkpoint)
         if self.steps_left:
             raise LmSaesError(f"the batch stream ended after {self.step} of {total_steps(self.cfg)} steps")
+
+    def _timed(self, pairs: Iterator[Pair]) -> Iterator[Pair]:
+        """``pairs``, adding the time spent waiting for each (once stepping began) to ``_waited``."""
+        while True:
+            asked = time.perf_counter()
+            pair = next(pairs, None)
+            if self._clock is not None:
+                self._waited += time.perf_counter() - asked
+            if pair is None:
+                return
+            yield pair
 
     @property
     def steps_left(self) -> int:
@@ -116,8 +130,11 @@ class Trainer:
         if self.step % self.cfg.log_every == 0 or last:
             self.check_finite()
             start, step_at_start = self._clock
-            rate = (self.step - step_at_start) * self.cfg.batch_size / (time.perf_counter() - start)
-            on_log(self.log_record(out, x, y, rate))
+            elapsed = time.perf_counter() - start
+            record = self.log_record(out, x, y, (self.step - step_at_start) * self.cfg.batch_size / elapsed)
+            if self._waited is not None:  # fed by ``fit`` (a sweep feeds ``advance`` itself)
+                record["input_wait"] = self._waited / elapsed
+            on_log(record)
         every = checkpoint_interval(self.cfg)
         if every and self.step % every == 0 and not last:
             self.check_finite()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 
 import pytest
 import torch
 
-from lm_saes.activations.reader import ActivationCache, open_cache
+from lm_saes.activations import reader
+from lm_saes.activations.reader import THREAD_NAME, ActivationCache, _Group, _seeded_generator, open_cache
 from lm_saes.errors import CacheError
 
 D = 8
@@ -16,7 +18,7 @@ SHARD_ROWS = [300, 40, 500, 120, 300, 260]  # uneven; 500 > 300 exercises the bu
 
 
 def reader_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "lm_saes-cache-reader"]
+    return [t for t in threading.enumerate() if t.name.startswith(THREAD_NAME)]
 
 
 def epoch_ids(cache: ActivationCache, token_ids, **kwargs) -> torch.Tensor:
@@ -41,6 +43,58 @@ def test_epoch_yields_every_token_exactly_once(cache_1d, token_ids, buffer_shard
     assert not torch.equal(ids, written.token_ids)  # shuffled
     shard_of = torch.bucketize(ids[:64], torch.tensor(SHARD_ROWS).cumsum(0), right=True)
     assert len(shard_of.unique()) == min(buffer_shards, 3)  # a batch mixes the buffered shards
+
+
+def reference_epoch(cache: ActivationCache, batch_size: int, *, seed=0, epoch=0, rank=0, world_size=1,
+                    buffer_shards=4, shuffle=True) -> list[torch.Tensor]:
+    """The token ids of each batch ``batches`` must yield, built the plain way: each group of
+    ``buffer_shards`` shards concatenated and permuted by the (seed, epoch, rank) generator, the
+    groups one after the other, cut into batches; within a batch, the rows of each shard of each
+    group together, in the permutation's order."""
+    ends = torch.tensor(SHARD_ROWS).cumsum(0)
+    shard_ids = cache.rank_shards(world_size, shuffle=shuffle, seed=seed, epoch=epoch)[rank]
+    mixer = _seeded_generator(seed, epoch, 1, rank)
+    ids, shard_place = [], []  # every row of the epoch in stream order, and its (group, shard) rank
+    for first in range(0, len(shard_ids), buffer_shards):
+        group = shard_ids[first : first + buffer_shards]
+        rows = torch.cat([torch.arange(ends[i] - SHARD_ROWS[i], ends[i]) for i in group])
+        place = torch.cat([torch.full((SHARD_ROWS[i],), first + j) for j, i in enumerate(group)])
+        order = torch.randperm(len(rows), generator=mixer) if shuffle else torch.arange(len(rows))
+        ids.append(rows[order])
+        shard_place.append(place[order])
+    return [batch[torch.argsort(place, stable=True)]
+            for batch, place in zip(torch.cat(ids).split(batch_size), torch.cat(shard_place).split(batch_size))]
+
+
+@pytest.mark.parametrize("batch_size, buffer_shards, world_size, shuffle, threads", [
+    (64, 4, 1, True, 3), (64, 4, 1, True, 0), (333, 3, 1, True, 2), (100, 1, 1, True, 1), (97, 2, 2, True, 3),
+    (128, 4, 1, False, 2),
+])
+def test_stream_is_the_plain_permutation_of_each_group(cache_1d, token_ids, batch_size, buffer_shards,
+                                                       world_size, shuffle, threads):
+    """The gathering (by threads, or by the consumer) reproduces the reference stream exactly."""
+    cache, _ = cache_1d
+    for rank in range(world_size):
+        kwargs = dict(seed=5, epoch=2, rank=rank, world_size=world_size, buffer_shards=buffer_shards, shuffle=shuffle)
+        streamed = [token_ids(b) for b in cache.batches(batch_size, threads=threads, **kwargs)]
+        expected = reference_epoch(cache, batch_size, **kwargs)
+        assert len(streamed) == len(expected)
+        assert all(torch.equal(a, b) for a, b in zip(streamed, expected))
+
+
+@pytest.mark.parametrize("fits_in_memory", [True, False])
+def test_a_cache_that_fits_in_memory_stays_mapped_between_epochs(tmp_path, write_cache, token_ids, monkeypatch,
+                                                                 fits_in_memory):
+    written = write_cache(tmp_path / "hook", "1d", SHARD_ROWS, D)
+    cache = open_cache(written.hook_dir)
+    if not fits_in_memory:
+        monkeypatch.setattr(reader, "physical_memory", lambda: 2 * sum(s.bytes for s in cache.shards) - 1)
+    mapped = []
+    load = cache.load_shard
+    monkeypatch.setattr(cache, "load_shard", lambda i, names=None: mapped.append(i) or load(i, names))
+    epochs = [torch.cat([token_ids(b) for b in cache.batches(64, epoch=e)]) for e in range(3)]
+    assert all(torch.equal(ids.sort().values, written.token_ids) for ids in epochs)
+    assert sorted(mapped) == sorted(range(len(SHARD_ROWS)) if fits_in_memory else 3 * list(range(len(SHARD_ROWS))))
 
 
 def test_without_shuffle_tokens_come_in_file_order(cache_1d, token_ids):
@@ -141,7 +195,7 @@ def test_garbage_shard_fails_in_the_consumer_not_the_thread(tmp_path, write_cach
     with pytest.raises(CacheError, match=f"{shard.name} is not valid safetensors"):
         cache.load_shard(2)
     with pytest.raises(CacheError, match=shard.name):
-        list(cache.batches(16, shuffle=False))
+        list(cache.batches(16, shuffle=False, threads=2))
     assert not reader_threads()
 
 
@@ -153,7 +207,7 @@ def test_shard_that_disagrees_with_the_manifest(tmp_path, write_cache):
         cache.load_shard(0)
 
 
-def test_error_in_prefetch_thread_reaches_the_consumer(cache_1d, monkeypatch):
+def test_error_opening_a_shard_reaches_the_consumer(cache_1d, monkeypatch):
     cache, _ = cache_1d
     load = ActivationCache._token_rows
 
@@ -164,17 +218,34 @@ def test_error_in_prefetch_thread_reaches_the_consumer(cache_1d, monkeypatch):
 
     monkeypatch.setattr(ActivationCache, "_token_rows", fail_on_third_shard)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        list(cache.batches(64, shuffle=False))
+        list(cache.batches(64, shuffle=False, threads=2))
+    assert not reader_threads()
+
+
+def test_error_in_a_gathering_thread_reaches_the_consumer(cache_1d, monkeypatch):
+    cache, _ = cache_1d
+    gather, calls = _Group.gather_into, itertools.count()
+
+    def fail_on_fifth_batch(self, rows, out):
+        if next(calls) == 4:
+            raise RuntimeError("disk on fire")
+        return gather(self, rows, out)
+
+    monkeypatch.setattr(_Group, "gather_into", fail_on_fifth_batch)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        list(cache.batches(64, shuffle=False, threads=2))
     assert not reader_threads()
 
 
 def test_stopping_early_stops_the_thread(cache_1d):
     cache, _ = cache_1d
-    for _ in cache.batches(16, prefetch=1):
-        assert len(reader_threads()) == 1
+    for _ in cache.batches(16, prefetch=1, threads=3):
+        assert 1 <= len(reader_threads()) <= 3
         break
     assert not reader_threads()
-    batches = cache.batches(16)
+    for _ in cache.batches(16):
+        assert not reader_threads()  # on the CPU the consumer gathers by default
+    batches = cache.batches(16, threads=2)
     assert not reader_threads()  # nothing starts before the first batch is asked for
     next(batches)
     batches.close()

@@ -185,6 +185,15 @@ def test_results_do_not_depend_on_the_batch_size(result, cache_dir, dictionary_d
     assert_same(all_at_once, result[1])
 
 
+@pytest.mark.parametrize("keep_codes_gb", [0, 1e-6], ids=["never", "over-budget"])
+def test_encoding_again_for_the_bands_gives_the_replayed_results(result, cache_dir, dictionary_dir, tokenizer, W_U,
+                                                                  keep_codes_gb):
+    """Pass 2 replays pass 1's codes by default; encoding every batch again (no budget, or codes
+    that outgrow it) must give the same documents exactly."""
+    _, again = run(cache_dir, dictionary_dir, tokenizer, W_U, keep_codes_gb=keep_codes_gb)
+    assert again == result[1]
+
+
 def test_summary_records_the_inputs_and_the_density_histogram(result, truth, cache_dir):
     summary, docs = result
     firing = FeatureFiring(D_SAE)

@@ -66,6 +66,7 @@ def test_topk_learns_and_the_saved_dictionary_works_on_raw_activations(cache_roo
     assert log[-1]["explained_variance"] > 0.7  # the data-fitted start is past 0.5 by step 10; it keeps learning
     assert log[-1]["explained_variance"] > log[0]["explained_variance"] + 0.05
     assert log[-1]["l0"] == pytest.approx(8.0)
+    assert all(0 <= r["input_wait"] < 1 for r in log)  # the share of the time spent waiting for the reader
     assert result.metrics == log[-1]
     for name in ("config.json", "weights.safetensors", "metrics.json", "train_config.json"):
         assert (tmp_path / "sae" / name).is_file()
@@ -102,7 +103,7 @@ def test_killed_training_resumes_to_identical_weights(cache_root, tmp_path):
     a, b = Dictionary.from_pretrained(tmp_path / "ref"), Dictionary.from_pretrained(tmp_path / "killed")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), name
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("tokens_per_s", "input_wait")} for r in rows]
     assert strip(log_lines(tmp_path / "killed")) == strip(log_lines(tmp_path / "ref"))
 
 
