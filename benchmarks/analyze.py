@@ -132,7 +132,7 @@ def benchmark(root: Path, args: argparse.Namespace) -> dict:
 
     @torch.inference_mode()
     def codes() -> None:
-        for batch in context_batches(cache, args.batch_size, device, lm.bos_token_id):
+        for batch in context_batches(cache, args.batch_size, device, special_ids(lm.tokenizer)):
             encode_codes(dictionary, batch)
 
     cfg = AnalyzeConfig(dictionary=root / "dictionary", cache=cache_dir, top_k=args.top_k, window=args.window,
