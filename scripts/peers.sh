@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Create .venv-peers: the peer toolkits (sae-lens, EleutherAI sparsify) beside lm-saes, for the
-# interop test and the side-by-side benchmarks. Never a dependency of lm-saes itself.
+# Create .venv-peers: the peer toolkits (sae-lens, EleutherAI sparsify, devinterp) beside lm-saes, for
+# the interop and equality tests and the side-by-side benchmarks. Never a dependency of lm-saes itself.
 # Idempotent like setup.sh: returns at once when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
 venv_ready .venv-peers pyproject.toml scripts/peers.sh scripts/venv.sh && exit 0
 venv_create .venv-peers
-$PIP install -e . "sae-lens==6.54.12" "eai-sparsify==1.3.3"
+$PIP install -e . "sae-lens==6.54.12" "eai-sparsify==1.3.3" "devinterp==2.0.1"
 venv_done .venv-peers
