@@ -36,6 +36,7 @@ from lm_saes.llc.estimator import default_nbeta
 from lm_saes.llc.sources import toy_source
 from lm_saes.llc.stage import sample
 from lm_saes.toys.config import ToyTrainConfig
+from lm_saes.toys.directory import load_toy
 from lm_saes.toys.train import train_toy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,7 +58,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def ours(toy: Path, cfg: SGLDConfig) -> dict:
-    source = toy_source(toy, torch.device("cpu"))
+    source = toy_source(load_toy(toy), torch.device("cpu"))
     cpu = time.process_time()
     estimate = sample(source, cfg, progress=False)
     return {"llc_mean": estimate.llc_mean, "seconds": estimate.seconds, "cpu_seconds": time.process_time() - cpu}
@@ -72,7 +73,7 @@ def main() -> None:
         toy = Path(tempfile.mkdtemp(prefix="llc-bench-")) / "modular_addition"
         train_toy(load_config(ToyTrainConfig, REPO / "examples" / "toy_modular_addition.toml",
                               [f"output_dir={toy}", "progress=false", "checkpoint_every=0"]))
-    n = toy_source(toy, torch.device("cpu")).examples
+    n = toy_source(load_toy(toy), torch.device("cpu")).examples
     nbeta = default_nbeta("dataset", args.batch_size, n)
     settings = dict(step_size=args.step_size, localization=args.localization, nbeta=nbeta, chains=args.chains,
                     draws=args.draws, batch_size=args.batch_size, seed=0)

@@ -13,9 +13,10 @@ loss at w* is measured on the very batches the chains see, an unbiased estimate 
 whose batch noise cancels against the chains'. The first ``burn_in`` fraction of steps is left
 out. The LLC is the mean over chains, with their standard deviation (ddof 1) and standard error.
 
-Vectorisation: the parameters of all chains are stacked ([chains, ...] per tensor) and one
-``torch.func.vmap`` of ``grad_and_value`` computes every chain's loss and gradient in a single
-batched forward and backward; the update is elementwise over the stack. ``vectorize=False``
+Vectorisation: each chain's parameters are one flat vector, the chains a matrix w [chains, d];
+one ``torch.func.vmap`` of ``grad_and_value`` computes every chain's loss and gradient in a
+single batched forward and backward (the model sees its parameters as views of its row), and the
+update, the potential and the diagnostic are a few whole-matrix operations. ``vectorize=False``
 computes the same gradients chain by chain (the slow twin, for checking; same noise, same numbers).
 
 Diagnostic: the MALA acceptance probability of the transition w_t -> w_{t+1} under U_Bt,
@@ -43,7 +44,7 @@ from tqdm.auto import tqdm
 
 from lm_saes.llc.config import NbetaRule, SGLDConfig
 
-Params = dict[str, Tensor]  # one tensor per parameter; stacked: [chains, *shape]
+Params = dict[str, Tensor]  # name -> tensor, as ``named_parameters`` gives them
 Batch = Any  # a tensor, a tuple of tensors (any pytree), or None for a data-free potential
 LossFn = Callable[[Params, Batch], Tensor]  # one chain's parameters and a batch -> the mean loss (scalar)
 

@@ -29,7 +29,7 @@ from lm_saes.errors import ConfigError, LmSaesError
 from lm_saes.llc.config import LLCConfig
 from lm_saes.llc.estimator import Batch, LossFn, Params
 from lm_saes.toys import n_examples, take, to_device
-from lm_saes.toys.directory import load_toy, read_record
+from lm_saes.toys.directory import LoadedToy, load_toy, read_record
 
 TOY, LANGUAGE_MODEL, DICTIONARY = "toy", "language_model", "dictionary"
 
@@ -101,20 +101,18 @@ def directory_kind(path: Path) -> str:
     )
 
 
-def open_source(cfg: LLCConfig, device: torch.device, step: int | None = None) -> LossSource:
-    """The model of ``cfg.model`` (at checkpoint ``step`` for a toy), its loss and its data."""
+def open_source(cfg: LLCConfig, device: torch.device) -> LossSource:
+    """The model of ``cfg.model``, its loss and its data."""
     kind = directory_kind(cfg.model)
-    if step is not None and kind != TOY:
-        raise ConfigError(f"--checkpoints follows a toy's saved checkpoints; {cfg.model} is a {kind} directory")
     if kind == TOY:
-        return toy_source(cfg.model, device, step)
+        return toy_source(load_toy(cfg.model, device=device), device)
     if kind == LANGUAGE_MODEL:
         return language_model_source(cfg, device)
     return dictionary_source(cfg, device)
 
 
-def toy_source(directory: Path, device: torch.device, step: int | None = None) -> LossSource:
-    toy = load_toy(directory, step, device)
+def toy_source(toy: LoadedToy, device: torch.device) -> LossSource:
+    """A loaded toy (``lm_saes.toys.directory.load_toy``) on its train set."""
     train = to_device(toy.spec.data(toy.config).train, device)
 
     def batches(batch_size: int, seed: int) -> Iterator[Batch]:

@@ -31,10 +31,10 @@ from lm_saes.errors import ConfigError, LmSaesError
 from lm_saes.llc import plots
 from lm_saes.llc.config import LLCConfig, SGLDConfig
 from lm_saes.llc.estimator import LLCEstimate, default_nbeta, estimate_llc
-from lm_saes.llc.sources import TOY, LossSource, functional_loss, open_source
+from lm_saes.llc.sources import TOY, LossSource, directory_kind, functional_loss, open_source, toy_source
 from lm_saes.models.backend import resolve_device
 from lm_saes.toys import to_device
-from lm_saes.toys.directory import checkpoint_steps, load_toy
+from lm_saes.toys.directory import LoadedToy, checkpoint_steps, load_toy
 
 ARTIFACT = "llc"
 CONFIG_NAME = "config.json"
@@ -106,23 +106,25 @@ def estimate_model(cfg: LLCConfig, out: Path, device: torch.device) -> tuple[dic
     record = {"kind": source.kind, "examples": source.examples, "llc": summary(estimate),
               "loss_trace": estimate.loss_trace.tolist(), "init_loss_trace": estimate.init_loss_trace.tolist()}
     files = [trace_plot(estimate, f"{cfg.model.name}: LLC {_show(estimate)}", out)]
-    if source.kind == TOY and load_toy(cfg.model).config.kind == "modular_addition":
-        fourier, figure = fourier_of(cfg.model, None, device, out)
-        record["fourier"] = fourier
+    toy = load_toy(cfg.model, device=device) if source.kind == TOY else None
+    if toy is not None and toy.config.kind == "modular_addition":
+        record["fourier"], figure = fourier_of(toy, cfg.model.name, device, out)
         files.append(figure)
     return record, files
 
 
 def estimate_checkpoints(cfg: LLCConfig, out: Path, device: torch.device) -> tuple[dict[str, Any], list[Path]]:
     """One estimate per saved checkpoint of a toy's training, beside its train and test loss."""
+    kind = directory_kind(cfg.model)
+    if kind != TOY:
+        raise ConfigError(f"--checkpoints follows a toy's saved checkpoints; {cfg.model} is a {kind} directory")
     steps = checkpoint_steps(cfg.model)
     if not steps:
         raise ConfigError(f"{cfg.model} has no saved checkpoints (train the toy with checkpoint_every > 0)")
-    rows, estimate = [], None
+    rows, estimate, toy = [], None, None
     for step in tqdm(steps, desc="checkpoints", unit="ckpt", disable=not cfg.progress, dynamic_ncols=True):
-        source = open_source(cfg, device, step)
-        estimate = sample(source, cfg.sgld, cfg.progress, desc=f"llc step {step}")
         toy = load_toy(cfg.model, step, device)
+        estimate = sample(toy_source(toy, device), cfg.sgld, cfg.progress, desc=f"llc step {step}")
         data = toy.spec.data(toy.config)
         row = {"step": step, "llc": summary(estimate)}
         for split in ("train", "test"):
@@ -142,20 +144,19 @@ def estimate_checkpoints(cfg: LLCConfig, out: Path, device: torch.device) -> tup
         norms = np.array([r["frequency_norms"] for r in rows])
         files.append(plots.plot_frequency_heatmap(steps, norms, f"{cfg.model.name}: embedding Fourier norms",
                                                   out / "fourier_evolution.png"))
-        record["fourier"], figure = fourier_of(cfg.model, steps[-1], device, out)
+        record["fourier"], figure = fourier_of(toy, f"{cfg.model.name} at step {steps[-1]}", device, out)
         files.append(figure)
     return record, files
 
 
-def fourier_of(model_dir: Path, step: int | None, device: torch.device, out: Path) -> tuple[dict[str, Any], Path]:
+def fourier_of(toy: LoadedToy, name: str, device: torch.device, out: Path) -> tuple[dict[str, Any], Path]:
     """The Fourier analysis of a modular-addition toy, and its frequency-norm figure."""
     from lm_saes.llc.fourier import fourier_report
 
-    toy = load_toy(model_dir, step, device)
     data = toy.spec.data(toy.config)
     report = fourier_report(toy.model, to_device(data.train, device), to_device(data.test, device))
-    figure = plots.plot_frequency_norms(report.norms.numpy(), report.keys,
-                                        f"{model_dir.name}: key frequencies {report.keys}", out / "fourier_norms.png")
+    figure = plots.plot_frequency_norms(report.norms.numpy(), report.keys, f"{name}: key frequencies {report.keys}",
+                                        out / "fourier_norms.png")
     return report.to_json(), figure
 
 

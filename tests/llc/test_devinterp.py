@@ -13,6 +13,7 @@ import torch
 from lm_saes.llc.config import SGLDConfig
 from lm_saes.llc.sources import toy_source
 from lm_saes.llc.stage import sample
+from lm_saes.toys.directory import load_toy
 
 REPO = Path(__file__).resolve().parents[2]
 PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"
@@ -30,7 +31,7 @@ def require_peers(python: Path = PEERS_PYTHON) -> Path:
 @pytest.mark.slow
 def test_our_estimate_equals_devinterps_within_chain_noise(modular_addition_dir, tmp_path):
     python = require_peers()
-    n = toy_source(modular_addition_dir, torch.device("cpu")).examples
+    n = toy_source(load_toy(modular_addition_dir), torch.device("cpu")).examples
     settings = {"step_size": 1e-4, "localization": 100.0, "nbeta": n / math.log(n), "chains": 8, "draws": 150,
                 "batch_size": 128, "seed": 0}
     job = tmp_path / "job.json"
@@ -39,7 +40,7 @@ def test_our_estimate_equals_devinterps_within_chain_noise(modular_addition_dir,
     assert run.returncode == 0, f"devinterp_peer.py failed:\n{run.stderr[-4000:]}"
     theirs = json.loads((tmp_path / "out.json").read_text())
     # devinterp averages every step (no burn-in) and draws no MALA diagnostic: the same here.
-    ours = sample(toy_source(modular_addition_dir, torch.device("cpu")),
+    ours = sample(toy_source(load_toy(modular_addition_dir), torch.device("cpu")),
                   SGLDConfig(**settings, burn_in=0.0, mala_every=0), progress=False)
     their_stderr = statistics.stdev(theirs["llc_per_chain"]) / math.sqrt(settings["chains"])
     noise = math.hypot(ours.llc_stderr, their_stderr)

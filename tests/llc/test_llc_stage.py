@@ -74,7 +74,10 @@ def test_a_diverging_step_size_is_reported_with_its_traces(modular_addition_dir,
     assert "error: SGLD diverged" in err and "Traceback" not in err
 
 
-def test_an_unknown_model_directory_and_an_occupied_output_dir_are_refused(modular_addition_dir, tmp_path):
+def test_bad_model_directories_and_output_dirs_are_refused(modular_addition_dir, trained_dictionary,
+                                                         tmp_path):
+    with pytest.raises(ConfigError, match="follows a toy's saved checkpoints; .* is a dictionary directory"):
+        run_llc(config(trained_dictionary, tmp_path / "dict", checkpoints=True))
     (tmp_path / "mystery").mkdir()
     with pytest.raises(LmSaesError, match="no config.json lm-saes knows; `lm-saes llc` estimates a toy"):
         run_llc(config(tmp_path / "mystery", tmp_path / "out"))

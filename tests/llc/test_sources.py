@@ -90,5 +90,3 @@ def test_a_dictionary_samples_its_training_loss_on_its_cache(trained_dictionary)
         raw = reconstruction_mse(folded(x).recon, y)
         assert float(source.loss(source.model, (x, y))) == pytest.approx(scale**2 * float(raw), rel=1e-4)
     vectorised_equals_loop(source)
-    with pytest.raises(ConfigError, match="follows a toy's saved checkpoints"):
-        open_source(LLCConfig(model=trained_dictionary), CPU, step=0)

@@ -97,3 +97,16 @@ def test_batches_are_a_pure_function_of_seed_and_step():
     assert torch.equal(batch_rows(7, 100, 16, 0), batch_rows(7, 100, 16, 0))
     assert not torch.equal(batch_rows(7, 100, 16, 0), batch_rows(8, 100, 16, 0))
     assert batch_rows(0, 100, 500, 1).max() < 100  # drawn with replacement
+
+
+def test_the_command_trains_then_reuses(tmp_path, capsys):
+    from lm_saes.cli import main
+
+    args = ["toy", "--set", "toy.kind=modular_addition", "--set", "toy.p=7", "--set", "steps=4",
+            "--set", "batch_size=8", "--set", f"output_dir={tmp_path / 'toy'}", "--set", "progress=false"]
+    assert main(args) == 0 and main(args) == 0
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.startswith(f"trained {tmp_path / 'toy'}: train_loss ") and "test_accuracy" in first
+    assert second.startswith("reused ")
+    assert main([*args, "--set", "toy.p=8"]) == 2  # another config: refused, not overwritten
+    assert "set overwrite=true" in capsys.readouterr().err
