@@ -34,6 +34,11 @@ _EXPORTS = {
     "Dictionary": "lm_saes.dictionaries",
     "SweepConfig": "lm_saes.sweep.config",
     "run_sweep": "lm_saes.sweep.run",
+    "ToyTrainConfig": "lm_saes.toys.config",
+    "train_toy": "lm_saes.toys.train",
+    "load_toy": "lm_saes.toys.directory",
+    "LLCConfig": "lm_saes.llc.config",
+    "run_llc": "lm_saes.llc.stage",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -66,6 +66,30 @@ def _sweep(args: argparse.Namespace) -> None:
     print(f"browse it: lm-saes serve, then open /sweeps/{result.record['name']}")
 
 
+def _toy(args: argparse.Namespace) -> None:
+    from lm_saes.config import load_config
+    from lm_saes.toys.config import ToyTrainConfig
+    from lm_saes.toys.train import train_toy
+
+    result = train_toy(load_config(ToyTrainConfig, args.config, args.set))
+    m = result.metrics
+    verb = "reused" if result.reused else "trained"
+    if result.resumed_from_step:
+        verb = f"resumed at step {result.resumed_from_step} and trained"
+    scores = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k.startswith(("train_", "test_")))
+    print(f"{verb} {result.output_dir}: {scores}")
+
+
+def _llc(args: argparse.Namespace) -> None:
+    from lm_saes.config import load_config
+    from lm_saes.llc.config import LLCConfig
+    from lm_saes.llc.stage import describe, run_llc
+
+    overrides = [*args.set, *(["checkpoints=true"] if args.checkpoints else [])]
+    result = run_llc(load_config(LLCConfig, args.config, overrides))
+    print(describe(result))
+
+
 def _eval(args: argparse.Namespace) -> None:
     from lm_saes.config import EvalConfig, load_config
     from lm_saes.evaluation.run import evaluate
@@ -165,6 +189,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "train": (_train, "train a sparse dictionary (SAE or transcoder) on an activation cache"),
     "sweep": (_sweep, "train many dictionaries over one read of a cache, with baselines and a Pareto table"),
     "analyze": (_analyze, "compute every feature's statistics from a 2d cache into the store"),
+    "toy": (_toy, "train a toy model with ground truth (modular addition, ...) into a toy directory"),
 }
 
 
@@ -211,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
             help="override a config field, e.g. --set model.dtype=bfloat16 (repeatable)",
         )
         p.set_defaults(run=run)
+    p = sub.add_parser("llc", help="local learning coefficient of a toy, language model or dictionary (SGLD)")
+    p.add_argument("config", nargs="?", help="TOML config file (see LLCConfig; fields may all come from --set)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set sgld.step_size=1e-4 (repeatable)")
+    p.add_argument("--checkpoints", action="store_true",
+                   help="estimate at every saved checkpoint of a toy's training and plot it beside the losses")
+    p.set_defaults(run=_llc)
     p = sub.add_parser("eval", help="metrics of a trained dictionary (written to its metrics.json)")
     p.add_argument("dictionary", help="dictionary directory")
     p.add_argument("--config", help="TOML file of eval settings (see EvalConfig)")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv-peers: the peer toolkits (sae-lens, EleutherAI sparsify) beside lm-saes, for the
-# interop test and the side-by-side benchmarks. Never a dependency of lm-saes itself.
+# Create .venv-peers: the peer toolkits (sae-lens, EleutherAI sparsify, devinterp) beside lm-saes, for
+# the interop and equality tests and the side-by-side benchmarks. Never a dependency of lm-saes itself.
 # Idempotent like setup.sh: returns at once when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -80,3 +80,27 @@ def bert_dir(tmp_path_factory, text_docs) -> Path:
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def train_modular_addition(root: Path, **settings) -> Path:
+    """examples/toy_modular_addition.toml's recipe (p = 53, no weight decay, 2000 steps) into ``root``."""
+    from lm_saes.config import load_config
+    from lm_saes.toys.config import ToyTrainConfig
+    from lm_saes.toys.train import train_toy
+
+    example = Path(__file__).parent.parent / "examples" / "toy_modular_addition.toml"
+    overrides = [f"output_dir={root}", "progress=false", "checkpoint_every=500", "log_every=500"]
+    cfg = load_config(ToyTrainConfig, example, overrides + [f"{k}={v}" for k, v in settings.items()])
+    return train_toy(cfg).output_dir
+
+
+@pytest.fixture(scope="session")
+def modular_addition_dir(tmp_path_factory) -> Path:
+    """A grokked modular-addition MLP (p = 53), trained once a session; checkpoints every 500 steps."""
+    return train_modular_addition(tmp_path_factory.mktemp("toys") / "modular_addition")
+
+
+@pytest.fixture(scope="session")
+def random_labels_dir(tmp_path_factory) -> Path:
+    """The same architecture and recipe trained on random labels (memorisation, no structure)."""
+    return train_modular_addition(tmp_path_factory.mktemp("toys") / "random_labels", **{"toy.random_labels": "true"})

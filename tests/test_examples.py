@@ -8,14 +8,20 @@ from lm_saes.activations.generate import generate
 from lm_saes.activations.manifest import read_manifest
 from lm_saes.config import AnalyzeConfig, EvalConfig, GenerateConfig, PretrainConfig, TrainConfig, load_config
 from lm_saes.dictionaries import Dictionary
+from lm_saes.llc.config import LLCConfig
 from lm_saes.sweep.config import SweepConfig
+from lm_saes.toys.config import ToyTrainConfig
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 TRAIN_EXAMPLES = [f"train_{v}.toml" for v in ("topk", "batchtopk", "relu", "jumprelu", "transcoder")]
+TOY_EXAMPLES = [f"toy_modular_addition{v}.toml" for v in ("", "_weight_decay", "_random_labels")]
+LLC_EXAMPLES = [f"llc_{v}.toml" for v in ("modular_addition", "tiny_lm", "dictionary")]
 STAGE_OF = {
     "tiny_lm.toml": PretrainConfig, "generate.toml": GenerateConfig, "generate_2d.toml": GenerateConfig,
     **{name: TrainConfig for name in TRAIN_EXAMPLES}, "analyze.toml": AnalyzeConfig, "sweep.toml": SweepConfig,
+    **{name: ToyTrainConfig for name in TOY_EXAMPLES}, **{name: LLCConfig for name in LLC_EXAMPLES},
 }
+SMALL_SGLD = ["sgld.draws=6", "sgld.chains=2", "progress=false"]
 
 
 def test_every_example_is_registered_and_valid():
@@ -137,3 +143,45 @@ def test_sweep_example_runs_and_writes_the_table_and_plots(tmp_path, example_cac
             assert store.analysis("quickstart-sweep.topk-k32")["n_features"] == 64
     finally:
         stop_server(tmp_path / "store")
+
+
+@pytest.mark.parametrize("name", TOY_EXAMPLES)
+def test_toy_examples_run_and_the_llc_example_follows_their_checkpoints(name, tmp_path):
+    from lm_saes.llc.stage import run_llc
+    from lm_saes.toys.train import train_toy
+
+    toy = train_toy(load_config(ToyTrainConfig, EXAMPLES / name, [
+        f"output_dir={tmp_path / 'toy'}", "steps=20", "toy.p=11", "checkpoint_every=10", "log_every=10",
+        "progress=false",
+    ]))
+    assert toy.metrics["steps"] == 20
+    if name == TOY_EXAMPLES[0]:  # the LLC example reads this one
+        result = run_llc(load_config(LLCConfig, EXAMPLES / "llc_modular_addition.toml", [
+            f"model={toy.output_dir}", "sgld.batch_size=16", "checkpoints=true", *SMALL_SGLD,
+        ]))
+        assert [row["step"] for row in result.record["checkpoints"]] == [0, 10, 20]
+
+
+def test_llc_tiny_lm_example_runs(tmp_path, model_dir, dataset_file):
+    from lm_saes.llc.stage import run_llc
+
+    result = run_llc(load_config(LLCConfig, EXAMPLES / "llc_tiny_lm.toml", [
+        f"model={model_dir}", f"data.path={dataset_file}", "data.context_size=32", "data.max_tokens=1024",
+        f"output_dir={tmp_path / 'llc'}", "sgld.batch_size=2", *SMALL_SGLD,
+    ]))
+    assert result.record["kind"] == "language_model" and len(result.record["llc"]["per_chain"]) == 2
+
+
+def test_llc_dictionary_example_runs(tmp_path, example_cache):
+    from lm_saes.llc.stage import run_llc
+    from lm_saes.training.train import train
+
+    hook = load_config(AnalyzeConfig, EXAMPLES / "analyze.toml").cache.name
+    topk = train(load_config(TrainConfig, EXAMPLES / "train_topk.toml", [
+        f"cache={example_cache / hook}", f"output_dir={tmp_path / 'topk'}", "total_tokens=2048",
+        "batch_size=512", "progress=false", "dictionary.d_sae=64",
+    ])).output_dir
+    result = run_llc(load_config(LLCConfig, EXAMPLES / "llc_dictionary.toml", [
+        f"model={topk}", "sgld.batch_size=256", *SMALL_SGLD,
+    ]))
+    assert result.record["kind"] == "dictionary" and (topk / "llc" / "llc.json").is_file()

@@ -244,6 +244,19 @@ class Dictionary(nn.Module):
         state["output_scale"] = torch.tensor(1.0)
         return state
 
+    @torch.no_grad()
+    def unfold_scales(self, input_scale: float, output_scale: float) -> None:
+        """Undo ``folded_state_dict`` on a loaded (single-device) dictionary: back to the weights
+        of training time, which read inputs scaled by ``input_scale`` (s) and reconstruct targets
+        scaled by ``output_scale`` (t), so ``loss(s x, t y)`` is the loss training minimised."""
+        s, t = input_scale, output_scale
+        self.W_enc.div_(s)
+        self.W_dec.mul_(t)
+        self.b_dec.mul_(t)
+        if not self.transcoder:
+            self.b_enc.sub_((s / t - 1) * (self.b_dec @ self.W_enc))
+        self.set_scales(s, t)
+
     # --- save / load ----------------------------------------------------------------------
 
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:

@@ -61,6 +61,9 @@ class BatchTopKDictionary(TopKDictionary):
     kind = "batchtopk"
     cfg: BatchTopKConfig
     sparse_decode = False  # a token may keep more than k features: the dense decoder
+    # False: ``loss`` leaves the inference threshold alone, so it has no side effect (and torch.func
+    # can transform it, as the LLC's sampler does); training keeps it True.
+    update_threshold = True
 
     def __init__(self, cfg: BatchTopKConfig, d_in: int, d_out: int, transcoder: bool = False) -> None:
         super().__init__(cfg, d_in, d_out, transcoder)
@@ -75,7 +78,7 @@ class BatchTopKDictionary(TopKDictionary):
         self, x: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_out"], ctx: TrainingContext
     ) -> LossOutput:
         recon, acts, pre = self(x)
-        if self.training:
+        if self.training and self.update_threshold:
             momentum = self.cfg.threshold_momentum
             self.threshold.copy_(updated_threshold(self.threshold, acts.detach(), momentum, self.comm))
         return self.topk_loss(pre, recon, target, ctx, fired_features(acts), mean_l0(acts.detach(), self.comm))

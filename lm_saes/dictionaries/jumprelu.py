@@ -34,11 +34,16 @@ def rectangle(u: Tensor) -> Tensor:
 
 
 class _JumpReLU(torch.autograd.Function):
+    generate_vmap_rule = True  # torch.func transforms (vmap over stacked chains in lm_saes.llc) work through it
+
     @staticmethod
-    def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
-        ctx.save_for_backward(pre, threshold)
-        ctx.bandwidth = bandwidth
+    def forward(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
         return pre * (pre > threshold)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor, Tensor, float], output: Tensor) -> None:
+        pre, threshold, ctx.bandwidth = inputs
+        ctx.save_for_backward(pre, threshold)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
@@ -49,11 +54,16 @@ class _JumpReLU(torch.autograd.Function):
 
 
 class _Step(torch.autograd.Function):
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
-        ctx.save_for_backward(pre, threshold)
-        ctx.bandwidth = bandwidth
+    def forward(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
         return (pre > threshold).to(pre.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor, Tensor, float], output: Tensor) -> None:
+        pre, threshold, ctx.bandwidth = inputs
+        ctx.save_for_backward(pre, threshold)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:

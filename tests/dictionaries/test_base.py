@@ -85,14 +85,20 @@ def test_a_relu_dictionary_keeps_its_decoder_norms(make):
     assert torch.equal(d.W_dec.detach(), torch.tensor(W_dec)) and torch.equal(d.W_dec.grad, torch.ones(2, 2))
 
 
-@pytest.mark.parametrize("transcoder", [False, True], ids=["sae", "transcoder"])
-@pytest.mark.parametrize("kind", KINDS)
-def test_saved_weights_work_on_raw_activations(make, tmp_path, kind, transcoder):
-    torch.manual_seed(0)
+def with_biases(make, kind: str, transcoder: bool, seed: int) -> Dictionary:
+    """A d_sae 8 dictionary on width 3 (2 out for a transcoder) with random nonzero biases."""
+    torch.manual_seed(seed)
     d = make(kind, 8, 3, 2 if transcoder else 3, transcoder=transcoder)
     with torch.no_grad():
         d.b_enc.normal_(std=0.3)
         d.b_dec.normal_()
+    return d
+
+
+@pytest.mark.parametrize("transcoder", [False, True], ids=["sae", "transcoder"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_saved_weights_work_on_raw_activations(make, tmp_path, kind, transcoder):
+    d = with_biases(make, kind, transcoder, seed=0)
     if kind == "batchtopk":
         d.threshold.fill_(0.2)
     if kind == "jumprelu":
@@ -112,6 +118,22 @@ def test_saved_weights_work_on_raw_activations(make, tmp_path, kind, transcoder)
     assert (meta["kind"], meta["d_sae"], meta["transcoder"]) == (kind, 8, transcoder)
     assert meta["training_scales"] == {"input": 2.5, "output": pytest.approx(0.4)}
     assert type(loaded) is VARIANTS[kind] and loaded.cfg == d.cfg
+
+
+@pytest.mark.parametrize("transcoder", [False, True], ids=["sae", "transcoder"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_unfolding_a_saved_dictionary_restores_its_training_weights_and_loss(make, tmp_path, kind, transcoder):
+    d = with_biases(make, kind, transcoder, seed=1)
+    d.set_scales(2.5, 0.4)
+    loaded = Dictionary.from_pretrained(d.save(tmp_path / kind))
+    loaded.unfold_scales(2.5, 0.4)
+    for name, value in d.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], value, rtol=1e-5, atol=1e-5)
+    x, y = torch.randn(10, 3), torch.randn(10, 2 if transcoder else 3)
+    ctx = TrainingContext(sparsity_scale=1.0, dead_mask=None)
+    d.train(), loaded.train()
+    expected = d.loss(x * 2.5, y * 0.4, ctx).loss
+    torch.testing.assert_close(loaded.loss(x * loaded.input_scale, y * loaded.output_scale, ctx).loss, expected)
 
 
 def test_a_directory_without_weights_is_refused(make, tmp_path):
