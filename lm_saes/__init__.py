@@ -34,6 +34,8 @@ _EXPORTS = {
     "Dictionary": "lm_saes.dictionaries",
     "SweepConfig": "lm_saes.sweep.config",
     "run_sweep": "lm_saes.sweep.run",
+    "InterpretConfig": "lm_saes.interpret.config",
+    "run_interpret": "lm_saes.interpret.stage",
 }
 
 __all__ = sorted(_EXPORTS)

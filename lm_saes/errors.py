@@ -27,3 +27,7 @@ class DiskSpaceError(LmSaesError):
 
 class StoreError(LmSaesError):
     """The analysis store (MongoDB) is unreachable or refused a write; names the URI and the fix."""
+
+
+class EndpointError(LmSaesError):
+    """A model endpoint is unreachable, refuses the key, does not serve the model, or keeps failing."""

@@ -8,6 +8,7 @@ from lm_saes.activations.generate import generate
 from lm_saes.activations.manifest import read_manifest
 from lm_saes.config import AnalyzeConfig, EvalConfig, GenerateConfig, PretrainConfig, TrainConfig, load_config
 from lm_saes.dictionaries import Dictionary
+from lm_saes.interpret.config import InterpretConfig
 from lm_saes.sweep.config import SweepConfig
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -15,6 +16,7 @@ TRAIN_EXAMPLES = [f"train_{v}.toml" for v in ("topk", "batchtopk", "relu", "jump
 STAGE_OF = {
     "tiny_lm.toml": PretrainConfig, "generate.toml": GenerateConfig, "generate_2d.toml": GenerateConfig,
     **{name: TrainConfig for name in TRAIN_EXAMPLES}, "analyze.toml": AnalyzeConfig, "sweep.toml": SweepConfig,
+    "interpret.toml": InterpretConfig, "interpret_openai.toml": InterpretConfig,  # the second: tests/interpret
 }
 
 
@@ -88,6 +90,13 @@ def test_analyze_example_runs_into_the_embedded_store(tmp_path, example_cache, m
     stored = run_analysis(cfg)
     with open_store(cfg.store) as store:
         assert store.count_features(stored.dictionary) == 64 == stored.n_features
+
+    from lm_saes.interpret.stage import run_interpret  # examples/interpret.toml on what the analyze example stored
+
+    explained = run_interpret(load_config(InterpretConfig, EXAMPLES / "interpret.toml", [
+        f"dictionary={stored.dictionary}", f"store.data_dir={tmp_path / 'store'}", "progress=false", "device=cpu",
+    ])).results[0]
+    assert explained.kind == "lexical" and explained.n_scored + explained.n_failed == explained.n_features > 0
 
 
 @pytest.mark.slow
