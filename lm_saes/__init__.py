@@ -39,6 +39,8 @@ _EXPORTS = {
     "load_toy": "lm_saes.toys.directory",
     "LLCConfig": "lm_saes.llc.config",
     "run_llc": "lm_saes.llc.stage",
+    "InterpretConfig": "lm_saes.interpret.config",
+    "run_interpret": "lm_saes.interpret.stage",
 }
 
 __all__ = sorted(_EXPORTS)

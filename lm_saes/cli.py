@@ -118,6 +118,30 @@ def _analyze(args: argparse.Namespace) -> None:
     )
 
 
+def _interpret(args: argparse.Namespace) -> None:
+    from lm_saes.config import load_config
+    from lm_saes.interpret.config import InterpretConfig
+    from lm_saes.interpret.report import format_comparison
+    from lm_saes.interpret.stage import run_interpret
+
+    cfg = load_config(InterpretConfig, args.config, [*args.set, *(["dry_run=true"] if args.dry_run else [])])
+    outcome = run_interpret(cfg)
+    for r in outcome.results:
+        who = "the lexical baseline (no model)" if r.kind == "lexical" else f"{r.explainer}"
+        if r.dry_run:
+            print(f"dry run: {r.n_features - r.n_done_before:,} of {r.n_features:,} features of {r.dictionary!r} to "
+                  f"interpret with {who} ({r.n_done_before:,} done before): {r.n_requests:,} requests, about "
+                  f"{r.n_prompt_tokens:,} prompt tokens (characters / 4); nothing was sent")
+            continue
+        means = ", ".join(f"{s} {m['mean']:.3f} [{m['low']:.3f}, {m['high']:.3f}]" for s, m in r.means.items())
+        print(f"{r.dictionary}: {r.n_scored:,} features scored and {r.n_failed:,} failed now, {r.n_done_before:,} "
+              f"done before, by {who} as {r.explainer!r}; {r.n_requests:,} requests, {r.seconds:.0f} s\n"
+              f"  mean (95% CI) over its scored features: {means or 'none yet'}")
+    if outcome.report:
+        print("\n" + format_comparison(outcome.report))
+        print(f"report: {', '.join(str(p) for p in outcome.files)}")
+
+
 def _show(args: argparse.Namespace) -> None:
     from lm_saes.analysis.show import render_feature, render_list
     from lm_saes.config import StoreConfig, load_config
@@ -254,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["saelens"], default="saelens", help="target layout")
     p.add_argument("--overwrite", action="store_true", help="replace an export already in out_dir")
     p.set_defaults(run=_export)
+    p = sub.add_parser("interpret", help="explain and score the features of an analyzed dictionary "
+                       "(an OpenAI-compatible endpoint, or offline the lexical baseline)")
+    p.add_argument("config", nargs="?", help="TOML config file (see lm_saes/interpret/config.py)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set dictionary=topk (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="count the requests and prompt tokens, send nothing")
+    p.set_defaults(run=_interpret)
     p = sub.add_parser("show", help="print a stored feature's top contexts (or the densest features)")
     p.add_argument("dictionary", type=_stored_name, help="dictionary name in the store (its directory's name by default)")
     p.add_argument("feature", nargs="?", type=_int_in(0, INT64_MAX), help="feature index (omit for a list)")

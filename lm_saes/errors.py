@@ -31,3 +31,7 @@ class StoreError(LmSaesError):
 
 class NoStoreError(StoreError):
     """A reader (``lm-saes show``, ``lm-saes serve``) found no analysis store where it looked."""
+
+
+class EndpointError(LmSaesError):
+    """A model endpoint is unreachable, refuses the key, does not serve the model, or keeps failing."""

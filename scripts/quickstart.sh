@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole pipeline on this machine: set up, train (or reuse) the tiny language model, cache
-# its activations, train and evaluate a TopK SAE, and analyze its features into the embedded
-# store. Everything lands in ./work/.
+# its activations, train and evaluate a TopK SAE, analyze its features into the embedded store
+# and explain and score them (the offline lexical baseline). Everything lands in ./work/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -14,6 +14,7 @@ $LM generate examples/generate_2d.toml
 $LM train examples/train_topk.toml --set overwrite=true
 $LM eval work/dictionaries/topk
 $LM analyze examples/analyze.toml
+$LM interpret examples/interpret.toml
 $LM show topk --limit 5
 cat <<'MSG'
 
@@ -24,12 +25,15 @@ Done. What you have in ./work:
   work/dictionaries/topk/            a TopK SAE (config.json, weights.safetensors, train_log.jsonl,
                                      metrics.json: the table above)
   work/store/                        the embedded MongoDB-protocol store with every feature's analysis
+                                     and its explanation and scores (the lexical baseline)
 Browse the features in your browser (the embedded store starts and stops with the server):
   .venv/bin/lm-saes serve                then open http://127.0.0.1:8000  (Ctrl-C stops it)
 or in the terminal:
   .venv/bin/lm-saes show topk            the densest features
   .venv/bin/lm-saes show topk 7          feature 7's top contexts, tokens highlighted
 Other variants: .venv/bin/lm-saes train examples/train_{relu,batchtopk,jumprelu,transcoder}.toml
+Explanations written by a language model (any OpenAI-compatible endpoint), counted first:
+  .venv/bin/lm-saes interpret examples/interpret_openai.toml --dry-run
 A sweep (6 dictionaries over one read of the cache, PCA/ICA/neuron/random baselines, Pareto plots;
 about 2 minutes): .venv/bin/lm-saes sweep examples/sweep.toml    then open /sweeps/quickstart-sweep
 Read a cache in Python:

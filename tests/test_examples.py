@@ -9,6 +9,7 @@ from lm_saes.activations.manifest import read_manifest
 from lm_saes.config import AnalyzeConfig, EvalConfig, GenerateConfig, PretrainConfig, TrainConfig, load_config
 from lm_saes.dictionaries import Dictionary
 from lm_saes.llc.config import LLCConfig
+from lm_saes.interpret.config import InterpretConfig
 from lm_saes.sweep.config import SweepConfig
 from lm_saes.toys.config import ToyTrainConfig
 
@@ -20,6 +21,7 @@ STAGE_OF = {
     "tiny_lm.toml": PretrainConfig, "generate.toml": GenerateConfig, "generate_2d.toml": GenerateConfig,
     **{name: TrainConfig for name in TRAIN_EXAMPLES}, "analyze.toml": AnalyzeConfig, "sweep.toml": SweepConfig,
     **{name: ToyTrainConfig for name in TOY_EXAMPLES}, **{name: LLCConfig for name in LLC_EXAMPLES},
+    "interpret.toml": InterpretConfig, "interpret_openai.toml": InterpretConfig,  # the second: tests/interpret
 }
 SMALL_SGLD = ["sgld.draws=6", "sgld.chains=2", "progress=false"]
 
@@ -94,6 +96,13 @@ def test_analyze_example_runs_into_the_embedded_store(tmp_path, example_cache, m
     stored = run_analysis(cfg)
     with open_store(cfg.store) as store:
         assert store.count_features(stored.dictionary) == 64 == stored.n_features
+
+    from lm_saes.interpret.stage import run_interpret  # examples/interpret.toml on what the analyze example stored
+
+    explained = run_interpret(load_config(InterpretConfig, EXAMPLES / "interpret.toml", [
+        f"dictionary={stored.dictionary}", f"store.data_dir={tmp_path / 'store'}", "progress=false", "device=cpu",
+    ])).results[0]
+    assert explained.kind == "lexical" and explained.n_scored + explained.n_failed == explained.n_features > 0
 
 
 @pytest.mark.slow

@@ -19,5 +19,7 @@ def test_exported_names_resolve_and_unknown_ones_fail():
     assert set(lm_saes.__all__) >= {"generate", "train", "evaluate", "Dictionary", "load_config", "run_sweep"}
     assert lm_saes.run_sweep.__module__ == "lm_saes.sweep.run"
     assert lm_saes.run_llc.__module__ == "lm_saes.llc.stage" and lm_saes.train_toy.__module__ == "lm_saes.toys.train"
+    assert lm_saes.run_interpret.__module__ == "lm_saes.interpret.stage"
+    assert lm_saes.InterpretConfig(dictionary="d").explainer.kind == "lexical"  # the offline default
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         lm_saes.nope  # noqa: B018

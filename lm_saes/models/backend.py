@@ -160,11 +160,8 @@ class LanguageModel:
         return {h: s[2] for h, s in shapes.items()}
 
 
-def load_language_model(cfg: ModelConfig) -> LanguageModel:
-    """Load a model and its tokenizer by hub name or from a local Hugging Face directory."""
-    from transformer_lens.model_bridge import TransformerBridge
-    from transformers import AutoTokenizer
-
+def _model_source(cfg: ModelConfig) -> str:
+    """The local directory or hub name ``cfg.name`` loads from (a missing local directory: ModelError)."""
     local = Path(cfg.name).expanduser()
     looks_local = cfg.name.startswith((".", "/", "~")) or local.exists()
     if looks_local and not (local / "config.json").is_file():
@@ -172,13 +169,36 @@ def load_language_model(cfg: ModelConfig) -> LanguageModel:
             f"model.name={cfg.name!r}: no Hugging Face model directory there (expected "
             f"{local / 'config.json'}). Train one with `lm-saes pretrain`, or give a hub name."
         )
-    source = str(local) if looks_local else cfg.name
+    return str(local) if looks_local else cfg.name
+
+
+def _offline_hint(cfg: ModelConfig, e: OSError) -> ModelError:
+    return ModelError(
+        f"could not load model {cfg.name!r}: {e}\nOffline? Point model.name at a local "
+        "Hugging Face directory (e.g. one made by `lm-saes pretrain`)."
+    )
+
+
+def load_tokenizer(cfg: ModelConfig):
+    """The model's tokenizer alone (transformers' AutoTokenizer), without loading its weights."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(_model_source(cfg), revision=cfg.revision,
+                                             trust_remote_code=cfg.trust_remote_code)
+    except OSError as e:
+        raise _offline_hint(cfg, e) from e
+
+
+def load_language_model(cfg: ModelConfig) -> LanguageModel:
+    """Load a model and its tokenizer by hub name or from a local Hugging Face directory."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    source = _model_source(cfg)
     device = resolve_device(cfg.device)
     dtype = TORCH_DTYPES[cfg.dtype]
+    tokenizer = load_tokenizer(cfg)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
-        )
         bridge = TransformerBridge.boot_transformers(
             source,
             tokenizer=tokenizer,
@@ -188,9 +208,6 @@ def load_language_model(cfg: ModelConfig) -> LanguageModel:
             trust_remote_code=cfg.trust_remote_code,
         )
     except OSError as e:
-        raise ModelError(
-            f"could not load model {cfg.name!r}: {e}\nOffline? Point model.name at a local "
-            "Hugging Face directory (e.g. one made by `lm-saes pretrain`)."
-        ) from e
+        raise _offline_hint(cfg, e) from e
     bridge.eval()
     return LanguageModel(bridge=bridge, tokenizer=tokenizer, name=cfg.name, device=device, dtype=dtype)

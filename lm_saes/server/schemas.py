@@ -43,6 +43,26 @@ class DictionarySummary(BaseModel):
     source: dict[str, Any] = {}
 
 
+class MeanScore(BaseModel):
+    n: int = Field(description="Features scored.")
+    mean: float
+    low: float = Field(description="Lower end of the 95% confidence interval of the mean (Student's t).")
+    high: float = Field(description="Upper end of that interval.")
+
+
+class InterpretationSummary(BaseModel):
+    """One explainer's mean scores over a dictionary's features (`lm-saes interpret`)."""
+
+    explainer: str = Field(description="The explainer's id, e.g. 'lexical' or 'openai:<model>'.")
+    kind: Literal["lexical", "openai"] = Field(description="'lexical': the offline baseline, no model.")
+    scorer: str | None = None
+    model: str | None = None
+    n_scored: int = 0
+    n_failed: int = 0
+    means: dict[Literal["simulation", "detection", "fuzzing"], MeanScore] = {}
+    updated_at: str | None = None
+
+
 class DictionaryDetail(BaseModel):
     name: str
     kind: str | None = None
@@ -54,6 +74,27 @@ class DictionaryDetail(BaseModel):
     source: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     analysis: AnalysisSummary | None = None
+    interpretations: list[InterpretationSummary] = Field(
+        [], description="Each explainer's mean scores over this analysis, most recent first.")
+
+
+class ExplanationScores(BaseModel):
+    simulation: float | None = Field(None, description="Correlation of simulated and true activations "
+                                     "on held-out contexts (OpenAI 2023).")
+    detection: float | None = Field(None, description="Balanced accuracy of telling activating held-out "
+                                    "contexts from others (Delphi).")
+    fuzzing: float | None = Field(None, description="Balanced accuracy of telling the activating tokens "
+                                  "from decoys (Delphi).")
+
+
+class ExplanationSummary(BaseModel):
+    """The explanation a feature shows: the last one `lm-saes interpret` wrote for it."""
+
+    text: str
+    explainer: str = Field(description="The explainer's id, e.g. 'lexical' or 'openai:<model>'.")
+    kind: Literal["lexical", "openai"] = Field(description="'lexical': the offline baseline, no model.")
+    status: Literal["scored", "failed"] = Field(description="'failed': a scoring reply could not be used.")
+    scores: ExplanationScores = ExplanationScores()
 
 
 class FeatureSummary(BaseModel):
@@ -63,6 +104,7 @@ class FeatureSummary(BaseModel):
     mean_activation: float | None = None
     n_fired: int | None = None
     interpretation: str | None = None
+    explanation: ExplanationSummary | None = None
 
 
 class FeaturePage(BaseModel):
@@ -120,6 +162,46 @@ class FeatureDetail(FeatureSummary):
     next: int | None = Field(description="The next feature index, None for the last.")
 
 
+class ChatMessage(BaseModel):
+    role: str
+    content: str
+
+
+class ModelCall(BaseModel):
+    stage: Literal["explain", "simulate", "detect", "fuzz"]
+    messages: list[ChatMessage] = []
+    reply: str | None = Field(None, description="The raw reply; absent when the endpoint gave none.")
+
+
+class Failure(BaseModel):
+    stage: str
+    error: str
+    reply: str = Field("", description="The raw reply that could not be used.")
+
+
+class TokenWeight(BaseModel):
+    token: str
+    weight: float
+
+
+class ExplanationRecord(BaseModel):
+    """One explainer's whole record of a feature: explanation, scores, prompts and raw replies."""
+
+    explainer: str
+    kind: Literal["lexical", "openai"]
+    model: str | None = None
+    scorer: str | None = None
+    status: Literal["scored", "failed"]
+    explanation: str | None = None
+    scores: ExplanationScores = ExplanationScores()
+    tokens: list[TokenWeight] = Field([], description="The lexical explanation's tokens and their share of "
+                                      "the activation.")
+    failures: list[Failure] = []
+    requests: list[ModelCall] = []
+    n_contexts: dict[str, int] = Field({}, description="Contexts explained from, and held-out ones scored.")
+    created_at: str | None = None
+
+
 class RandomFeature(BaseModel):
     index: int
 
@@ -173,7 +255,8 @@ class SweepRow(BaseModel):
     error: str | None = None
     dictionary_dir: str | None = None
     config: dict[str, Any] = Field({}, description="A member's whole training config; {} for a baseline.")
-    dictionary: str | None = Field(None, description="The member's dictionary name in the store, once analyzed.")
+    dictionary: str | None = Field(None, description="The row's dictionary name in the store, once analyzed "
+                                   "(a baseline's: '<sweep>.<baseline>', analyzed by `lm-saes interpret`).")
     analyzed: bool = Field(False, description="Whether `dictionary` is in the store with a complete analysis.")
 
 
@@ -186,4 +269,6 @@ class SweepDetail(BaseModel):
     paths: dict[str, str] = Field({}, description="Each label's dotted config field path.")
     metrics: list[str] = Field([], description="The metric columns, in table order.")
     frontiers: dict[str, str] = Field({}, description="Metric -> label of each plot against L0.")
+    interpretability_explainer: str | None = Field(
+        None, description="Whose mean simulation score the 'interpretability' metric is, once rows are interpreted.")
     rows: list[SweepRow] = []

@@ -37,11 +37,19 @@ API (every database failure raises ``lm_saes.errors.StoreError`` naming the serv
     Store.analysis(dictionary, name="default") -> dict | None    the complete run shown
     Store.analyses(dictionary) -> list[dict]                     every run, any status
     Store.feature(dictionary, index, analysis="default") -> dict | None       the whole feature
-    Store.features(dictionary, analysis="default", *, sort="index"|"density"|"max_activation",
-                   descending=False, min_density=None, max_density=None, search=None,
-                   skip=0, limit=100) -> list[dict]              summaries: scalars only
-    Store.count_features(dictionary, analysis="default", *, min_density, max_density, search) -> int
+    Store.features(dictionary, analysis="default", *, sort="index"|"density"|"max_activation"|"simulation"
+                   |"detection"|"fuzzing", descending=False, min_density=None, max_density=None,
+                   search=None, skip=0, limit=100) -> list[dict]   summaries: scalars + explanation
+    Store.count_features(dictionary, analysis="default", *, min_density, max_density, search, scored) -> int
     Store.set_interpretation(dictionary, index, text, analysis="default") -> bool
+
+Explanations (``lm_saes.store.explanations``, written by `lm-saes interpret`): one record per
+(dictionary, analysis, feature, explainer) with its scores, prompts and raw replies
+(``write_explanations``, ``explained``, ``feature_explanations``), each explainer's mean scores
+(``upsert_interpretation``, ``interpretations``), and on each feature's summary the last
+explanation written (``explanation``: text, explainer, kind, status, scores), which
+``Store.features`` sorts by (``sort="simulation" | "detection" | "fuzzing"``: the features that
+have that score) and searches with the interpretation.
 
 Feature documents are plain dicts with at least ``index`` (int >= 0), ``density`` (fraction of
 tokens), ``max_activation`` and optionally ``interpretation`` (str); the store adds
@@ -50,10 +58,12 @@ NaN and infinities refused, and each feature is limited to ``MAX_FEATURE_BYTES``
 (``lm_saes.store.documents``). Runs are written idempotently: a complete run replaces the previous
 one of the same name; an interrupted run never shows (``lm_saes.store.writer``).
 
-Search (``search=``) uses MongoDB's ``$text`` over a text index on ``interpretation`` (whole
-words, stemmed, any word matches). nx-27017 accepts the text index and answers ``$text``; where a
+Search (``search=``) uses MongoDB's ``$text`` over a text index on ``interpretation`` and
+``explanation.text`` (whole words, no stemming or stop words, any word matches; nx-27017 requires
+all of them). nx-27017 accepts the text index and answers ``$text``; where a
 server has no ``$text`` (mongomock) the store falls back to a case-insensitive regex of the words,
-which scans the analysis's features instead of using an index.
+which scans the analysis's features instead of using an index (so does a store made before
+explanations on nx-27017, which cannot rebuild its text index over documents).
 
 Token search (``lm_saes.store.search.search_tokens(store, dictionary, token, analysis, limit)``) matches a token against each feature's ``peak_tokens`` (the
 peak token of every top context, stripped and lower-cased, kept in the small summary document at

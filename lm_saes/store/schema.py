@@ -13,6 +13,10 @@ Collections (one database, ``StoreConfig.database``)::
     feature_details  {analysis_id, index, json: <the feature's lists and dicts as one JSON string>}
     sweeps           {name (unique), updated_at, output_dir, status, varied, rows: [...]}
                      one document per `lm-saes sweep` (see lm_saes.sweep.record)
+    explanations     {dictionary, analysis, index, explainer (unique together), status, scores, ...}
+    interpretations  {dictionary, analysis, explainer (unique together), means, ...}
+                     what `lm-saes interpret` writes (see lm_saes.store.explanations); a feature's
+                     summary document also shows its last explanation as ``explanation``
 
 One run of ``begin_analysis`` is one ``analyses`` document; its ``_id`` (``analysis_id``) tags
 every feature it writes, so (analysis_id, index) is unique, and it names one (dictionary,
@@ -49,11 +53,17 @@ ANALYSES = "analyses"
 FEATURES = "features"
 DETAILS = "feature_details"
 SWEEPS = "sweeps"
+EXPLANATIONS = "explanations"
+INTERPRETATIONS = "interpretations"
 
 RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
+TEXT_INDEX = "feature_text"
 
-# Sort keys of Store.features, each backed by an (analysis_id, key) index.
-SORT_KEYS = ("index", "density", "max_activation")
+# Sort keys of Store.features, each backed by an (analysis_id, key) index; a score sorts the
+# features that have one (SCORE_FIELDS: the field of each score on the summary document).
+SCORE_FIELDS = {name: f"explanation.scores.{name}" for name in ("simulation", "detection", "fuzzing")}
+SORT_KEYS = ("index", "density", "max_activation", *SCORE_FIELDS)
+TEXT_FIELDS = ("interpretation", "explanation.text")  # what a feature search reads
 
 _INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict]]] = {
     MODELS: [([("name", ASCENDING)], {"unique": True})],
@@ -66,9 +76,18 @@ _INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict]]] = {
         ([("analysis_id", ASCENDING), ("max_activation", DESCENDING)], {}),
         ([("dictionary", ASCENDING), ("analysis", ASCENDING)], {}),
         ([("analysis_id", ASCENDING), ("peak_tokens", ASCENDING)], {}),  # multikey: token search
+        *(([("analysis_id", ASCENDING), (field, DESCENDING)], {}) for field in SCORE_FIELDS.values()),
     ],
     DETAILS: [([("analysis_id", ASCENDING), ("index", ASCENDING)], {"unique": True})],
     SWEEPS: [([("name", ASCENDING)], {"unique": True})],
+    EXPLANATIONS: [
+        ([("dictionary", ASCENDING), ("analysis", ASCENDING), ("index", ASCENDING), ("explainer", ASCENDING)],
+         {"unique": True}),
+        ([("dictionary", ASCENDING), ("analysis", ASCENDING), ("explainer", ASCENDING), ("status", ASCENDING)], {}),
+    ],
+    INTERPRETATIONS: [
+        ([("dictionary", ASCENDING), ("analysis", ASCENDING), ("explainer", ASCENDING)], {"unique": True}),
+    ],
 }
 
 
@@ -85,7 +104,7 @@ def has_schema(db: Database) -> bool:
 def ensure_schema(db: Database) -> bool:
     """Check the schema version (creating it in an empty database) and create the indexes.
 
-    Returns whether the server accepted a text index on ``features.interpretation``; without
+    Returns whether the server accepted a text index on the features' TEXT_FIELDS; without
     one, search falls back to a case-insensitive regular expression (a scan of one analysis).
     """
     meta = db[META].find_one({"_id": "schema"})
@@ -103,9 +122,36 @@ def ensure_schema(db: Database) -> bool:
     for collection, indexes in _INDEXES.items():
         for keys, options in indexes:
             db[collection].create_index(keys, **options)
-    try:
-        db[FEATURES].create_index([("interpretation", TEXT)])
-    except (OperationFailure, NotImplementedError):
-        db[FEATURES].create_index([("interpretation", ASCENDING)])
-        return False
-    return True
+    return _text_index(db)
+
+
+def _text_index(db: Database) -> bool:
+    """One text index over TEXT_FIELDS, without stop words or stemming (a token such as "the" stays
+    searchable). It is made once and remembered in ``meta`` (nx-27017 refuses to build a text index
+    over several fields again once documents exist, and does not list text indexes). An older
+    store's index on ``interpretation`` alone is dropped first; where the server still refuses
+    (nx-27017 with documents in), search reads both fields with a regular expression instead."""
+    marker = db[META].find_one({"_id": "text_index"})
+    if marker is not None and marker.get("fields") == list(TEXT_FIELDS):
+        return bool(marker.get("text"))
+    keys = [(field, TEXT) for field in TEXT_FIELDS]
+    text = False
+    for attempt in range(2):
+        try:
+            db[FEATURES].create_index(keys, name=TEXT_INDEX, default_language="none")
+            text = True
+            break
+        except NotImplementedError:  # mongomock
+            break
+        except OperationFailure:  # MongoDB: one text index per collection; drop the older one and retry
+            if attempt == 0:
+                try:
+                    db[FEATURES].drop_index("interpretation_text")
+                except (OperationFailure, NotImplementedError):
+                    pass
+    if not text:
+        for field in TEXT_FIELDS:
+            db[FEATURES].create_index([(field, ASCENDING)])
+    db[META].replace_one({"_id": "text_index"}, {"_id": "text_index", "fields": list(TEXT_FIELDS), "text": text},
+                         upsert=True)
+    return text

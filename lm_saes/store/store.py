@@ -23,8 +23,8 @@ from lm_saes.errors import NoStoreError, StoreError
 from lm_saes.store.documents import MAX_FEATURE_BYTES, loaded_details, plain
 from lm_saes.store.embedded import acquire_server, database_file, process_alive, release_server
 from lm_saes.store.schema import (
-    ANALYSES, CACHES, COMPLETE, DETAILS, DICTIONARIES, FAILED, FEATURES, MODELS, RUNNING, SORT_KEYS, SWEEPS,
-    ensure_schema, has_schema, now,
+    ANALYSES, CACHES, COMPLETE, DETAILS, DICTIONARIES, EXPLANATIONS, FAILED, FEATURES, INTERPRETATIONS, MODELS,
+    RUNNING, SCORE_FIELDS, SORT_KEYS, SWEEPS, TEXT_FIELDS, ensure_schema, has_schema, now,
 )
 from lm_saes.store.writer import ACTIVE_RUNS, AnalysisWriter
 
@@ -199,10 +199,12 @@ class Store:
             return self.db[DICTIONARIES].find_one({"name": name}, {"_id": 0})
 
     def delete_dictionary(self, name: str) -> bool:
-        """Delete a dictionary with all its analyses and features; False if there was none."""
+        """Delete a dictionary with all its analyses, features and explanations; False if there was none."""
         with self.errors(f"deleting dictionary {name!r}"):
             for run in self.db[ANALYSES].find({"dictionary": name}, {"_id": 1}):
                 self._delete_run(run["_id"])
+            for collection in (EXPLANATIONS, INTERPRETATIONS):
+                self.db[collection].delete_many({"dictionary": name})
             return self.db[DICTIONARIES].delete_one({"name": name}).deleted_count == 1
 
     def _upsert(self, collection: str, name: str, doc: Mapping[str, Any] | None, identity: str | None = None,
@@ -337,7 +339,8 @@ class Store:
         min_density: float | None = None, max_density: float | None = None, search: str | None = None,
         skip: int = 0, limit: int = 100,
     ) -> list[dict]:
-        """Feature summaries (scalars only: no examples or histograms), filtered, sorted, paged."""
+        """Feature summaries (scalars and the explanation shown: no examples or histograms), filtered,
+        sorted, paged. Sorting by a score (``SCORE_FIELDS``) lists only the features that have it."""
         if sort not in SORT_KEYS:
             raise ValueError(f"sort={sort!r}; choose one of {SORT_KEYS}")
         if skip < 0 or not 0 < limit <= MAX_PAGE:
@@ -345,24 +348,27 @@ class Store:
         run = self._current(dictionary, analysis)
         if run is None:
             return []
-        order = [(sort, DESCENDING if descending else ASCENDING)] + ([("index", ASCENDING)] if sort != "index" else [])
+        field = SCORE_FIELDS.get(sort, sort)
+        order = [(field, DESCENDING if descending else ASCENDING)] + ([("index", ASCENDING)] if sort != "index" else [])
 
         def page(query: dict) -> list[dict]:
             return list(self.db[FEATURES].find(query, _SUMMARY).sort(order).skip(skip).limit(limit))
 
         with self.errors(f"listing features of {dictionary!r}"):
-            return self._with_search(page, run["_id"], min_density, max_density, search)
+            return self._with_search(page, run["_id"], min_density, max_density, search, scored=sort)
 
     def count_features(
         self, dictionary: str, analysis: str = "default", *, min_density: float | None = None,
-        max_density: float | None = None, search: str | None = None,
+        max_density: float | None = None, search: str | None = None, scored: str | None = None,
     ) -> int:
-        """How many features ``features`` would list with these filters (any page)."""
+        """How many features ``features`` would list with these filters (any page); ``scored``:
+        the sort key, which counts only the features that have it when it is a score."""
         run = self._current(dictionary, analysis)
         if run is None:
             return 0
         with self.errors(f"counting features of {dictionary!r}"):
-            return self._with_search(lambda q: self.count(FEATURES, q), run["_id"], min_density, max_density, search)
+            return self._with_search(lambda q: self.count(FEATURES, q), run["_id"], min_density, max_density, search,
+                                     scored)
 
     def set_interpretation(self, dictionary: str, index: int, text: str, analysis: str = "default") -> bool:
         """Set one feature's interpretation in the analysis shown; False if there is no such feature."""
@@ -382,8 +388,11 @@ class Store:
         except NotImplementedError:  # mongomock
             return self.db[collection].count_documents(query)
 
-    def _with_search(self, run_query: Callable[[dict], Any], run_id: str, min_density, max_density, search) -> Any:
+    def _with_search(self, run_query: Callable[[dict], Any], run_id: str, min_density, max_density, search,
+                     scored: str | None = None) -> Any:
         query: dict[str, Any] = {"analysis_id": run_id}
+        if scored in SCORE_FIELDS:
+            query[SCORE_FIELDS[scored]] = {"$gte": -1.0}  # every score is in [-1, 1]; absent ones drop out
         if min_density is not None or max_density is not None:
             query["density"] = {
                 **({"$gte": float(min_density)} if min_density is not None else {}),
@@ -397,8 +406,8 @@ class Store:
                 return run_query({**query, "$text": {"$search": " ".join(words)}})
             except (NotImplementedError, OperationFailure):  # no $text here: use a regex from now on
                 self.text_search = False
-        pattern = "|".join(re.escape(w) for w in words)
-        return run_query({**query, "interpretation": {"$regex": pattern, "$options": "i"}})
+        pattern = {"$regex": "|".join(re.escape(w) for w in words), "$options": "i"}
+        return run_query({**query, "$or": [{field: pattern} for field in TEXT_FIELDS]})
 
 
 class NameTakenError(StoreError):

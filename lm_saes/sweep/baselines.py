@@ -19,11 +19,14 @@ The dictionary's pre-activations (x - b_dec) W_enc + b_enc are [c, -c]; for each
 equals |c_i| >= 0, so the k largest entries are the k largest |c_i| (k <= n), and after the ReLU
 they decode to sign(c_i) |c_i| D_i = c_i D_i. The L0 is then k per token, as for a TopK SAE.
 
-The four bases (all centred on the data mean):
+The five bases (all centred on the data mean):
 
     pca      eigenvectors of the covariance, by decreasing variance; E = D^T
     ica      FastICA's mixing columns (unit-variance sources), normalised; E = the unmixing
              matrix with each direction's norm folded into its code
+    nmf      the parts of a non-negative factorization of the activations' positive and negative
+             halves, [relu(x - mu), relu(mu - x)] ~ W H with d parts; part i's direction is
+             H_i[:d] - H_i[d:], normalised; E = D^-1 (so all d codes rebuild x exactly)
     neurons  the standard basis (each residual-stream coordinate is a feature); E = D = I
     random   a random orthonormal basis (QR of a seeded Gaussian matrix); E = D^T
 """
@@ -35,7 +38,7 @@ from typing import Callable, NamedTuple
 
 import torch
 from jaxtyping import Float
-from sklearn.decomposition import FastICA
+from sklearn.decomposition import NMF, FastICA
 from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
@@ -43,13 +46,18 @@ from lm_saes.config import TopKConfig
 from lm_saes.dictionaries.topk import TopKDictionary
 from lm_saes.errors import ConfigError, LmSaesError
 
-BASELINES = ("pca", "ica", "neurons", "random")
+BASELINES = ("pca", "ica", "nmf", "neurons", "random")
 
 # FastICA's iteration cap and tolerance (sklearn's defaults, named). An iteration costs O(tokens d^2):
 # about 0.5 s for 20k tokens at d = 128 on 2 CPU cores, so the cap bounds a non-converging fit.
 ICA_MAX_ITER = 200
 ICA_TOL = 1e-4
 ICA_MIN_VARIANCE_RATIO = 1e-12  # smallest / largest covariance eigenvalue that ICA can still whiten
+# NMF's multiplicative updates (each O(tokens d^2), like an ICA iteration) and their tolerance.
+NMF_MAX_ITER = 200
+NMF_TOL = 1e-4
+# NMF's parts are not orthogonal: codes read in float32 lose about condition x 6e-8 of the signal.
+NMF_MAX_CONDITION = 1e5
 RECONSTRUCTION_RTOL = 1e-6  # a fitted basis must rebuild its data to this relative error (float64)
 
 
@@ -112,6 +120,38 @@ def ica_basis(acts: Float[Tensor, "tokens d"], seed: int = 0) -> Basis:
     )
 
 
+def nmf_basis(acts: Float[Tensor, "tokens d"], seed: int = 0) -> Basis:
+    """Non-negative parts of the centred activations (see the module docstring): sklearn's NMF
+    (multiplicative updates, NNDSVDa start seeded by ``seed``) of their positive and negative
+    halves [tokens, 2d] with d parts. Directions are ordered by their norm before normalising
+    (the activation a part carries per unit of its code); the encoder inverts them."""
+    d = acts.shape[1]
+    mean = acts.mean(0)  # [d]
+    centred = acts - mean  # [tokens, d]
+    halves = torch.cat([centred.clamp_min(0), (-centred).clamp_min(0)], dim=1)  # [tokens, 2d], >= 0
+    nmf = NMF(n_components=d, init="nndsvda", solver="mu", max_iter=NMF_MAX_ITER, tol=NMF_TOL, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # an unconverged fit is still a basis
+        nmf.fit(halves.numpy())
+    parts = torch.from_numpy(nmf.components_)  # [d, 2d]
+    raw = parts[:, :d] - parts[:, d:]  # [d, d]: each part as a direction in activation space
+    norms = raw.norm(dim=1)  # [d]
+    if not bool((norms > 0).all()):
+        raise LmSaesError(
+            f"the nmf baseline found {int((norms == 0).sum())} empty parts of {d}: these activations have fewer "
+            "non-negative parts than dimensions. Fit on more tokens, or leave nmf out."
+        )
+    order = norms.argsort(descending=True)
+    directions = (raw / norms[:, None])[order]  # [d, d], unit rows
+    condition = float(torch.linalg.cond(directions))
+    if not condition <= NMF_MAX_CONDITION:  # also NaN / inf: dependent parts
+        raise LmSaesError(
+            f"the nmf baseline's parts are nearly linearly dependent (condition number {condition:.3g} > "
+            f"{NMF_MAX_CONDITION:g}), so they read the activations badly; fit on more tokens or leave nmf out"
+        )
+    return Basis(mean=mean, directions=directions, encoder=torch.linalg.inv(directions))  # codes @ D = x - mean
+
+
 def neuron_basis(acts: Float[Tensor, "tokens d"], seed: int = 0) -> Basis:
     """The standard basis: feature i is coordinate i of the (centred) activation."""
     identity = torch.eye(acts.shape[1], dtype=acts.dtype)  # [d, d]
@@ -129,7 +169,7 @@ def random_basis(acts: Float[Tensor, "tokens d"], seed: int = 0) -> Basis:
 
 
 FITTERS: dict[str, Callable[[Tensor, int], Basis]] = {
-    "pca": pca_basis, "ica": ica_basis, "neurons": neuron_basis, "random": random_basis,
+    "pca": pca_basis, "ica": ica_basis, "nmf": nmf_basis, "neurons": neuron_basis, "random": random_basis,
 }
 assert tuple(FITTERS) == BASELINES
 

@@ -36,7 +36,7 @@ from pydantic import Field, field_validator, model_validator
 
 from lm_saes.config import EvalSettings, StoreConfig, StrictModel
 
-BaselineName = Literal["pca", "ica", "neurons", "random"]
+BaselineName = Literal["pca", "ica", "nmf", "neurons", "random"]
 
 
 class Distribution(StrictModel):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import torch
 
-from lm_saes.config import TrainConfig
 from lm_saes.dictionaries import Dictionary
 from lm_saes.dictionaries.base import METRICS_NAME
 from lm_saes.evaluation.run import downstream_metrics, has_model, reconstruction_metrics, store_eval
@@ -55,7 +55,7 @@ def measure(cfg: SweepConfig, members: list[Member], stream_seed: int) -> tuple[
 def baselines(cfg: SweepConfig, finished: list[Member], stream_seed: int, device: torch.device) -> dict[str, Dictionary]:
     """Each baseline method at each L0 budget, as a TopK dictionary (see sweep.baselines)."""
     first = finished[0].train
-    acts = fit_activations(first, cfg.baseline_fit_tokens, stream_seed, device)  # [tokens, d]
+    acts = fit_activations(first.cache, first.batch_size, cfg.baseline_fit_tokens, stream_seed, device)  # [tokens, d]
     budgets = cfg.baseline_l0 or member_l0s(finished)
     budgets = sorted({min(max(k, 1), acts.shape[1]) for k in budgets})
     out = {}
@@ -66,10 +66,10 @@ def baselines(cfg: SweepConfig, finished: list[Member], stream_seed: int, device
     return out
 
 
-def fit_activations(train: TrainConfig, tokens: int, seed: int, device: torch.device) -> torch.Tensor:
-    """The first ``tokens`` (rounded up to whole batches) of the sweep's training stream."""
-    pairs = cache_pairs(train.cache, None, train.batch_size, seed, device)
-    n_batches = math.ceil(tokens / train.batch_size)
+def fit_activations(cache: Path, batch_size: int, tokens: int, seed: int, device: torch.device) -> torch.Tensor:
+    """The first ``tokens`` of the training stream of ``cache`` read ``batch_size`` at a time with ``seed``."""
+    pairs = cache_pairs(cache, None, batch_size, seed, device)
+    n_batches = math.ceil(tokens / batch_size)
     return torch.cat([x for x, _ in itertools.islice(pairs, n_batches)])[:tokens]
 
 

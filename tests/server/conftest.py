@@ -1,5 +1,6 @@
 """A real analysis in an embedded store, built once a session: a 2d cache of the tiny model, a
-trained TopK dictionary, `run_analysis` into a temporary store; plus two dictionary records
+trained TopK dictionary, `run_analysis` into a temporary store, its features explained and scored
+by `lm-saes interpret`'s offline default (the lexical baseline); plus two dictionary records
 without analyses (one with no source model, one whose input hook is not in the model), and on
 request a real sweep over the same cache (two TopK members and a diverging one, PCA and ICA
 baselines) recorded in the same store, its first member analyzed too."""
@@ -15,6 +16,8 @@ from fastapi.testclient import TestClient
 from lm_saes.activations.generate import generate
 from lm_saes.analysis.stage import run_analysis
 from lm_saes.config import AnalyzeConfig, GenerateConfig, StoreConfig, TrainConfig, load_config
+from lm_saes.interpret.config import InterpretConfig
+from lm_saes.interpret.stage import run_interpret
 from lm_saes.server import create_app
 from lm_saes.store import open_store, stop_server
 from lm_saes.sweep.config import SweepConfig
@@ -47,6 +50,7 @@ def stored(tmp_path_factory, model_dir, dataset_file) -> Stored:
         dictionary=dictionary_dir, cache=root / "cache" / HOOK, dictionary_name=NAME, top_k=5, window=3,
         n_bands=3, per_band=2, device="cpu", progress=False, store=store,
     ))
+    run_interpret(InterpretConfig(dictionary=NAME, store=store, device="cpu", progress=False))
     with open_store(store) as s:
         s.upsert_dictionary(BARE, {"kind": "topk", "d_sae": 4, "d_in": 32})
         s.upsert_dictionary(BAD_HOOK, {

@@ -46,6 +46,7 @@ def test_openapi_lists_the_read_only_api(client):
     assert methods == {
         ("/api/health", "get"), ("/api/dictionaries", "get"), ("/api/dictionaries/{name}", "get"),
         ("/api/dictionaries/{name}/features", "get"), ("/api/dictionaries/{name}/features/{index}", "get"),
+        ("/api/dictionaries/{name}/features/{index}/explanations", "get"),
         ("/api/dictionaries/{name}/random", "get"), ("/api/dictionaries/{name}/search", "get"),
         ("/api/dictionaries/{name}/infer", "post"), ("/api/sweeps", "get"), ("/api/sweeps/{name}", "get"),
     }

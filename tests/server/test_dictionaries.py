@@ -31,10 +31,18 @@ def test_detail_has_the_record_and_the_analysis_summary(client, store):
         "density_histogram": summary["density_histogram"], "created_at": run["created_at"],
     }
     assert sum(body["analysis"]["density_histogram"]["counts"]) + summary["density_histogram"]["dead"] == D_SAE
+    [lexical] = body["interpretations"]  # conftest.stored ran the offline default
+    assert lexical["explainer"] == "lexical" and lexical["kind"] == "lexical"
+    scores = [d["explanation"]["scores"]["simulation"] for d in store.features(NAME, sort="simulation", limit=D_SAE)]
+    assert lexical["means"]["simulation"]["n"] == len(scores) == lexical["n_scored"]
+    assert lexical["means"]["simulation"]["mean"] == pytest.approx(sum(scores) / len(scores))
+    low, high = lexical["means"]["simulation"]["low"], lexical["means"]["simulation"]["high"]
+    assert low < lexical["means"]["simulation"]["mean"] < high
 
 
 def test_detail_without_the_analysis_is_null_and_unknown_is_404(client):
-    assert client.get(f"/api/dictionaries/{NAME}", params={"analysis": "other"}).json()["analysis"] is None
+    other = client.get(f"/api/dictionaries/{NAME}", params={"analysis": "other"}).json()
+    assert other["analysis"] is None and other["interpretations"] == []
     assert client.get(f"/api/dictionaries/{BARE}").json()["analysis"] is None
     response = client.get("/api/dictionaries/nope")
     assert response.status_code == 404

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lm_saes.store.documents import token_key
@@ -17,7 +19,7 @@ def test_a_page_matches_the_store_sorted_filtered_and_counted(client, store):
     expected = store.features(NAME, sort="density", descending=True, skip=2, limit=7)
     assert [item["index"] for item in body["items"]] == [doc["index"] for doc in expected]
     for item, doc in zip(body["items"], expected):
-        assert item == {**{k: doc[k] for k in SUMMARY_KEYS}, "interpretation": None}
+        assert item == {**{k: doc[k] for k in SUMMARY_KEYS}, "interpretation": None, "explanation": explanation(doc)}
     densities = [item["density"] for item in body["items"]]
     assert densities == sorted(densities, reverse=True)
 
@@ -37,6 +39,14 @@ def test_interpretation_search_filters_the_page(client, store):
         assert body["items"][0]["interpretation"] == "mentions of kings and crowns"
     finally:
         store.set_interpretation(NAME, 3, "")
+
+
+def explanation(doc: dict) -> dict | None:
+    """The API's form of a stored summary's explanation: every score named, absent ones null."""
+    if "explanation" not in doc:
+        return None
+    shown = doc["explanation"]
+    return {**shown, "scores": {s: shown["scores"].get(s) for s in ("simulation", "detection", "fuzzing")}}
 
 
 @pytest.mark.parametrize("params", [
@@ -108,3 +118,33 @@ def test_an_empty_token_search_is_422(client, q):
 
 def test_token_search_of_an_unknown_dictionary_is_404(client):
     assert client.get("/api/dictionaries/nope/search", params={"q": "the"}).status_code == 404
+
+
+def test_features_sort_by_a_score_and_search_the_explanations(client, store):
+    scored = [d for d in store.features(NAME, limit=D_SAE) if "detection" in d.get("explanation", {}).get("scores", {})]
+    assert scored, "conftest.stored interprets the dictionary"
+    body = client.get(f"/api/dictionaries/{NAME}/features", params={"sort": "detection", "order": "desc",
+                                                                    "limit": 500}).json()
+    want = sorted(scored, key=lambda d: (-d["explanation"]["scores"]["detection"], d["index"]))
+    assert [item["index"] for item in body["items"]] == [d["index"] for d in want] and body["total"] == len(scored)
+    assert body["items"][0]["explanation"]["kind"] == "lexical"
+    token = scored[0]["explanation"]["text"].split('"')[1]  # its first characteristic token
+    found = client.get(f"/api/dictionaries/{NAME}/features", params={"search": token, "limit": 500}).json()
+    assert scored[0]["index"] in [item["index"] for item in found["items"]]
+    assert all(token in (item["explanation"] or {}).get("text", "").lower() for item in found["items"])
+
+
+def test_a_features_explanation_records_hold_what_the_explainer_saw(client, store):
+    index = store.features(NAME, sort="simulation", descending=True, limit=1)[0]["index"]
+    records = client.get(f"/api/dictionaries/{NAME}/features/{index}/explanations").json()
+    assert [r["explainer"] for r in records] == ["lexical"]
+    detail = client.get(f"/api/dictionaries/{NAME}/features/{index}").json()
+    assert detail["explanation"]["text"] == records[0]["explanation"]
+    assert records[0]["scores"] == detail["explanation"]["scores"] and records[0]["requests"] == []
+    assert json.dumps(records[0]["tokens"][0]["token"], ensure_ascii=False) in records[0]["explanation"]
+    unexplained = next(d["index"] for d in store.features(NAME, limit=D_SAE) if d["density"] == 0) \
+        if any(d["density"] == 0 for d in store.features(NAME, limit=D_SAE)) else D_SAE + 5
+    assert client.get(f"/api/dictionaries/{NAME}/features/{unexplained}/explanations").json() == []
+    for bad in ("-1", str(2**63), "x"):
+        assert client.get(f"/api/dictionaries/{NAME}/features/{bad}/explanations").status_code == 422
+    assert client.get(f"/api/dictionaries/{BARE}/features/0/explanations").status_code == 404

@@ -66,3 +66,20 @@ def test_the_sweep_analyzes_a_member_once_and_refuses_unknown_names(stored, swep
         analyze_members(config(["nope"]), swept)
     # the failed member and the baselines are never analyzed; "frontier" picks finished members only
     assert analyze_members(config(["unstable"]), swept) == []
+
+
+def test_interpreted_rows_gain_the_interpretability_column(client, stored, swept, tmp_path):
+    from lm_saes.interpret.config import InterpretConfig
+    from lm_saes.interpret.stage import run_interpret
+
+    outcome = run_interpret(InterpretConfig(dictionary=SWEPT_MEMBER, store=stored.store, baselines=["pca"], device="cpu",
+                                        output_dir=tmp_path, progress=False))
+    assert [r.dictionary for r in outcome.results] == [SWEPT_MEMBER, f"{SWEEP}.pca-l0-2"]  # the sweep's row name
+    body = client.get(f"/api/sweeps/{SWEEP}").json()
+    assert body["metrics"][-1] == "interpretability" and body["interpretability_explainer"] == "lexical"
+    rows = {r["name"]: r for r in body["rows"]}
+    for row, result in zip(("topk-k2", "pca-l0-2"), outcome.results):
+        assert rows[row]["analyzed"] and rows[row]["dictionary"] == result.dictionary
+        assert rows[row]["metrics"]["interpretability"] == result.means["simulation"]["mean"]
+    assert all("interpretability" not in r["metrics"] for n, r in rows.items() if n not in ("topk-k2", "pca-l0-2"))
+    assert {p.name for p in outcome.files} == {"report.json", "report.csv"}

@@ -27,10 +27,10 @@ def laplace(tokens: int, n: int, g: torch.Generator) -> torch.Tensor:
 
 
 def test_baseline_names_are_pinned():
-    assert BASELINES == ("pca", "ica", "neurons", "random")
+    assert BASELINES == ("pca", "ica", "nmf", "neurons", "random")
 
 
-@pytest.mark.parametrize("method", BASELINES)
+@pytest.mark.parametrize("method", [m for m in BASELINES if m != "nmf"])  # nmf: its own test below
 def test_full_budget_reconstructs_with_l0_d(method):
     acts = mixed_acts()
     d = acts.shape[1]
@@ -119,6 +119,37 @@ def test_ica_refuses_a_constant_dimension_that_the_others_handle():
         assert torch.allclose(recon, acts, atol=1e-4)
 
 
+def test_nmf_parts_are_a_basis_read_at_full_budget():
+    # NMF's parts are not orthogonal, so float32 codes keep cond(D) x 6e-8 of the signal, not 1e-7.
+    acts = mixed_acts(tokens=600, d=4)
+    basis = fit_basis("nmf", acts, seed=0)
+    assert torch.allclose(basis.directions.norm(dim=1), torch.ones(4, dtype=torch.float64))
+    assert torch.allclose(basis.encoder @ basis.directions, torch.eye(4, dtype=torch.float64), atol=1e-9)
+    assert torch.equal(fit_basis("nmf", acts, seed=0).directions, basis.directions)  # seeded
+    dictionary = baseline_dictionary(basis, k=4)
+    with torch.no_grad():
+        out = dictionary(acts)
+    condition = float(torch.linalg.cond(basis.directions))
+    centred = acts - acts.mean(0)
+    assert (out.recon - acts).norm() <= 1e-6 * condition * centred.norm()
+    assert ((out.acts != 0).sum(-1) == 4).all()
+
+
+def test_nmf_directions_are_the_parts_of_the_halves():
+    from sklearn.decomposition import NMF
+
+    acts = mixed_acts(tokens=600, d=4)
+    basis = fit_basis("nmf", acts, seed=0)
+    centred = acts.double() - acts.double().mean(0)
+    halves = torch.cat([centred.clamp_min(0), (-centred).clamp_min(0)], 1).numpy()  # [tokens, 2d] >= 0
+    parts = NMF(n_components=4, init="nndsvda", solver="mu", max_iter=200, tol=1e-4, random_state=0).fit(halves)
+    raw = torch.from_numpy(parts.components_[:, :4] - parts.components_[:, 4:])  # part+ minus part-
+    cos = basis.directions @ (raw / raw.norm(dim=1, keepdim=True)).T  # [found, sklearn's]
+    assert torch.allclose(cos.max(1).values, torch.ones(4, dtype=torch.float64))  # the same parts, reordered
+    order = raw.norm(dim=1).argsort(descending=True)
+    assert torch.equal(cos.argmax(1), order)  # by decreasing norm
+
+
 def test_random_bases_are_orthonormal_and_seeded():
     acts = mixed_acts(d=5)
     a, b, c = fit_basis("random", acts, seed=0), fit_basis("random", acts, seed=0), fit_basis("random", acts, seed=1)
@@ -129,8 +160,8 @@ def test_random_bases_are_orthonormal_and_seeded():
 
 
 def test_unknown_method_names_the_valid_ones():
-    with pytest.raises(ConfigError, match="pca, ica, neurons, random"):
-        fit_basis("nmf", mixed_acts())
+    with pytest.raises(ConfigError, match="pca, ica, nmf, neurons, random"):
+        fit_basis("svd", mixed_acts())
 
 
 def test_budget_outside_the_basis_is_refused():

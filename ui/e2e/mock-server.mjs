@@ -21,7 +21,9 @@ const rand = (seed) => { const x = Math.sin(seed * 9301 + 49297) * 233280; retur
 const dead = (i) => i % 10 === 9;
 const density = (i) => (dead(i) ? 0 : Math.round(10 ** (-4 + 3 * rand(i)) * 1e6) / 1e6);
 const maxAct = (i) => (dead(i) ? 0 : Math.round((1 + 9 * rand(i + 100)) * 1000) / 1000);
-const row = (i) => ({ index: i, density: density(i), max_activation: maxAct(i), mean_activation: Math.round(maxAct(i) * 300) / 1000, n_fired: Math.round(density(i) * 1e5), interpretation: i % 3 === 0 ? `mentions of animal ${i}` : null });
+const SCORES = ['simulation', 'detection', 'fuzzing'];
+const explanation = (i) => (dead(i) ? null : { text: `"${WORDS[i % WORDS.length].trim() || 'nl'}" 0.500, "the" 0.200`, explainer: 'lexical', kind: 'lexical', status: 'scored', scores: { simulation: Math.round(rand(i + 7) * 1000) / 1000, detection: Math.round((0.5 + rand(i + 8) / 2) * 1000) / 1000, fuzzing: Math.round((0.5 + rand(i + 9) / 2) * 1000) / 1000 } });
+const row = (i) => ({ index: i, density: density(i), max_activation: maxAct(i), mean_activation: Math.round(maxAct(i) * 300) / 1000, n_fired: Math.round(density(i) * 1e5), interpretation: i % 3 === 0 ? `mentions of animal ${i}` : null, explanation: explanation(i) });
 const context = (i, c, scale) => {
   const tokens = Array.from({ length: 12 }, (_, t) => WORDS[(i + c * 3 + t) % WORDS.length]);
   const acts = tokens.map((_, t) => (rand(i * 31 + c * 7 + t) > 0.6 ? Math.round(maxAct(i) * scale * rand(t + c + i) * 1e4) / 1e4 : 0));
@@ -74,19 +76,25 @@ function api(method, url, body) {
   const hasAnalysis = d.analyses.includes(q.get('analysis') ?? 'default');
   if (p.length === 3) {
     const counts = [2, 5, 9, 8, 6, 3, 1];
-    return [200, { ...d, d_out: d.d_in, transcoder: false, config: { kind: d.kind, d_sae: d.d_sae, k: 8 }, analysis: hasAnalysis ? { name: 'default', n_tokens: 100000, n_contexts: 800, alive_fraction: 0.9, dead_fraction: 0.1, density_histogram: { log10_edges: [-4, -3.5, -3, -2.5, -2, -1.5, -1, -0.5], counts, dead: 4 } } : null }];
+    return [200, { ...d, d_out: d.d_in, transcoder: false, config: { kind: d.kind, d_sae: d.d_sae, k: 8 }, analysis: hasAnalysis ? { name: 'default', n_tokens: 100000, n_contexts: 800, alive_fraction: 0.9, dead_fraction: 0.1, density_histogram: { log10_edges: [-4, -3.5, -3, -2.5, -2, -1.5, -1, -0.5], counts, dead: 4 } } : null, interpretations: hasAnalysis ? [{ explainer: 'lexical', kind: 'lexical', scorer: 'lexical', model: null, n_scored: 108, n_failed: 0, means: { simulation: { n: 108, mean: 0.41, low: 0.38, high: 0.44 }, detection: { n: 108, mean: 0.72, low: 0.7, high: 0.74 }, fuzzing: { n: 108, mean: 0.7, low: 0.67, high: 0.73 } }, updated_at: null }] : [] }];
   }
   if (!hasAnalysis && p[3] !== 'infer') return [404, { detail: `no analysis for '${d.name}'` }];
   if (p[3] === 'features' && p.length === 4) {
     const sort = q.get('sort') ?? 'index', order = q.get('order') ?? 'asc';
     const skip = Number(q.get('skip') ?? 0), limit = Number(q.get('limit') ?? 50);
-    if (!['index', 'density', 'max_activation'].includes(sort) || !['asc', 'desc'].includes(order) || !(skip >= 0) || !(limit >= 1 && limit <= 500)) return [422, { detail: [{ loc: ['query', 'sort'], msg: 'invalid parameter' }] }];
+    if (!['index', 'density', 'max_activation', ...SCORES].includes(sort) || !['asc', 'desc'].includes(order) || !(skip >= 0) || !(limit >= 1 && limit <= 500)) return [422, { detail: [{ loc: ['query', 'sort'], msg: 'invalid parameter' }] }];
     let rows = Array.from({ length: D_SAE }, (_, i) => row(i));
+    const key = (r) => (SCORES.includes(sort) ? r.explanation?.scores[sort] : r[sort]);
+    if (SCORES.includes(sort)) rows = rows.filter((r) => typeof key(r) === 'number');
     if (q.get('min_density')) rows = rows.filter((r) => r.density >= Number(q.get('min_density')));
     if (q.get('max_density')) rows = rows.filter((r) => r.density <= Number(q.get('max_density')));
-    if (q.get('search')) rows = rows.filter((r) => (r.interpretation ?? '').toLowerCase().includes(q.get('search').toLowerCase()));
-    rows.sort((a, b) => (a[sort] - b[sort]) * (order === 'asc' ? 1 : -1) || a.index - b.index);
+    if (q.get('search')) rows = rows.filter((r) => `${r.interpretation ?? ''} ${r.explanation?.text ?? ''}`.toLowerCase().includes(q.get('search').toLowerCase()));
+    rows.sort((a, b) => (key(a) - key(b)) * (order === 'asc' ? 1 : -1) || a.index - b.index);
     return [200, { total: rows.length, items: rows.slice(skip, skip + limit) }];
+  }
+  if (p[3] === 'features' && p.length === 6 && p[5] === 'explanations') {
+    const e = explanation(Number(p[4]));
+    return [200, e ? [{ explainer: e.explainer, kind: e.kind, model: null, scorer: 'lexical', status: e.status, explanation: e.text, scores: e.scores, tokens: [{ token: 'the', weight: 0.2 }], failures: [], requests: [], n_contexts: { explain: 10, positive: 10, negative: 20 }, created_at: null }] : []];
   }
   if (p[3] === 'features' && p.length === 5) {
     const i = Number(p[4]);

@@ -214,6 +214,45 @@ try {
     await waitUrl((u) => u.pathname === `/dictionaries/${enc(dict)}/features/${featureIndex}`, `path /dictionaries/${enc(dict)}/features/${featureIndex}`);
   });
 
+  await step('a score column sorts the features by their explanation scores, both ways', async () => {
+    await page.goto(`${base}/dictionaries/${enc(dict)}`);
+    await tid('feature-link').first().waitFor();
+    const { body: scored } = await getJson(`/api/dictionaries/${enc(dict)}/features?sort=detection&order=desc&skip=0&limit=50`);
+    check(scored.total > 0, `no feature of ${dict} has a detection score (run lm-saes interpret on it)`);
+    for (const order of ['desc', 'asc']) {
+      await tid('sort-score-detection').click();
+      await waitUrl((u) => u.searchParams.get('sort') === 'detection' && u.searchParams.get('order') === order, `sort=detection&order=${order}`);
+      const { body: list } = await getJson(`/api/dictionaries/${enc(dict)}/features?sort=detection&order=${order}&skip=0&limit=50`);
+      const want = JSON.stringify(list.items.map((f) => String(f.index)));
+      await page.waitForFunction((w) => JSON.stringify([...document.querySelectorAll('[data-testid="feature-link"]')].map((e) => e.textContent)) === w, want);
+      const values = (await tid('score-detection').evaluateAll((els) => els.map((e) => e.getAttribute('data-value')))).map(Number);
+      check(JSON.stringify(values) === JSON.stringify(list.items.map((f) => f.explanation.scores.detection)), `detection column shows ${values.slice(0, 5)}…, API ${list.items.slice(0, 5).map((f) => f.explanation.scores.detection)}…`);
+      check(values.every((v, i) => i === 0 || (order === 'desc' ? values[i - 1] >= v : values[i - 1] <= v)), `detection column is not sorted ${order}: ${values}`);
+      check((await tid('page-info').textContent()).includes(list.total.toLocaleString('en-US')), `page info lacks the ${list.total} scored features`);
+    }
+  });
+
+  await step('feature page shows the explanation, who wrote it, its scores and the records', async () => {
+    const { body: best } = await getJson(`/api/dictionaries/${enc(dict)}/features?sort=simulation&order=desc&skip=0&limit=1`);
+    const index = best.items[0].index;
+    await page.goto(`${base}/dictionaries/${enc(dict)}/features/${index}`);
+    const { body: f } = await getJson(`/api/dictionaries/${enc(dict)}/features/${index}`);
+    await tid('explanation-text').waitFor();
+    check((await tid('explanation-text').textContent()) === f.explanation.text, `explanation shows ${JSON.stringify(await tid('explanation-text').textContent())}, API ${JSON.stringify(f.explanation.text)}`);
+    const label = f.explanation.kind === 'lexical' ? 'lexical baseline' : f.explanation.explainer;
+    check((await tid('explanation').locator('[data-testid="explainer"]').first().textContent()) === label, `the explainer is not labelled ${JSON.stringify(label)}`);
+    for (const s of ['simulation', 'detection', 'fuzzing']) {
+      const cell = tid('explanation').locator(`[data-testid="score-${s}"]`);
+      const [text, value] = [await cell.textContent(), await cell.getAttribute('data-value')];
+      const api = f.explanation.scores[s];
+      check(text === fmt(api, 2) && (api === null || api === undefined ? value === '' : Number(value) === api), `${s} score shows ${text} (${value}), API ${api}`);
+    }
+    const { body: records } = await getJson(`/api/dictionaries/${enc(dict)}/features/${index}/explanations`);
+    await tid('explanation-records').locator('summary').first().click();
+    check((await tid('explanation-record').count()) === records.length, `${await tid('explanation-record').count()} explanation records shown, API has ${records.length}`);
+    check(records.some((r) => r.explanation === f.explanation.text), 'no record holds the shown explanation');
+  });
+
   await step('token search and the random-feature button', async () => {
     const ctx = feature.top_contexts[0];
     const peak = ctx.acts.indexOf(Math.max(...ctx.acts));

@@ -40,6 +40,58 @@ export interface AnalysisSummary {
   density_histogram: DensityHistogram | null;
 }
 
+export type ScoreName = 'simulation' | 'detection' | 'fuzzing';
+export const SCORE_NAMES: ScoreName[] = ['simulation', 'detection', 'fuzzing'];
+
+/** The three scores of an explanation on held-out contexts (lm_saes/interpret/scores.py). */
+export type ExplanationScores = Partial<Record<ScoreName, number | null>>;
+
+export interface MeanScore {
+  n: number;
+  mean: number;
+  /** The 95% confidence interval of the mean. */
+  low: number;
+  high: number;
+}
+
+/** One explainer's mean scores over a dictionary's features (`lm-saes interpret`). */
+export interface InterpretationSummary {
+  explainer: string;
+  /** 'lexical': the offline lexical baseline, no model. */
+  kind: 'lexical' | 'openai';
+  scorer: string | null;
+  model: string | null;
+  n_scored: number;
+  n_failed: number;
+  means: Partial<Record<ScoreName, MeanScore>>;
+  updated_at: string | null;
+}
+
+/** The explanation a feature shows: the last one `lm-saes interpret` wrote for it. */
+export interface ExplanationSummary {
+  text: string;
+  explainer: string;
+  kind: 'lexical' | 'openai';
+  status: 'scored' | 'failed';
+  scores: ExplanationScores;
+}
+
+/** One explainer's whole record of a feature: its prompts and raw replies too. */
+export interface ExplanationRecord {
+  explainer: string;
+  kind: 'lexical' | 'openai';
+  model: string | null;
+  scorer: string | null;
+  status: 'scored' | 'failed';
+  explanation: string | null;
+  scores: ExplanationScores;
+  tokens: { token: string; weight: number }[];
+  failures: { stage: string; error: string; reply: string }[];
+  requests: { stage: string; messages: { role: string; content: string }[]; reply: string | null }[];
+  n_contexts: Record<string, number>;
+  created_at: string | null;
+}
+
 export interface DictionaryDetail {
   name: string;
   kind: string | null;
@@ -51,9 +103,11 @@ export interface DictionaryDetail {
   source: Record<string, unknown>;
   metrics: DictionaryMetrics;
   analysis: AnalysisSummary | null;
+  interpretations: InterpretationSummary[];
 }
 
-export type FeatureSort = 'index' | 'density' | 'max_activation';
+/** A score sorts the features whose shown explanation has it (the others are left out). */
+export type FeatureSort = 'index' | 'density' | 'max_activation' | ScoreName;
 export type SortOrder = 'asc' | 'desc';
 
 export interface FeatureListQuery {
@@ -74,6 +128,7 @@ export interface FeatureRow {
   mean_activation: number | null;
   n_fired: number | null;
   interpretation: string | null;
+  explanation: ExplanationSummary | null;
 }
 
 export interface FeatureList {
@@ -118,6 +173,7 @@ export interface FeatureDetail {
   logits: { positive: LogitEntry[]; negative: LogitEntry[] };
   neighbors: { index: number; cosine: number }[];
   interpretation: string | null;
+  explanation: ExplanationSummary | null;
   prev: number | null;
   next: number | null;
 }
@@ -173,6 +229,8 @@ export interface SweepDetail {
   metrics: string[];
   /** Metric key -> plot label, each plotted against L0. */
   frontiers: Record<string, string>;
+  /** Whose mean simulation score the `interpretability` metric is, once rows are interpreted. */
+  interpretability_explainer: string | null;
   rows: SweepRow[];
 }
 
@@ -254,6 +312,8 @@ export const api = {
     request<FeatureList>(`${dict(name)}/features` + queryString({ ...query }), { signal }),
   feature: (name: string, index: number, analysis?: string, signal?: AbortSignal) =>
     request<FeatureDetail>(`${dict(name)}/features/${index}` + queryString({ analysis }), { signal }),
+  explanations: (name: string, index: number, analysis?: string, signal?: AbortSignal) =>
+    request<ExplanationRecord[]>(`${dict(name)}/features/${index}/explanations` + queryString({ analysis }), { signal }),
   random: (name: string, analysis?: string) =>
     request<{ index: number }>(`${dict(name)}/random` + queryString({ analysis })),
   search: (name: string, q: string, limit = 20, analysis?: string, signal?: AbortSignal) =>

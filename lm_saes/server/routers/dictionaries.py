@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 
 from lm_saes.server.deps import StoreDep, require_dictionary
 from lm_saes.server.schemas import AnalysisSummary, DictionaryDetail, DictionarySummary
+from lm_saes.store.explanations import interpretations
 
 router = APIRouter(prefix="/dictionaries", tags=["dictionaries"])
 
@@ -17,11 +18,14 @@ def list_dictionaries(store: StoreDep) -> list[DictionarySummary]:
 
 @router.get("/{name}", response_model=DictionaryDetail)
 def get_dictionary(store: StoreDep, name: str, analysis: str = Query("default", min_length=1)) -> DictionaryDetail:
-    """The dictionary record with the summary of analysis ``analysis`` (null if it has none)."""
+    """The dictionary record with the summary of analysis ``analysis`` (null if it has none) and the
+    mean scores of each explainer that interpreted it."""
     record = require_dictionary(store, name)
     run = store.analysis(name, analysis)
     shown = None
     if run is not None:
         shown = AnalysisSummary.model_validate({**run.get("summary", {}), "name": run["name"],
                                                 "created_at": run.get("created_at")})
-    return DictionaryDetail.model_validate({**record, "analysis": shown})
+    explained = [s for s in interpretations(store, name)
+                 if s.get("analysis") == analysis and run is not None and s.get("analysis_id") == run["id"]]
+    return DictionaryDetail.model_validate({**record, "analysis": shown, "interpretations": explained})

@@ -10,16 +10,18 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from lm_saes.server.deps import StoreDep, require_analysis, require_dictionary
 from lm_saes.server.errors import shown
-from lm_saes.store.documents import INT64_MAX
-from lm_saes.store.search import search_tokens as find_by_token
 from lm_saes.server.schemas import (
-    FeatureDetail, FeaturePage, FeatureSummary, RandomFeature, TokenMatch, TokenSearch,
+    ExplanationRecord, FeatureDetail, FeaturePage, FeatureSummary, RandomFeature, TokenMatch, TokenSearch,
 )
+from lm_saes.store.documents import INT64_MAX
+from lm_saes.store.explanations import feature_explanations
+from lm_saes.store.search import search_tokens as find_by_token
 
 router = APIRouter(prefix="/dictionaries/{name}", tags=["features"])
 
 AnalysisQuery = Query("default", min_length=1, description="Analysis name.")
 FIRES = math.nextafter(0.0, 1.0)  # the smallest density > 0: min_density that keeps features that fire
+Sort = Literal["index", "density", "max_activation", "simulation", "detection", "fuzzing"]
 
 
 @router.get("/features", response_model=FeaturePage)
@@ -27,11 +29,12 @@ def list_features(
     store: StoreDep,
     name: str,
     analysis: str = AnalysisQuery,
-    sort: Literal["index", "density", "max_activation"] = "index",
+    sort: Sort = Query("index", description="A score (simulation, detection, fuzzing) lists only the "
+                       "features whose shown explanation has it."),
     order: Literal["asc", "desc"] = "asc",
     min_density: float | None = Query(None, ge=0, le=1),
     max_density: float | None = Query(None, ge=0, le=1),
-    search: str | None = Query(None, max_length=200, description="Words of the interpretation."),
+    search: str | None = Query(None, max_length=200, description="Words of the interpretation or explanation."),
     skip: int = Query(0, ge=0, le=INT64_MAX),
     limit: int = Query(50, ge=1, le=500),
 ) -> FeaturePage:
@@ -39,7 +42,7 @@ def list_features(
     require_analysis(store, name, analysis)
     filters = dict(min_density=min_density, max_density=max_density, search=search)
     items = store.features(name, analysis, sort=sort, descending=order == "desc", skip=skip, limit=limit, **filters)
-    return FeaturePage(total=store.count_features(name, analysis, **filters),
+    return FeaturePage(total=store.count_features(name, analysis, scored=sort, **filters),
                        items=[FeatureSummary.model_validate(doc) for doc in items])
 
 
@@ -57,6 +60,17 @@ def get_feature(
     return FeatureDetail.model_validate({
         **doc, "prev": index - 1 if index > 0 else None, "next": index + 1 if index + 1 < d_sae else None,
     })
+
+
+@router.get("/features/{index}/explanations", response_model=list[ExplanationRecord])
+def get_explanations(
+    store: StoreDep, name: str, index: int = Path(ge=0, le=INT64_MAX), analysis: str = AnalysisQuery,
+) -> list[ExplanationRecord]:
+    """Every explainer's record of the feature (`lm-saes interpret`): the explanation, its scores, the
+    prompts sent and the raw replies, newest first; [] when it was never interpreted."""
+    require_dictionary(store, name)
+    require_analysis(store, name, analysis)
+    return [ExplanationRecord.model_validate(doc) for doc in feature_explanations(store, name, index, analysis)]
 
 
 @router.get("/random", response_model=RandomFeature)

@@ -1,12 +1,14 @@
 // The filterable, sortable, paginated feature list; all its state lives in the URL query.
 import { useState, type FormEvent } from 'react';
-import { api, type FeatureListQuery, type FeatureSort, type SortOrder } from '../api';
+import { api, SCORE_NAMES, type FeatureListQuery, type FeatureSort, type ScoreName, type SortOrder } from '../api';
 import { fmt } from '../format';
 import { Link, navigate, paths } from '../router';
 import { useApi } from '../useApi';
+import { ExplainerBadge, SCORE_HELP } from './Explanation';
 import { Await } from './Status';
 
-const SORTS: FeatureSort[] = ['index', 'density', 'max_activation'];
+const SORTS: FeatureSort[] = ['index', 'density', 'max_activation', ...SCORE_NAMES];
+const SHORT: Record<ScoreName, string> = { simulation: 'Sim', detection: 'Det', fuzzing: 'Fuzz' };
 const LIMITS = [20, 50, 100, 200];
 
 function num(v: string | null): number | undefined {
@@ -62,6 +64,8 @@ export function FeatureTable({ name, search }: Props) {
 
   const skip = q.skip ?? 0;
   const limit = q.limit ?? 50;
+  // A score header sorts by it, best first; clicking it again flips the order.
+  const sortBy = (s: ScoreName) => update({ sort: s, order: q.sort === s && q.order === 'desc' ? 'asc' : 'desc' });
 
   return (
     <section data-testid="feature-list">
@@ -73,6 +77,11 @@ export function FeatureTable({ name, search }: Props) {
             <option value="index">index</option>
             <option value="density">density</option>
             <option value="max_activation">max activation</option>
+            {SCORE_NAMES.map((s) => (
+              <option key={s} value={s}>
+                {s} score
+              </option>
+            ))}
           </select>
         </label>
         <label>
@@ -97,7 +106,7 @@ export function FeatureTable({ name, search }: Props) {
           <input inputMode="decimal" placeholder="e.g. 0.1" value={maxDensity} onChange={(e) => setMaxDensity(e.target.value)} />
         </label>
         <label className="grow">
-          Interpretation contains
+          Interpretation or explanation contains
           <input type="search" value={text} onChange={(e) => setText(e.target.value)} data-testid="interp-search" />
         </label>
         <button type="submit">Apply</button>
@@ -114,7 +123,15 @@ export function FeatureTable({ name, search }: Props) {
                     <th className="num">Max act</th>
                     <th className="num">Mean act</th>
                     <th className="num">Fired</th>
-                    <th>Interpretation</th>
+                    {SCORE_NAMES.map((s) => (
+                      <th key={s} className="num" aria-sort={q.sort === s ? (q.order === 'desc' ? 'descending' : 'ascending') : undefined}>
+                        <button type="button" className="sort" onClick={() => sortBy(s)} data-testid={`sort-score-${s}`} title={`sort by ${s} score: ${SCORE_HELP[s]}`}>
+                          {SHORT[s]}
+                          {q.sort === s ? (q.order === 'desc' ? ' ▼' : ' ▲') : ''}
+                        </button>
+                      </th>
+                    ))}
+                    <th>Explanation</th>
                   </tr>
                 </thead>
                 <tbody>
@@ -129,7 +146,21 @@ export function FeatureTable({ name, search }: Props) {
                       <td className="num">{fmt(f.max_activation)}</td>
                       <td className="num">{fmt(f.mean_activation)}</td>
                       <td className="num">{fmt(f.n_fired)}</td>
-                      <td>{f.interpretation ?? <span className="muted">—</span>}</td>
+                      {SCORE_NAMES.map((s) => (
+                        <td key={s} className="num" data-testid={`score-${s}`} data-value={f.explanation?.scores[s] ?? ''}>
+                          {fmt(f.explanation?.scores[s], 2)}
+                        </td>
+                      ))}
+                      <td className="explanation-cell">
+                        {f.interpretation && <div>{f.interpretation}</div>}
+                        {f.explanation ? (
+                          <div data-testid="row-explanation">
+                            <ExplainerBadge e={f.explanation} /> {f.explanation.text}
+                          </div>
+                        ) : (
+                          !f.interpretation && <span className="muted">—</span>
+                        )}
+                      </td>
                     </tr>
                   ))}
                 </tbody>

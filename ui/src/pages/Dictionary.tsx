@@ -1,6 +1,7 @@
 // `/dictionaries/:name`: metrics, density histogram, token search and the feature list.
 import { useState } from 'react';
-import { ApiError, api, type DictionaryDetail } from '../api';
+import { ApiError, api, SCORE_NAMES, type DictionaryDetail } from '../api';
+import { ExplainerBadge } from '../components/Explanation';
 import { FeatureTable } from '../components/FeatureTable';
 import { Histogram } from '../components/Histogram';
 import { Await } from '../components/Status';
@@ -40,6 +41,46 @@ function MetricsTable({ d }: { d: DictionaryDetail }) {
             <tr key={k}>
               <th>{k}</th>
               <td className="num">{v}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+/** Each explainer's mean scores (95% confidence intervals) over the analysis's features. */
+function InterpretationTable({ d }: { d: DictionaryDetail }) {
+  if (d.interpretations.length === 0) return null;
+  return (
+    <div className="table-wrap">
+      <table data-testid="interpretations">
+        <thead>
+          <tr>
+            <th>Explainer</th>
+            <th className="num">Scored</th>
+            {SCORE_NAMES.map((s) => (
+              <th key={s} className="num">
+                {s} (95% CI)
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {d.interpretations.map((i) => (
+            <tr key={i.explainer}>
+              <td>
+                <ExplainerBadge e={i} />
+              </td>
+              <td className="num">{fmt(i.n_scored)}</td>
+              {SCORE_NAMES.map((s) => {
+                const m = i.means[s];
+                return (
+                  <td key={s} className="num" data-testid={`mean-${s}`} data-value={m?.mean ?? ''}>
+                    {m ? `${fmt(m.mean, 3)} [${fmt(m.low, 3)}, ${fmt(m.high, 3)}]` : '—'}
+                  </td>
+                );
+              })}
             </tr>
           ))}
         </tbody>
@@ -97,6 +138,8 @@ export function Dictionary({ name, search }: { name: string; search: URLSearchPa
             <section>
               <h2>Metrics</h2>
               <MetricsTable d={d} />
+              {d.interpretations.length > 0 && <h2>Explanation scores</h2>}
+              <InterpretationTable d={d} />
             </section>
             <section>
               <h2>Feature density</h2>

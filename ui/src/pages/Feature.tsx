@@ -1,6 +1,7 @@
 // `/dictionaries/:name/features/:index`: one feature's statistics, contexts, logits and neighbours.
 import { useEffect } from 'react';
 import { api, type FeatureDetail, type LogitEntry } from '../api';
+import { ExplanationPanel } from '../components/Explanation';
 import { Histogram } from '../components/Histogram';
 import { Await, NotFound } from '../components/Status';
 import { ContextView } from '../components/Tokens';
@@ -90,6 +91,7 @@ function FeatureBody({ name, f, analysis }: { name: string; f: FeatureDetail; an
           {f.interpretation}
         </p>
       )}
+      <ExplanationPanel name={name} index={f.index} analysis={analysis} shown={f.explanation} />
       <dl className="stats" data-testid="feature-stats">
         {stats.map(([k, v]) => (
           <div key={k}>
