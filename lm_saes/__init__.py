@@ -39,6 +39,8 @@ _EXPORTS = {
     "load_toy": "lm_saes.toys.directory",
     "LLCConfig": "lm_saes.llc.config",
     "run_llc": "lm_saes.llc.stage",
+    "CompareConfig": "lm_saes.compare.config",
+    "compare_runs": "lm_saes.compare.stage",
     "InterpretConfig": "lm_saes.interpret.config",
     "run_interpret": "lm_saes.interpret.stage",
 }

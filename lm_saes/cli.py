@@ -104,6 +104,17 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"  density histogram    {counts} (+{results['density_histogram']['dead']} dead)")
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from lm_saes.compare.config import CompareConfig
+    from lm_saes.compare.stage import compare_runs, describe
+    from lm_saes.config import load_config
+
+    result = compare_runs(load_config(CompareConfig, args.config, [f"a={args.a}", f"b={args.b}", *args.set]))
+    print(f"A = {result.record['a']}\nB = {result.record['b']}")
+    print("\n".join(describe(result.record)))
+    print(f"written: {', '.join(str(p) for p in result.files)}")
+
+
 def _analyze(args: argparse.Namespace) -> None:
     from lm_saes.analysis.stage import run_analysis
     from lm_saes.config import AnalyzeConfig, load_config
@@ -272,6 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML file of eval settings (see EvalConfig)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.set_defaults(run=_eval)
+    p = sub.add_parser("compare", help="how alike two runs are: each direction's best match in the other, MMCS both "
+                       "ways (two dictionaries, or two SPD decompositions of one model)")
+    p.add_argument("a", help="dictionary or decomposition directory")
+    p.add_argument("b", help="another of the same kind")
+    p.add_argument("--config", help="TOML file of compare settings (see lm_saes/compare/config.py)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting, e.g. --set live_only=true --set ci_threshold=0.1 (repeatable)")
+    p.set_defaults(run=_compare)
     p = sub.add_parser("export", help="write a dictionary in another toolkit's layout (SAELens)")
     p.add_argument("dictionary", help="dictionary directory")
     p.add_argument("out_dir", help="directory to write (cfg.json + sae_weights.safetensors)")

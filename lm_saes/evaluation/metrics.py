@@ -61,11 +61,26 @@ def l1(acts: Float[Tensor, "*tokens d_sae"]) -> Float[Tensor, ""]:
 RECOVERED_COSINE = 0.9  # a true feature counts as recovered when some learned direction is this close
 
 
+def cosine_similarities(a: Float[Tensor, "n d"], b: Float[Tensor, "m d"]) -> Float[Tensor, "n m"]:
+    """cos(a_i, b_j) for every pair of rows (float32, on ``a``'s device)."""
+    a = F.normalize(a.float(), dim=1)
+    return a @ F.normalize(b.float().to(a.device), dim=1).T
+
+
+class BestMatches(NamedTuple):
+    cosines: Float[Tensor, "n"]  # each row's largest similarity
+    indices: Int[Tensor, "n"]  # the column where it is reached
+
+
+def best_matches(similarities: Float[Tensor, "n m"]) -> BestMatches:
+    """For each row of a similarity matrix, its best column and the similarity there."""
+    cosines, indices = similarities.max(dim=1)
+    return BestMatches(cosines, indices)
+
+
 def best_cosines(learned: Float[Tensor, "m d"], true: Float[Tensor, "n d"]) -> Float[Tensor, "n"]:
     """For each row of ``true``, the largest cosine similarity with any row of ``learned``."""
-    learned = F.normalize(learned.float(), dim=1)
-    true = F.normalize(true.float().to(learned.device), dim=1)
-    return (true @ learned.T).max(dim=1).values
+    return best_matches(cosine_similarities(true.to(learned.device), learned)).cosines
 
 
 def mmcs(learned: Float[Tensor, "m d"], true: Float[Tensor, "n d"]) -> float:
