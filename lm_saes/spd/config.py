@@ -174,7 +174,9 @@ class SPDTrainConfig(StrictModel):
     checkpoint_every: int | None = Field(
         None, ge=0, description="Steps between checkpoints (None: every tenth of the run; 0: only at the end)."
     )
-    eval_examples: int = Field(4096, gt=0, description="Inputs the final metrics (alive components, CI-L0) see.")
+    eval_examples: int = Field(4096, gt=0, description="Inputs the final metrics (alive components, CI-L0, "
+                               "reconstruction) see: toy inputs, contexts, or cached rows.")
+    eval_batch_size: int = Field(512, gt=0, description="Inputs per batch of the final metrics.")
     wandb_project: str | None = Field(None, description="Also log to this Weights & Biases project.")
     progress: bool = Field(True, description="Show a progress bar.")
     overwrite: bool = Field(False, description="Replace a finished decomposition at output_dir.")

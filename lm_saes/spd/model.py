@@ -135,8 +135,14 @@ def input_widths(model: nn.Module, modules: list[str], example: Any) -> dict[str
     """The last dimension of each module's first input, from one forward of ``example``."""
     widths: dict[str, int] = {}
     named = dict(model.named_modules())
-    hooks = [named[m].register_forward_pre_hook(lambda mod, args, m=m: widths.setdefault(m, args[0].shape[-1]))
-             for m in modules]
+
+    def record(name: str):
+        def hook(module: nn.Module, args: tuple) -> None:
+            widths.setdefault(name, args[0].shape[-1])
+
+        return hook
+
+    hooks = [named[m].register_forward_pre_hook(record(m)) for m in modules]
     try:
         with torch.no_grad():
             model(example)

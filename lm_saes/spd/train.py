@@ -37,7 +37,6 @@ from lm_saes.training.mesh import ParallelDims, mesh_collectives, mesh_dims
 from lm_saes.training.run import RunLog, claim_on_rank_zero, resume
 
 UNCOMPARED = {"overwrite", "progress", "checkpoint_every", "log_every", "wandb_project", "device"}  # not in the result
-EVAL_BATCH = 512  # examples per evaluation batch
 
 
 class SPDTrainResult(NamedTuple):
@@ -110,7 +109,8 @@ def _finish(cfg: SPDTrainConfig, out: Path, model: ComponentModel, target: OpenT
             model.load_state_dict(state)
             model = model.to(device)
         save_decomposition(out, model, state, cfg, target.record, target.output_loss)
-        metrics = evaluate_decomposition(model, target, cfg.eval_examples, min(EVAL_BATCH, cfg.eval_examples), device)
+        metrics = evaluate_decomposition(model, target, cfg.eval_examples, min(cfg.eval_batch_size, cfg.eval_examples),
+                                         device)
     if comm.distributed:
         barrier()  # every rank is done with its checkpoint before rank 0 removes them
     if comm.rank == 0:
