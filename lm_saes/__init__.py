@@ -39,6 +39,9 @@ _EXPORTS = {
     "load_toy": "lm_saes.toys.directory",
     "LLCConfig": "lm_saes.llc.config",
     "run_llc": "lm_saes.llc.stage",
+    "SPDTrainConfig": "lm_saes.spd.config",
+    "train_spd": "lm_saes.spd.train",
+    "load_decomposition": "lm_saes.spd.directory",
     "InterpretConfig": "lm_saes.interpret.config",
     "run_interpret": "lm_saes.interpret.stage",
 }

@@ -118,6 +118,12 @@ def train_toy_example(root: Path, example: str, *overrides: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def toy_example():
+    """``train_toy_example``: (root, example file, *overrides) -> a trained toy directory."""
+    return train_toy_example
+
+
+@pytest.fixture(scope="session")
 def tms_5_2_dir(tmp_path_factory) -> Path:
     """examples/toy_tms_5-2.toml's TMS 5-2 (tied, the pentagon), trained once a session (~5 s)."""
     return train_toy_example(tmp_path_factory.mktemp("toys") / "tms_5-2", "toy_tms_5-2.toml",

@@ -7,8 +7,9 @@ a seeded order, or the cached rows), drawn with their own seed:
   token for language models), per matrix and summed; ``alive``: subcomponents above it on some
   input (the toys' single-feature inputs included), per matrix;
 - the output of the target with every decomposed matrix replaced by its subcomponents times
-  their causal importances (``ci_masked``), or times the importances rounded to 0 / 1 at the
-  threshold (``rounded``), against the target's output: MSE for toys and cached modules; KL of
+  their causal importances (``ci_masked``), times the importances rounded to 0 / 1 at the
+  threshold (``rounded``), or all of them (``unmasked``: V U alone, no delta component), against
+  the target's output: MSE for toys and cached modules; KL of
   the next-token distributions and cross-entropy of the next token (``ce_clean`` for the target
   itself) for language models;
 - ``faithfulness``: mean over the decomposed parameters of (W - V U)^2;
@@ -55,7 +56,8 @@ def evaluate_decomposition(model: ComponentModel, target: OpenTarget, examples: 
             max_ci[name] = torch.maximum(max_ci[name], flat.amax(0))
             l0[name] += float((flat > thr).float().sum(-1).mean())
         masked = {"ci_masked": {n: Masks(g) for n, g in ci.items()},
-                  "rounded": {n: Masks((g > thr).to(g.dtype)) for n, g in ci.items()}}
+                  "rounded": {n: Masks((g > thr).to(g.dtype)) for n, g in ci.items()},
+                  "unmasked": {n: Masks(torch.ones_like(g)) for n, g in ci.items()}}
         for label, masks in masked.items():
             pred = model.run(x, masks)
             _add(sums, f"{target.output_loss}_{label}", float(output_loss(pred, reference, target.output_loss)))

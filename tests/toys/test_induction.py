@@ -4,7 +4,6 @@ attention layers learn it where one cannot."""
 import pytest
 import torch
 
-from conftest import train_toy_example
 from lm_saes.toys.config import InductionConfig
 from lm_saes.toys.directory import load_toy
 from lm_saes.toys.induction import BOS, context_length, metrics, sample
@@ -45,10 +44,10 @@ def test_the_score_is_the_accuracy_on_the_repeated_half():
 
 
 @pytest.mark.slow
-def test_two_attention_layers_learn_induction_and_one_cannot(tmp_path):
+def test_two_attention_layers_learn_induction_and_one_cannot(tmp_path, toy_example):
     common = ["steps=400", "toy.n_train=256", "toy.n_test=1024"]
-    two = load_toy(train_toy_example(tmp_path / "two", "toy_induction.toml", *common))
-    one = load_toy(train_toy_example(tmp_path / "one", "toy_induction.toml", *common, "toy.n_layers=1"))
+    two = load_toy(toy_example(tmp_path / "two", "toy_induction.toml", *common))
+    one = load_toy(toy_example(tmp_path / "one", "toy_induction.toml", *common, "toy.n_layers=1"))
     test = two.spec.data(two.config).test
     acc_two, acc_one = two.spec.metrics(two.model, test)["accuracy"], one.spec.metrics(one.model, test)["accuracy"]
     assert acc_two > 0.8 and acc_one < 0.5, (acc_two, acc_one)

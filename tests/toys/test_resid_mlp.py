@@ -2,7 +2,6 @@
 
 import torch
 
-from conftest import train_toy_example
 from lm_saes.toys.config import ResidMLPConfig
 from lm_saes.toys.directory import load_toy
 from lm_saes.toys.resid_mlp import ResidMLP, identity_modules, sample
@@ -25,11 +24,11 @@ def test_the_embedding_is_fixed_unit_rows_read_out_by_its_transpose():
     assert torch.equal(model.W_U, model.W_E.T) and not list(n for n, _ in model.named_parameters() if "W_" in n)
 
 
-def test_a_small_residual_mlp_learns_its_features(tmp_path):
+def test_a_small_residual_mlp_learns_its_features(tmp_path, toy_example):
     overrides = ["toy.n_features=20", "toy.d_embed=100", "toy.d_mlp=10", "toy.feature_probability=0.05",
                  "toy.n_train=512", "toy.n_test=2048", "batch_size=256"]
-    untrained = load_toy(train_toy_example(tmp_path / "a", "toy_resid_mlp1.toml", "steps=1", "lr=1e-9", *overrides))
-    trained = load_toy(train_toy_example(tmp_path / "b", "toy_resid_mlp1.toml", "steps=300", *overrides))
+    untrained = load_toy(toy_example(tmp_path / "a", "toy_resid_mlp1.toml", "steps=1", "lr=1e-9", *overrides))
+    trained = load_toy(toy_example(tmp_path / "b", "toy_resid_mlp1.toml", "steps=300", *overrides))
     test = trained.spec.data(trained.config).test
     model = trained.model
     without_mlp = float((test.features @ model.W_E @ model.W_U - test.labels).pow(2).mean())  # the residual alone

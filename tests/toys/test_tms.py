@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from conftest import train_toy_example
 from lm_saes.toys.config import TMSConfig
 from lm_saes.toys.directory import load_toy
 from lm_saes.toys.tms import TMSModel, sample, single_features
@@ -25,8 +24,8 @@ def test_the_5_2_target_puts_its_five_features_on_a_pentagon(tms_5_2_dir):
     assert "linear2.weight" not in toy.model.state_dict()
 
 
-def test_identity_layers_stay_fixed_and_untied_weights_are_free(tmp_path):
-    out = train_toy_example(tmp_path / "id", "toy_tms_5-2.toml", "steps=30", "toy.n_hidden_layers=2",
+def test_identity_layers_stay_fixed_and_untied_weights_are_free(tmp_path, toy_example):
+    out = toy_example(tmp_path / "id", "toy_tms_5-2.toml", "steps=30", "toy.n_hidden_layers=2",
                             "toy.tied=false", "toy.n_train=64", "toy.n_test=64")
     toy = load_toy(out)
     for layer in toy.model.hidden_layers:
