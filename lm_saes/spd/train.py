@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import torch
 
 from lm_saes.artifacts import ArtifactDir, claim, config_identity, write_atomic
+from lm_saes.dictionaries.parallel import Collectives
 from lm_saes.distributed import barrier, init_distributed
 from lm_saes.models.backend import resolve_device
 from lm_saes.spd.config import SPDTrainConfig
@@ -66,34 +67,78 @@ def train_spd(cfg: SPDTrainConfig) -> SPDTrainResult:
     rank, world_size = init_distributed()
     dims = spd_dims(cfg, world_size, rank)
     comm = mesh_collectives(dims, device)
-    layout = Layout(dims.data, dims.data_rank, dims.tensor, comm.tp_rank)
     target = open_target(cfg.target, device, cfg.spd.output_loss)
-    compared = {**cfg.model_dump(mode="json", exclude=UNCOMPARED), "world_size": dims.world_size}
-    output = claim_on_rank_zero(comm, lambda effects: claim_decomposition(cfg, effects))
-    with output:  # a failure before the first checkpoint removes the directory this run created
-        torch.manual_seed(cfg.seed)
-        model = ComponentModel(target.model, cfg.spd, target.example)  # the same start on every rank
-        if comm.distributed:
-            shard_(model, comm)
-        model.comm = comm
-        trainer = SPDTrainer(cfg, model.to(device), target.output_loss, device, comm, layout)
-        resumed = resume(output.work, trainer, compared, device)
-        wandb = (cfg.wandb_project, cfg.output_dir.name, cfg.model_dump(mode="json")) if cfg.wandb_project else None
-        log = RunLog(output.work, comm, cfg.steps, trainer.step, cfg.progress, wandb, count="step", unit="step",
-                     desc="spd")
+    run = DecompositionRun.open(cfg, target, device, dims, comm)
+    with run.output:  # a failure before the first checkpoint removes the directory this run created
         try:
-            if not resumed:
-                trainer.faithfulness_warmup()
-            batches = target.batches(trainer.step, cfg.batch_size, cfg.seed, layout, device)
-            trainer.fit(batches, log,
-                        lambda: save_checkpoint(output.work, trainer.state_dict(), compared, comm.rank))
+            if not run.resumed_from:
+                run.trainer.faithfulness_warmup()
+            batches = target.batches(run.trainer.step, cfg.batch_size, cfg.seed, run.layout, device)
+            run.trainer.fit(batches, run.on_log, run.on_checkpoint)
         finally:
-            log.close()
-        metrics = _finish(cfg, output.work, model, target, log.records[-1], device)
-        output.commit()  # rank 0 (the others claimed without effects)
+            run.close()
+        metrics = run.save()
+    return SPDTrainResult(cfg.output_dir, metrics, time.perf_counter() - start, run.resumed_from)
+
+
+class DecompositionRun:
+    """One decomposition being trained into its directory: its SPDTrainer, log and checkpoints.
+
+    ``open`` claims the directory (everything is written into ``output.work``), builds the
+    decomposition from ``cfg.seed`` and resumes from a checkpoint of the same config; the caller
+    runs the faithfulness warmup on a fresh run, feeds batches to ``trainer`` (``fit``, or
+    ``advance`` with ``on_log`` / ``on_checkpoint``), then ``close`` and ``save``. The same shape
+    as the dictionaries' ``DictionaryRun``, so several can be trained over one batch stream.
+    """
+
+    def __init__(self, cfg: SPDTrainConfig, output: ArtifactDir, trainer: SPDTrainer, target: OpenTarget,
+                 layout: Layout, compared: dict, resumed_from: int, log: RunLog) -> None:
+        self.cfg, self.output, self.trainer, self.target, self.layout = cfg, output, trainer, target, layout
+        self.compared, self.resumed_from, self.log = compared, resumed_from, log
+
+    @classmethod
+    def open(cls, cfg: SPDTrainConfig, target: OpenTarget, device: torch.device, dims: ParallelDims,
+             comm: Collectives, progress: dict | None = None) -> DecompositionRun:
+        """``progress``: more keyword arguments of the tqdm bar."""
+        layout = Layout(dims.data, dims.data_rank, dims.tensor, comm.tp_rank)
+        compared = {**cfg.model_dump(mode="json", exclude=UNCOMPARED), "world_size": dims.world_size}
+        output = claim_on_rank_zero(comm, lambda effects: claim_decomposition(cfg, effects))
+        with output:  # nothing trained yet: a failure here removes a directory this run created
+            torch.manual_seed(cfg.seed)
+            model = ComponentModel(target.model, cfg.spd, target.example)  # the same start on every rank
+            if comm.distributed:
+                shard_(model, comm)
+            model.comm = comm
+            trainer = SPDTrainer(cfg, model.to(device), target.output_loss, device, comm, layout)
+            resumed = resume(output.work, trainer, compared, device)
+            wandb = (cfg.wandb_project, cfg.output_dir.name, cfg.model_dump(mode="json")) if cfg.wandb_project else None
+            log = RunLog(output.work, comm, cfg.steps, trainer.step, cfg.progress, wandb,
+                         **{"count": "step", "unit": "step", "desc": "spd", **(progress or {})})
+        return cls(cfg, output, trainer, target, layout, compared, resumed, log)
+
+    @property
+    def records(self) -> list[dict[str, float]]:
+        return self.log.records
+
+    def on_log(self, record: dict[str, float]) -> None:
+        self.log(record)
+
+    def on_checkpoint(self) -> None:
+        save_checkpoint(self.output.work, self.trainer.state_dict(), self.compared, self.trainer.comm.rank)
+
+    def close(self) -> None:
+        self.log.close()
+
+    def save(self) -> dict[str, Any]:
+        """Write and evaluate the finished decomposition, and put it in place (every rank calls this);
+        its evaluation (empty on ranks other than 0)."""
+        comm = self.trainer.comm
+        metrics = _finish(self.cfg, self.output.work, self.trainer.model, self.target, self.records[-1],
+                          self.trainer.device)
+        self.output.commit()  # rank 0 (the others claimed without effects)
         if comm.distributed:
             barrier()
-    return SPDTrainResult(cfg.output_dir, metrics, time.perf_counter() - start, resumed)
+        return metrics
 
 
 def _finish(cfg: SPDTrainConfig, out: Path, model: ComponentModel, target: OpenTarget, last: dict[str, float],

@@ -12,12 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).parent))
-from spd_dist_worker import LAYOUTS, overrides  # noqa: E402
+from lm_saes.errors import ConfigError
+from lm_saes.spd.config import load_train_config
+from lm_saes.spd.train import spd_dims, train_spd
 
-from lm_saes.errors import ConfigError  # noqa: E402
-from lm_saes.spd.config import load_train_config  # noqa: E402
-from lm_saes.spd.train import spd_dims, train_spd  # noqa: E402
+from .spd_dist_worker import LAYOUTS, overrides
 
 WORKER = Path(__file__).parent / "spd_dist_worker.py"
 EXAMPLE = Path(__file__).parents[2] / "examples" / "spd_tms_5-2.toml"
