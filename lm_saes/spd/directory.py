@@ -27,11 +27,11 @@ from typing import Any, NamedTuple
 
 import torch
 from jaxtyping import Float
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from lm_saes import __version__
-from lm_saes.artifacts import read_marker, write_atomic
+from lm_saes.artifacts import read_marker, write_atomic, write_safetensors
 from lm_saes.errors import LmSaesError
 from lm_saes.spd.components import Masks
 from lm_saes.spd.config import SPDConfig, SPDTrainConfig
@@ -90,9 +90,7 @@ def save_decomposition(directory: Path, model: ComponentModel, state: dict[str, 
                       "tied_to": d.tied_to} for name, d in model.plan.items()}
     record = {"format": FORMAT, "target": target, "spd": cfg.spd.model_dump(mode="json"), "output_loss": output_loss,
               "modules": modules, "lm_saes_version": __version__}
-    tmp = directory / f".{WEIGHTS_NAME}.tmp"
-    save_file({k: v.detach().cpu() for k, v in weights_of(model, state).items()}, tmp)
-    tmp.replace(directory / WEIGHTS_NAME)
+    write_safetensors(directory / WEIGHTS_NAME, {k: v.detach().contiguous().cpu() for k, v in weights_of(model, state).items()})
     write_atomic(directory / CONFIG_NAME, (json.dumps(record, indent=2) + "\n").encode())
     write_atomic(directory / TRAIN_CONFIG_NAME, (json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n").encode())
 

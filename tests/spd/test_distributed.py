@@ -16,7 +16,7 @@ from lm_saes.errors import ConfigError
 from lm_saes.spd.config import load_train_config
 from lm_saes.spd.train import spd_dims, train_spd
 
-from .spd_dist_worker import LAYOUTS, overrides
+from tests.spd.spd_dist_worker import LAYOUTS, overrides
 
 WORKER = Path(__file__).parent / "spd_dist_worker.py"
 EXAMPLE = Path(__file__).parents[2] / "examples" / "spd_tms_5-2.toml"
