@@ -38,15 +38,39 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from lm_saes.config import TrainConfig, load_config
+    from lm_saes.spd.config import SPDTrainConfig, load_train_config
     from lm_saes.training.train import train
 
-    result = train(load_config(TrainConfig, args.config, args.set))
+    cfg = load_train_config(args.config, args.set)  # an SPD config when it has an [spd] section
+    if isinstance(cfg, SPDTrainConfig):
+        _train_spd(cfg)
+        return
+    result = train(cfg)
     m = result.metrics
     print(
         f"{result.output_dir}: explained variance {m['explained_variance']:.3f}, L0 {m['l0']:.1f}, "
         f"dead {m['dead_fraction']:.1%} (last batch; {m['tokens']:,} tokens)"
     )
+
+
+def _train_spd(cfg) -> None:
+    from lm_saes.spd.train import train_spd
+
+    result = train_spd(cfg)
+    m = result.metrics
+    if not m:  # a torchrun rank other than 0: rank 0 reports
+        return
+    parts = [f"CI-L0 {m['ci_l0_total']:.2f} over {len(m['ci_l0'])} matrices", f"{m['alive_total']} subcomponents alive",
+             f"faithfulness {m['faithfulness']:.3g}"]
+    for name in ("mmcs", "ml2r"):
+        if name in m:
+            parts.append(f"{name.upper()} " + ", ".join(f"{v:.4f}" for v in m[name].values()))
+    if "kl_ci_masked" in m:
+        parts.append(f"KL {m['kl_ci_masked']:.4f} with CI masks ({m['kl_rounded']:.4f} rounded)")
+    if "ce_clean" in m:
+        parts.append(f"CE {m['ce_clean']:.4f} -> {m['ce_ci_masked']:.4f}")
+    resumed = f", resumed at step {result.resumed_from_step}" if result.resumed_from_step else ""
+    print(f"{result.output_dir}: " + "; ".join(parts) + f" ({result.seconds:.0f} s{resumed})")
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -93,6 +117,17 @@ def _llc(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from lm_saes.config import EvalConfig, load_config
     from lm_saes.evaluation.run import evaluate
+    from lm_saes.spd.directory import is_decomposition
+
+    if is_decomposition(args.dictionary):
+        from lm_saes.spd.config import SPDEvalConfig
+        from lm_saes.spd.evaluate import describe, evaluate_directory
+
+        spd = load_config(SPDEvalConfig, args.config, [f"decomposition={args.dictionary}", *args.set])
+        results = evaluate_directory(spd)
+        print(f"{spd.decomposition}  ({results['examples']:,} examples)")
+        print("\n".join(describe(results)))
+        return
 
     cfg = load_config(EvalConfig, args.config, [f"dictionary={args.dictionary}", *args.set])
     results = evaluate(cfg)
@@ -221,7 +256,8 @@ def _hooks(args: argparse.Namespace) -> None:
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "pretrain": (_pretrain, "train a BPE tokenizer and a tiny GPT-2 on offline English text"),
     "generate": (_generate, "run a model over a text dataset and write an activation cache"),
-    "train": (_train, "train a sparse dictionary (SAE or transcoder) on an activation cache"),
+    "train": (_train, "train a sparse dictionary (SAE or transcoder) on an activation cache, or an SPD "
+              "decomposition of a model's parameters (a config with [spd])"),
     "sweep": (_sweep, "train many dictionaries over one read of a cache, with baselines and a Pareto table"),
     "analyze": (_analyze, "compute every feature's statistics from a 2d cache into the store"),
     "toy": (_toy, "train a toy model with ground truth (modular addition, ...) into a toy directory"),
@@ -278,9 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoints", action="store_true",
                    help="estimate at every saved checkpoint of a toy's training and plot it beside the losses")
     p.set_defaults(run=_llc)
-    p = sub.add_parser("eval", help="metrics of a trained dictionary (written to its metrics.json)")
-    p.add_argument("dictionary", help="dictionary directory")
-    p.add_argument("--config", help="TOML file of eval settings (see EvalConfig)")
+    p = sub.add_parser("eval", help="metrics of a trained dictionary or SPD decomposition (written to its metrics.json)")
+    p.add_argument("dictionary", help="dictionary or decomposition directory")
+    p.add_argument("--config", help="TOML file of eval settings (see EvalConfig, or SPDEvalConfig for a decomposition)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.set_defaults(run=_eval)
     p = sub.add_parser("compare", help="how alike two runs are: each direction's best match in the other, MMCS both "

@@ -529,6 +529,11 @@ def load_config(
     cls: type[ConfigT], path: str | Path | None = None, overrides: list[str] | None = None
 ) -> ConfigT:
     """Read ``path`` (TOML), apply ``key.sub=value`` overrides, and validate as ``cls``."""
+    return validate_config(cls, read_config_data(path, overrides), source=str(path) if path else "config")
+
+
+def read_config_data(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The TOML at ``path`` (if any) with ``key.sub=value`` overrides applied, not yet validated."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -540,7 +545,7 @@ def load_config(
             raise ConfigError(f"{path} is not valid TOML (UTF-8 text): {e}") from e
     for override in overrides or []:
         apply_override(data, override)
-    return validate_config(cls, data, source=str(path) if path else "config")
+    return data
 
 
 def validate_config(cls: type[ConfigT], data: dict[str, Any], source: str = "config") -> ConfigT:

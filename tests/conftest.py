@@ -104,3 +104,27 @@ def modular_addition_dir(tmp_path_factory) -> Path:
 def random_labels_dir(tmp_path_factory) -> Path:
     """The same architecture and recipe trained on random labels (memorisation, no structure)."""
     return train_modular_addition(tmp_path_factory.mktemp("toys") / "random_labels", **{"toy.random_labels": "true"})
+
+
+def train_toy_example(root: Path, example: str, *overrides: str) -> Path:
+    """examples/<example> trained into ``root`` (without checkpoints or a progress bar)."""
+    from lm_saes.config import load_config
+    from lm_saes.toys.config import ToyTrainConfig
+    from lm_saes.toys.train import train_toy
+
+    path = Path(__file__).parent.parent / "examples" / example
+    cfg = load_config(ToyTrainConfig, path, [f"output_dir={root}", "progress=false", "checkpoint_every=0", *overrides])
+    return train_toy(cfg).output_dir
+
+
+@pytest.fixture(scope="session")
+def toy_example():
+    """``train_toy_example``: (root, example file, *overrides) -> a trained toy directory."""
+    return train_toy_example
+
+
+@pytest.fixture(scope="session")
+def tms_5_2_dir(tmp_path_factory) -> Path:
+    """examples/toy_tms_5-2.toml's TMS 5-2 (tied, the pentagon), trained once a session (~5 s)."""
+    return train_toy_example(tmp_path_factory.mktemp("toys") / "tms_5-2", "toy_tms_5-2.toml",
+                             "toy.n_train=2048", "toy.n_test=2048")

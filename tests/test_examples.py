@@ -10,6 +10,7 @@ from lm_saes.config import AnalyzeConfig, EvalConfig, GenerateConfig, PretrainCo
 from lm_saes.dictionaries import Dictionary
 from lm_saes.llc.config import LLCConfig
 from lm_saes.interpret.config import InterpretConfig
+from lm_saes.spd.config import SPDTrainConfig
 from lm_saes.sweep.config import SweepConfig
 from lm_saes.toys.config import ToyTrainConfig
 
@@ -17,11 +18,20 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 TRAIN_EXAMPLES = [f"train_{v}.toml" for v in ("topk", "batchtopk", "relu", "jumprelu", "transcoder")]
 TOY_EXAMPLES = [f"toy_modular_addition{v}.toml" for v in ("", "_weight_decay", "_random_labels")]
 LLC_EXAMPLES = [f"llc_{v}.toml" for v in ("modular_addition", "tiny_lm", "dictionary")]
+SPD_TOYS = {  # SPD example -> (the toy example it decomposes, scaling of both to test size)
+    "spd_tms_5-2.toml": ("toy_tms_5-2.toml", [], []),
+    "spd_tms_40-10.toml": ("toy_tms_40-10.toml", [], ["spd.C=16"]),
+    "spd_resid_mlp1.toml": ("toy_resid_mlp1.toml", ["toy.n_features=20", "toy.d_embed=64", "toy.d_mlp=8"],
+                            ["spd.C=16"]),
+    "spd_induction.toml": ("toy_induction.toml", [], ["spd.C=8"]),
+}
 STAGE_OF = {
     "tiny_lm.toml": PretrainConfig, "generate.toml": GenerateConfig, "generate_2d.toml": GenerateConfig,
     **{name: TrainConfig for name in TRAIN_EXAMPLES}, "analyze.toml": AnalyzeConfig, "sweep.toml": SweepConfig,
     **{name: ToyTrainConfig for name in TOY_EXAMPLES}, **{name: LLCConfig for name in LLC_EXAMPLES},
     "interpret.toml": InterpretConfig, "interpret_openai.toml": InterpretConfig,  # the second: tests/interpret
+    **{toy: ToyTrainConfig for toy, _, _ in SPD_TOYS.values()},
+    **{name: SPDTrainConfig for name in SPD_TOYS}, "spd_tiny_lm.toml": SPDTrainConfig,
 }
 SMALL_SGLD = ["sgld.draws=6", "sgld.chains=2", "progress=false"]
 
@@ -194,3 +204,29 @@ def test_llc_dictionary_example_runs(tmp_path, example_cache):
         f"model={topk}", "sgld.batch_size=256", *SMALL_SGLD,
     ]))
     assert result.record["kind"] == "dictionary" and (topk / "llc" / "llc.json").is_file()
+
+
+@pytest.mark.parametrize("name", SPD_TOYS)
+def test_toy_examples_train_and_their_spd_examples_decompose_them(name, tmp_path):
+    from lm_saes.spd.train import train_spd
+    from lm_saes.toys.train import train_toy
+
+    toy_example, toy_scale, spd_scale = SPD_TOYS[name]
+    toy = train_toy(load_config(ToyTrainConfig, EXAMPLES / toy_example, [
+        f"output_dir={tmp_path / 'toy'}", "steps=10", "batch_size=64", "toy.n_train=128", "toy.n_test=128",
+        "progress=false", *toy_scale]))
+    assert toy.metrics["steps"] == 10
+    result = train_spd(load_config(SPDTrainConfig, EXAMPLES / name, [
+        f"target.path={toy.output_dir}", f"output_dir={tmp_path / 'spd'}", "steps=4", "batch_size=32", "log_every=2",
+        "spd.faithfulness_warmup_steps=2", "eval_examples=64", "progress=false", "device=cpu", *spd_scale]))
+    assert result.metrics["alive_total"] >= 0 and set(result.metrics["ci_l0"]) and result.metrics["examples"] == 64
+
+
+def test_spd_tiny_lm_example_runs(tmp_path, model_dir, dataset_file):
+    from lm_saes.spd.train import train_spd
+
+    result = train_spd(load_config(SPDTrainConfig, EXAMPLES / "spd_tiny_lm.toml", [
+        f"target.model.name={model_dir}", f"target.data.path={dataset_file}", "target.data.context_size=32",
+        "target.data.max_tokens=2048", f"output_dir={tmp_path / 'spd'}", "steps=2", "batch_size=2", "spd.C=4",
+        "spd.faithfulness_warmup_steps=2", "eval_examples=4", "eval_batch_size=2", "progress=false", "device=cpu"]))
+    assert len(result.metrics["ci_l0"]) == 12 and result.metrics["ce_clean"] > 0  # 3 layers x 4 projections

@@ -106,7 +106,7 @@ class _SumForward(torch.autograd.Function):
         return grad, None
 
 
-def _all_gather_cat(t: Tensor, group: Any) -> Tensor:
+def all_gather_cat(t: Tensor, group: Any) -> Tensor:
     """Concatenate every group member's ``t`` along the last dimension (ordered by rank)."""
     parts = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
     dist.all_gather(parts, t.contiguous(), group=group)
@@ -136,7 +136,7 @@ class MeshCollectives(Collectives):
     def kth_largest(self, candidates: Tensor, k: int, over: str = "features") -> Tensor:
         group = self.tp_group if over == "features" else self.world_group
         if dist.get_world_size(group) > 1:
-            candidates = _all_gather_cat(candidates.detach(), group)
+            candidates = all_gather_cat(candidates.detach(), group)
         return candidates.topk(k, dim=-1).values[:, -1:]
 
     @torch.no_grad()
@@ -227,5 +227,5 @@ def gather_state_dict(dictionary: Any) -> dict[str, Tensor]:
         return state
     for name, dim in dictionary.feature_dims.items():
         moved = state[name].movedim(dim, -1)
-        state[name] = _all_gather_cat(moved, comm.tp_group).movedim(-1, dim).contiguous()
+        state[name] = all_gather_cat(moved, comm.tp_group).movedim(-1, dim).contiguous()
     return state

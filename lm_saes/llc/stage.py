@@ -10,9 +10,11 @@ Writes into ``output_dir`` (default ``<model>/llc``):
 - ``llc.json`` last: the estimate (mean, standard deviation and error, per-chain values, MALA
   acceptance, draws/s, the traces), or one per checkpoint, and the Fourier analysis.
 
-A finished directory of the same config is reused; another config's is refused unless
-``overwrite = true``. Chains that diverge (a NaN or infinite loss) are reported as such: the
-record and the traces are written, then ``LLCDiverged`` names the step size to lower.
+The directory is an "llc" artifact (``lm_saes.artifacts``): a finished estimate of the same config
+is reused, another config's is refused unless ``overwrite = true`` (then the new estimate is
+written beside it and swapped in when complete), and a directory holding anything else is never
+written over. Chains that diverge (a NaN or infinite loss) are reported as such: the record and
+the traces are written, then ``LLCDiverged`` names the step size to lower.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, NamedTuple
 import torch
 from tqdm.auto import tqdm
 
-from lm_saes.activations.manifest import write_atomic
+from lm_saes.artifacts import MARKER, PARTIAL, ArtifactDir, claim, config_identity, write_atomic
 from lm_saes.errors import ConfigError, LmSaesError
 from lm_saes.llc import plots
 from lm_saes.llc.config import LLCConfig, SGLDConfig
@@ -56,37 +58,44 @@ class LLCResult(NamedTuple):
 def run_llc(cfg: LLCConfig) -> LLCResult:
     """Estimate (or reuse) the LLC of ``cfg.model``; see the module docstring."""
     out = cfg.resolved_output_dir
-    previous = prepare_output_dir(cfg, out)
-    if previous is not None:
-        check_diverged(previous, cfg.sgld, out)
-        return LLCResult(out, previous, [out / RECORD_NAME], reused=True)
-    device = resolve_device(cfg.device)
-    record, files = (estimate_checkpoints if cfg.checkpoints else estimate_model)(cfg, out, device)
-    record = {"artifact": ARTIFACT, "model": str(cfg.model), "config": cfg.model_dump(mode="json"), **record}
-    write_atomic(out / RECORD_NAME, (json.dumps(_finite(record), indent=1) + "\n").encode())
+    with claim_llc(cfg, out) as output:  # a failed run leaves no directory behind (nor a half replacement)
+        if output.reused:
+            previous = json.loads((out / RECORD_NAME).read_text())
+            check_diverged(previous, cfg.sgld, out)
+            return LLCResult(out, previous, [out / RECORD_NAME], reused=True)
+        record, files = _estimate_into(cfg, output.work)
+        output.commit()
     check_diverged(record, cfg.sgld, out)
-    return LLCResult(out, record, [*files, out / RECORD_NAME], reused=False)
+    return LLCResult(out, record, [out / f.name for f in files], reused=False)
 
 
-def prepare_output_dir(cfg: LLCConfig, out: Path) -> dict[str, Any] | None:
-    """The finished record to reuse, or None once ``out`` is ready for a new estimate.
+def claim_llc(cfg: LLCConfig, out: Path) -> ArtifactDir:
+    """``out`` as an "llc" artifact: ``reused`` when it holds a finished estimate of this config."""
+    return claim(out, ARTIFACT, config_identity(cfg, UNCOMPARED), replace=cfg.overwrite, reuse=True,
+                 legacy=_legacy_identity)
 
-    Only an LLC directory is ever replaced: anything else at ``out`` (the model itself, another
-    artifact) is refused, ``overwrite`` or not."""
-    record_path, config_path = out / RECORD_NAME, out / CONFIG_NAME
-    stored = _read_json(config_path) or {}
-    if out.is_dir() and any(out.iterdir()) and stored.get("artifact") != ARTIFACT:
-        raise ConfigError(f"{out} exists and holds something other than an LLC estimate; set output_dir elsewhere")
-    if record_path.is_file() and not cfg.overwrite:
-        if _compared(stored.get("config", {})) == _compared(cfg.model_dump(mode="json")):
-            return json.loads(record_path.read_text())
-        raise ConfigError(f"{out} holds an LLC estimate made with another config ({config_path}); set "
-                          "overwrite=true to replace it or pick another output_dir")
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    write_atomic(config_path, (json.dumps({"artifact": ARTIFACT, "config": cfg.model_dump(mode="json")},
-                                          indent=2) + "\n").encode())
-    return None
+
+def _legacy_identity(directory: Path) -> dict | str | None:
+    """An estimate written before artifact.json: its config when finished, PARTIAL when not."""
+    stored = _read_json(directory / CONFIG_NAME) or {}
+    if stored.get("artifact") != ARTIFACT:
+        return None
+    return _compared(stored.get("config", {})) if (directory / RECORD_NAME).is_file() else PARTIAL
+
+
+def _estimate_into(cfg: LLCConfig, work: Path) -> tuple[dict[str, Any], list[Path]]:
+    """Estimate into ``work`` (started over: an interrupted estimate has nothing to resume); the
+    record and every file written (llc.json last)."""
+    for stale in work.iterdir():
+        if stale.name != MARKER:
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    write_atomic(work / CONFIG_NAME, (json.dumps({"artifact": ARTIFACT, "config": cfg.model_dump(mode="json")},
+                                                 indent=2) + "\n").encode())
+    device = resolve_device(cfg.device)
+    record, files = (estimate_checkpoints if cfg.checkpoints else estimate_model)(cfg, work, device)
+    record = {"artifact": ARTIFACT, "model": str(cfg.model), "config": cfg.model_dump(mode="json"), **record}
+    write_atomic(work / RECORD_NAME, (json.dumps(_finite(record), indent=1) + "\n").encode())
+    return record, [*files, work / RECORD_NAME]
 
 
 def sample(source: LossSource, sgld: SGLDConfig, progress: bool, desc: str = "llc") -> LLCEstimate:

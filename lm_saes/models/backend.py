@@ -211,3 +211,19 @@ def load_language_model(cfg: ModelConfig) -> LanguageModel:
         raise _offline_hint(cfg, e) from e
     bridge.eval()
     return LanguageModel(bridge=bridge, tokenizer=tokenizer, name=cfg.name, device=device, dtype=dtype)
+
+
+def load_causal_lm(cfg: ModelConfig) -> tuple[torch.nn.Module, object]:
+    """The Hugging Face model itself (its own module names, e.g. ``transformer.h.0.mlp.c_fc``) and its
+    tokenizer, by hub name or local directory, in eval mode on ``cfg.device``: for stages that work
+    on a model's parameters rather than its hook points (SPD)."""
+    from transformers import AutoModelForCausalLM
+
+    source = _model_source(cfg)
+    tokenizer = load_tokenizer(cfg)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, revision=cfg.revision, dtype=TORCH_DTYPES[cfg.dtype],
+                                                     trust_remote_code=cfg.trust_remote_code)
+    except OSError as e:
+        raise _offline_hint(cfg, e) from e
+    return model.to(resolve_device(cfg.device)).eval(), tokenizer

@@ -148,7 +148,7 @@ def _feed(members: list[Member], runs: dict[str, DictionaryRun], stream: Iterato
             if run.trainer.step > step:  # resumed from a later checkpoint: wait for the stream
                 continue
             try:
-                run.trainer.advance(x, y, run.on_log, run.on_checkpoint)
+                run.trainer.advance((x, y), run.on_log, run.on_checkpoint)
             except (TrainingDiverged, torch.OutOfMemoryError) as e:
                 _mark_failed(member, run, e)
                 del active[name], runs[name]  # its device memory goes back to the others

@@ -40,7 +40,70 @@ class ModularAdditionConfig(StrictModel):
     data_seed: int = Field(0, ge=0, description="Seed of the train/test split and of the random labels.")
 
 
-ToyConfig = Annotated[Union[ModularAdditionConfig], Field(discriminator="kind")]
+class _Sampled(StrictModel):
+    """Toys whose examples are drawn fresh for every training batch; fixed train and test sets of
+    the same distribution serve the metrics (and the LLC)."""
+
+    n_train: int = Field(10_000, gt=0, description="Examples in the fixed train set (metrics, LLC).")
+    n_test: int = Field(10_000, gt=0, description="Examples in the fixed test set.")
+    data_seed: int = Field(0, ge=0, description="Seed of the fixed train and test sets.")
+
+
+class TMSConfig(_Sampled):
+    """Toy model of superposition: ReLU(W2 W1 x + b), n_features sparse features through n_hidden
+    dimensions (lm_saes/toys/tms.py). The 5-2 and 40-10 settings are spd's."""
+
+    kind: Literal["tms"] = "tms"
+    n_features: int = Field(5, gt=0, description="Input (and output) features.")
+    n_hidden: int = Field(2, gt=0, description="Hidden width (fewer than n_features: superposition).")
+    n_hidden_layers: int = Field(0, ge=0, description="Fixed identity layers (n_hidden x n_hidden nn.Linear, "
+                                 "never trained) between linear1 and linear2.")
+    tied: bool = Field(True, description="W2 = W1^T (tied weights) instead of a free W2.")
+    init_bias_to_zero: bool = Field(True, description="Start the output bias at 0 (else nn.Linear's init).")
+    feature_probability: float = Field(0.05, gt=0, le=1, description="Probability that a feature is on.")
+
+
+class ResidMLPConfig(_Sampled):
+    """Residual MLP computing more ReLU functions than it has neurons (lm_saes/toys/resid_mlp.py):
+    spd's resid_mlp1/2/3 are n_features 100/100/102, d_mlp 50/25/17, n_layers 1/2/3."""
+
+    kind: Literal["resid_mlp"] = "resid_mlp"
+    n_features: int = Field(100, gt=0, description="Input features (and output functions).")
+    d_embed: int = Field(1000, gt=0, description="Residual width (a fixed random embedding of the features).")
+    d_mlp: int = Field(50, gt=0, description="Neurons per MLP layer.")
+    n_layers: int = Field(1, ge=1, description="Residual MLP layers.")
+    activation: Literal["relu", "gelu"] = Field("relu", description="MLP and label nonlinearity.")
+    in_bias: bool = Field(False, description="Bias in mlp_in.")
+    out_bias: bool = Field(False, description="Bias in mlp_out.")
+    feature_probability: float = Field(0.01, gt=0, le=1, description="Probability that a feature is on "
+                                       "(uniform in [-1, 1] when on).")
+    label_coefficients: Literal["ones", "random"] = Field(
+        "ones", description="c_i in the labels x_i + act(c_i x_i): 1, or uniform in [1, 2] (seeded by data_seed)."
+    )
+
+
+class InductionConfig(_Sampled):
+    """An attention-only transformer continuing [BOS] t_1..t_n (random gap) t_1..t_n
+    (lm_saes/toys/induction.py); its accuracy on the repeated half measures induction."""
+
+    kind: Literal["induction"] = "induction"
+    vocab_size: int = Field(64, ge=3, description="Tokens, BOS (0) included.")
+    half_length: int = Field(8, ge=2, description="n: length of the random sequence that repeats.")
+    max_gap: int = Field(8, ge=0, description="The repeat follows after 0..max_gap random tokens (uniform), so "
+                         "only induction, not a fixed offset, predicts it.")
+    d_model: int = Field(32, gt=0, description="Residual width.")
+    n_heads: int = Field(2, gt=0, description="Attention heads per layer; must divide d_model.")
+    n_layers: int = Field(2, ge=1, description="Attention layers (induction needs 2).")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "InductionConfig":
+        if self.d_model % self.n_heads:
+            raise ValueError(f"n_heads={self.n_heads} must divide d_model={self.d_model}")
+        return self
+
+
+ToyConfig = Annotated[Union[ModularAdditionConfig, TMSConfig, ResidMLPConfig, InductionConfig],
+                      Field(discriminator="kind")]
 
 
 class ToyTrainConfig(StrictModel):
@@ -49,7 +112,8 @@ class ToyTrainConfig(StrictModel):
     toy: ToyConfig
     output_dir: Path = Field(description="Toy directory to write (config.json, weights, log, checkpoints/).")
     steps: int = Field(2000, gt=0, description="Optimizer steps.")
-    batch_size: int = Field(128, gt=0, description="Examples per step, drawn with replacement from the train set.")
+    batch_size: int = Field(128, gt=0, description="Examples per step: drawn with replacement from the train set, "
+                            "or fresh from the toy's distribution (tms, resid_mlp, induction).")
     lr: float = Field(5e-3, gt=0, description="AdamW learning rate (constant).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW (decoupled) weight decay.")
     no_weight_decay_steps: int = Field(0, ge=0, description="The last this many steps train without weight decay.")

@@ -7,6 +7,9 @@
     resume.pt                   model, optimizer and step of the last checkpoint (while unfinished)
     metrics.json                written last and atomically: final train/test loss and accuracy
 
+It is a "toy" artifact (``lm_saes.artifacts``, ``artifact.json``): a finished toy of the same
+config is reused, another config's is refused unless ``overwrite`` (then the new one is trained
+beside it and swapped in when complete), and anything that is not a toy is never written over.
 A directory without ``metrics.json`` is unfinished (training resumes from ``resume.pt``).
 ``load_toy`` turns a directory (or one of its checkpoints) back into the model and its config.
 """
@@ -15,9 +18,8 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from pydantic import TypeAdapter, ValidationError
@@ -25,8 +27,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from lm_saes import __version__
-from lm_saes.artifacts import write_atomic, write_safetensors
-from lm_saes.errors import ConfigError, LmSaesError
+from lm_saes.artifacts import PARTIAL, ArtifactDir, claim, config_identity, write_atomic, write_safetensors
+from lm_saes.errors import LmSaesError
 from lm_saes.toys import TOYS, ToySpec
 from lm_saes.toys.config import ToyConfig, ToyTrainConfig
 
@@ -65,10 +67,10 @@ def save_weights(model: nn.Module, path: Path) -> None:
     write_safetensors(path, {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()})
 
 
-def write_config(cfg: ToyTrainConfig) -> None:
+def write_config(cfg: ToyTrainConfig, directory: Path) -> None:
     record = {"artifact": ARTIFACT, "kind": cfg.toy.kind, "toy": cfg.toy.model_dump(mode="json"),
               "train": cfg.model_dump(mode="json"), "lm_saes_version": __version__}
-    write_atomic(cfg.output_dir / CONFIG_NAME, (json.dumps(record, indent=2) + "\n").encode())
+    write_atomic(directory / CONFIG_NAME, (json.dumps(record, indent=2) + "\n").encode())
 
 
 def read_record(directory: Path) -> dict[str, Any] | None:
@@ -84,28 +86,27 @@ def is_toy_dir(directory: Path) -> bool:
     return read_record(directory) is not None
 
 
-def prepare_output_dir(cfg: ToyTrainConfig) -> Literal["fresh", "resume", "finished"]:
-    """What to do with ``cfg.output_dir``: train from scratch, resume, or reuse a finished run.
+def claim_toy(cfg: ToyTrainConfig) -> ArtifactDir:
+    """``cfg.output_dir`` as a toy artifact (see ``lm_saes.artifacts``): ``reused`` when it holds a
+    finished toy of this config; else write into ``work`` (resuming from its ``resume.pt``)."""
+    return claim(cfg.output_dir, ARTIFACT, config_identity(cfg, UNCOMPARED), replace=cfg.overwrite, reuse=True,
+                 legacy=_legacy_identity, resumable=lambda work: (work / RESUME_NAME).is_file())
 
-    A finished toy trained with another config is refused unless ``overwrite = true`` (then it is
-    emptied first); a directory holding anything but a toy is always refused."""
-    out = cfg.output_dir
-    record = read_record(out)
+
+def _legacy_identity(directory: Path) -> dict | str | None:
+    """A toy written before artifact.json: its training config when finished, else PARTIAL (its
+    config.json is compared with the run's before resuming)."""
+    record = read_record(directory)
     if record is None:
-        if out.is_dir() and any(out.iterdir()):
-            raise ConfigError(f"{out} exists and is not a toy directory; pick another output_dir")
-        return "fresh"
-    same = _compared(record.get("train", {})) == _compared(cfg.model_dump(mode="json"))
-    finished = (out / METRICS_NAME).is_file()
-    if finished and not same and not cfg.overwrite:
-        raise ConfigError(f"{out} holds a toy trained with another config ({out / CONFIG_NAME}); set "
-                          "overwrite=true to retrain it or pick another output_dir")
-    if finished and same and not cfg.overwrite:
-        return "finished"
-    if same and not finished and (out / RESUME_NAME).is_file():
-        return "resume"
-    shutil.rmtree(out)  # overwrite, an unfinished run of another config, or one that never reached a checkpoint
-    return "fresh"
+        return None
+    return _compared(record["train"]) if (directory / METRICS_NAME).is_file() else PARTIAL
+
+
+def resumes(cfg: ToyTrainConfig, work: Path) -> bool:
+    """Whether ``work`` holds an interrupted run of this config to resume (else it starts over)."""
+    record = read_record(work)
+    same = record is not None and _compared(record.get("train", {})) == _compared(cfg.model_dump(mode="json"))
+    return same and (work / RESUME_NAME).is_file()
 
 
 def _compared(config: dict[str, Any]) -> dict[str, Any]:
@@ -138,4 +139,7 @@ def load_toy(directory: str | Path, step: int | None = None, device: str | torch
         model.load_state_dict(load_file(path))
     except Exception as e:  # a corrupt file or another toy's weights
         raise LmSaesError(f"{path} does not hold weights of this {kind} toy: {e}") from e
-    return LoadedToy(model.to(device).eval(), config, spec, step)
+    model = model.to(device).eval()
+    if hasattr(model, "tie_weights"):  # a tied view must follow its source to the device
+        model.tie_weights()
+    return LoadedToy(model, config, spec, step)

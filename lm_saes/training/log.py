@@ -12,18 +12,19 @@ SHOWN = {"loss": "loss", "l0": "L0", "explained_variance": "EV", "dead_fraction"
 
 
 class TrainingLog:
-    def __init__(self, path: Path, total_tokens: int, initial_tokens: int, show: bool, **bar: Any) -> None:
-        """``bar``: more tqdm arguments (a sweep gives each member its ``desc`` and ``position``)."""
-        self.path = path
-        self.bar = tqdm(**{"desc": "train", **bar}, total=total_tokens, initial=initial_tokens, unit="tok",
-                        unit_scale=True, disable=not show, dynamic_ncols=True)
-        self._tokens = initial_tokens
+    def __init__(self, path: Path, total: int, initial: int, show: bool, count: str = "tokens", **bar: Any) -> None:
+        """The bar counts ``record[count]`` (tokens, or steps) up to ``total``; ``bar``: more tqdm
+        arguments (a sweep gives each member its ``desc`` and ``position``)."""
+        self.path, self.count = path, count
+        self.bar = tqdm(**{"desc": "train", "unit": "tok", **bar}, total=total, initial=initial, unit_scale=True,
+                        disable=not show, dynamic_ncols=True)
+        self._done = initial
 
     def __call__(self, record: dict[str, float]) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        self.bar.update(record["tokens"] - self._tokens)
-        self._tokens = record["tokens"]
+        self.bar.update(record[self.count] - self._done)
+        self._done = record[self.count]
         self.bar.set_postfix({name: f"{record[key]:.4g}" for key, name in SHOWN.items() if key in record})
 
     def close(self) -> None:

@@ -20,7 +20,8 @@ from lm_saes.errors import ConfigError
 
 
 class Axis(str, Enum):
-    """Mesh axes: "data" splits the batch rows, "tensor" splits the dictionary's features."""
+    """Mesh axes: "data" splits the batch rows, "tensor" splits the dictionary's features (or the
+    subcomponents of a parameter decomposition)."""
 
     DATA = "data"
     TENSOR = "tensor"
@@ -37,14 +38,9 @@ class ParallelDims(NamedTuple):
 
 
 def parallel_dims(cfg: TrainConfig, world_size: int, rank: int) -> ParallelDims:
-    """Degrees from the config and the world; refuses what does not fit, naming each degree."""
+    """Degrees from a dictionary's config and the world; refuses what does not fit, naming each degree."""
     tp = cfg.tensor_parallel
-    if world_size % tp:
-        raise ConfigError(
-            f"tensor_parallel={tp} does not divide the {world_size} processes torchrun started; "
-            "launch a multiple of tensor_parallel processes"
-        )
-    dp = world_size // tp
+    check_tensor_parallel(tp, world_size)
     problems = []
     if cfg.dictionary.d_sae % tp:
         problems.append(f"dictionary.d_sae={cfg.dictionary.d_sae} is not a multiple of tensor_parallel={tp}")
@@ -53,8 +49,24 @@ def parallel_dims(cfg: TrainConfig, world_size: int, rank: int) -> ParallelDims:
         problems.append(f"dictionary.k={k} exceeds the {cfg.dictionary.d_sae // tp} features of one shard")
     if cfg.resample_every and world_size > 1:
         problems.append("resample_every is single-device only; set it to 0")
-    if cfg.batch_size % dp:
-        problems.append(f"batch_size={cfg.batch_size} does not split over data_parallel={dp} ranks")
+    return mesh_dims(tp, world_size, rank, cfg.batch_size, problems)
+
+
+def check_tensor_parallel(tp: int, world_size: int) -> None:
+    if world_size % tp:
+        raise ConfigError(
+            f"tensor_parallel={tp} does not divide the {world_size} processes torchrun started; "
+            "launch a multiple of tensor_parallel processes"
+        )
+
+
+def mesh_dims(tp: int, world_size: int, rank: int, batch_size: int, problems: list[str]) -> ParallelDims:
+    """The (data, tensor) degrees of any run, or one error listing every ``problems`` (the trained
+    model's own) and a batch that does not split over the data-parallel ranks."""
+    check_tensor_parallel(tp, world_size)
+    dp = world_size // tp
+    if batch_size % dp:
+        problems = [*problems, f"batch_size={batch_size} does not split over data_parallel={dp} ranks"]
     if problems:
         raise ConfigError(
             f"cannot train with data_parallel={dp} x tensor_parallel={tp} = {world_size} processes: "
@@ -64,17 +76,21 @@ def parallel_dims(cfg: TrainConfig, world_size: int, rank: int) -> ParallelDims:
 
 
 def build_collectives(cfg: TrainConfig, device: torch.device) -> tuple[ParallelDims, Collectives]:
-    """Join torchrun's process group (if any) and lay the ranks out as a (data, tensor) mesh:
-    consecutive ranks share a data shard and split the features."""
+    """Join torchrun's process group (if any) and lay the ranks out as a (data, tensor) mesh."""
     rank, world_size = init_distributed()
     dims = parallel_dims(cfg, world_size, rank)
-    if world_size == 1:
-        return dims, SINGLE_DEVICE
+    return dims, mesh_collectives(dims, device)
+
+
+def mesh_collectives(dims: ParallelDims, device: torch.device) -> Collectives:
+    """The collectives of a (data, tensor) mesh: consecutive ranks share a data shard and split
+    the features (or subcomponents)."""
+    if dims.world_size == 1:
+        return SINGLE_DEVICE
     from torch.distributed.device_mesh import init_device_mesh
 
     mesh = init_device_mesh(device.type, (dims.data, dims.tensor), mesh_dim_names=(Axis.DATA.value, Axis.TENSOR.value))
-    comm = MeshCollectives(
+    return MeshCollectives(
         dp_group=mesh.get_group(Axis.DATA.value), tp_group=mesh.get_group(Axis.TENSOR.value),
         world_group=dist.group.WORLD,
     )
-    return dims, comm

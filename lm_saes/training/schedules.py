@@ -68,22 +68,32 @@ def checkpoint_interval(cfg: TrainConfig) -> int:
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup, constant, then decay to 0 over the last lr_decay_fraction of the steps."""
-    steps, lr, warmup = total_steps(cfg), peak_lr(cfg), warmup_steps(cfg)
+    return scheduled_lr(step, total_steps(cfg), peak_lr(cfg), warmup_steps(cfg), cfg.lr_decay, cfg.lr_decay_fraction)
+
+
+def scheduled_lr(step: int, steps: int, lr: float, warmup: int, decay: str, decay_fraction: float) -> float:
+    """The learning rate at ``step`` of ``steps``: linear warmup over ``warmup`` steps to ``lr``,
+    constant, then a ``decay`` ("constant", "linear" or "cosine") to 0 over the last
+    ``decay_fraction`` of the steps. Every trainer's schedule (a dictionary's, SPD's)."""
     if step < warmup:
         return lr * (step + 1) / warmup
-    decay_steps = int(cfg.lr_decay_fraction * steps)
+    decay_steps = int(decay_fraction * steps)
     decay_start = steps - decay_steps
-    if cfg.lr_decay == "constant" or step < decay_start or decay_steps == 0:
+    if decay == "constant" or step < decay_start or decay_steps == 0:
         return lr
     progress = (step - decay_start) / decay_steps  # in [0, 1)
-    if cfg.lr_decay == "linear":
+    if decay == "linear":
         return lr * (1 - progress)
     return lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def sparsity_scale_at(step: int, cfg: TrainConfig) -> float:
     """Factor on the sparsity penalty: linear from 0 to 1 over the sparsity warmup."""
-    warmup = sparsity_warmup_steps(cfg)
+    return linear_ramp(step, sparsity_warmup_steps(cfg))
+
+
+def linear_ramp(step: int, warmup: int) -> float:
+    """A factor rising linearly from 1 / warmup at step 0 to 1 at step warmup - 1 (1 without warmup)."""
     if warmup == 0:
         return 1.0
     return min(1.0, (step + 1) / warmup)

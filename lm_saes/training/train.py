@@ -31,17 +31,16 @@ from lm_saes.config import TrainConfig, save_resolved
 from lm_saes.dictionaries import Dictionary, build_dictionary
 from lm_saes.dictionaries.base import METRICS_NAME
 from lm_saes.dictionaries.parallel import Collectives, shard_
-from lm_saes.distributed import barrier, broadcast_error
+from lm_saes.distributed import barrier
 from lm_saes.errors import ConfigError
 from lm_saes.models.backend import resolve_device
-from lm_saes.training.checkpoint import checkpoint_path, load_checkpoint, remove_checkpoint, save_checkpoint
+from lm_saes.training.checkpoint import checkpoint_path, remove_checkpoint, save_checkpoint
 from lm_saes.training.data import Pair, cache_pairs, iterable_pairs
 from lm_saes.training.live import load_source, model_pairs
-from lm_saes.training.log import TrainingLog
 from lm_saes.training.mesh import ParallelDims, build_collectives
+from lm_saes.training.run import RunLog, claim_on_rank_zero, resume
 from lm_saes.training.schedules import resolved_schedule, total_steps
 from lm_saes.training.trainer import Trainer
-from lm_saes.training.wandb_log import WandbLog
 
 UNCOMPARED = {"overwrite", "progress", "checkpoint_every", "log_every", "wandb_project"}  # do not change the result
 TRAIN_CONFIG_NAME = "train_config.json"  # the resolved config a finished directory was trained with
@@ -107,10 +106,13 @@ class DictionaryRun:
     """
 
     def __init__(self, cfg: TrainConfig, output: ArtifactDir, trainer: Trainer, dims: ParallelDims,
-                 resumed_from: int, log: TrainingLog, wandb: WandbLog | None) -> None:
+                 resumed_from: int, log: RunLog) -> None:
         self.cfg, self.output, self.trainer, self.dims, self.resumed_from = cfg, output, trainer, dims, resumed_from
-        self.log, self.wandb = log, wandb
-        self.records: list[dict[str, float]] = []
+        self.log = log
+
+    @property
+    def records(self) -> list[dict[str, float]]:
+        return self.log.records
 
     @classmethod
     def open(
@@ -119,28 +121,22 @@ class DictionaryRun:
     ) -> DictionaryRun:
         """``progress``: keyword arguments of the tqdm bar (a sweep names and stacks its members');
         ``ground_truth``: the cache's true features, if it has them (the log reports MMCS)."""
-        output = _claim_on_rank_zero(comm, cfg)
+        output = claim_on_rank_zero(comm, lambda effects: claim_dictionary(cfg, effects))
         with output:  # nothing trained yet: a failure here removes a directory this run created
             torch.manual_seed(cfg.seed)
             dictionary = build_dictionary(cfg.dictionary, d_in, d_out, transcoder)  # the same on every rank
             if comm.distributed:
                 shard_(dictionary, comm)
             trainer = Trainer(cfg, dictionary, device, comm, ground_truth)
-            resumed = _resume(cfg, output.work, trainer, device, dims)
-            writer = comm.rank == 0
-            log = TrainingLog(output.work / "train_log.jsonl", total_steps(cfg) * cfg.batch_size,
-                              trainer.step * cfg.batch_size, cfg.progress and writer, **(progress or {}))
-            wandb = None
-            if cfg.wandb_project and writer:
-                wandb = WandbLog(cfg.wandb_project, cfg.output_dir.name, cfg.model_dump(mode="json"))
-        return cls(cfg, output, trainer, dims, resumed, log, wandb)
+            resumed = resume(output.work, trainer, _compared(cfg, dims), device,
+                             lambda state: _check_shapes(cfg, trainer.dictionary, state["dictionary"]))
+            wandb = (cfg.wandb_project, cfg.output_dir.name, cfg.model_dump(mode="json")) if cfg.wandb_project else None
+            log = RunLog(output.work, comm, total_steps(cfg) * cfg.batch_size, trainer.step * cfg.batch_size,
+                         cfg.progress, wandb, **(progress or {}))
+        return cls(cfg, output, trainer, dims, resumed, log)
 
     def on_log(self, record: dict[str, float]) -> None:
-        self.records.append(record)
-        if self.trainer.comm.rank == 0:
-            self.log(record)
-        if self.wandb is not None:
-            self.wandb(record)
+        self.log(record)
 
     def on_checkpoint(self) -> None:
         save_checkpoint(self.output.work, self.trainer.state_dict(), _compared(self.cfg, self.dims),
@@ -149,9 +145,6 @@ class DictionaryRun:
     def close(self) -> None:
         """Close the progress bar and wandb (again: a no-op)."""
         self.log.close()
-        if self.wandb is not None:
-            self.wandb.close()
-            self.wandb = None
 
     def save(self) -> dict[str, float]:
         """Write the finished dictionary and put it in place (every rank calls this); the last log record."""
@@ -179,30 +172,6 @@ def _legacy_identity(directory: Path) -> dict | str | None:
     return {k: v for k, v in json.loads(saved.read_text()).items() if k not in UNCOMPARED | {"output_dir"}}
 
 
-def _claim_on_rank_zero(comm: Collectives, cfg: TrainConfig) -> ArtifactDir:
-    """Rank 0 claims the directory; the other ranks then take the same decision without effects."""
-    claimed: list[ArtifactDir] = []
-    _on_rank_zero(comm, lambda: claimed.append(claim_dictionary(cfg)))
-    return claimed[0] if claimed else claim_dictionary(cfg, effects=False)
-
-
-def _on_rank_zero(comm: Collectives, action) -> None:
-    """Run ``action`` on rank 0; if it raises a ConfigError, every rank raises it. A run on one
-    device (a sweep member, even under torchrun) does it alone."""
-    if not comm.distributed:
-        action()
-        return
-    error = None
-    if comm.rank == 0:
-        try:
-            action()
-        except ConfigError as e:
-            error = str(e)
-    error = broadcast_error(error)
-    if error is not None:
-        raise ConfigError(error)
-
-
 def cache_widths(cfg: TrainConfig) -> tuple[int, int]:
     d_in = read_manifest(cfg.cache).d_model
     d_out = read_manifest(cfg.target_cache).d_model if cfg.target_cache else d_in
@@ -223,29 +192,6 @@ def finished_with_another_config(cfg: TrainConfig) -> list[str]:
     return differing_fields(trained, cfg.model_dump(mode="json", exclude=UNCOMPARED))
 
 
-def _resume(cfg: TrainConfig, work: Path, trainer: Trainer, device: torch.device, dims: ParallelDims) -> int:
-    """Load the checkpoint in ``work`` of an interrupted run of this config; the step it had reached."""
-    rank = trainer.comm.rank
-    found = load_checkpoint(work, device, rank)
-    _check_same_step(trainer.comm, found[0]["step"] if found else -1, device)
-    if found is None:
-        if rank == 0:
-            (work / "train_log.jsonl").unlink(missing_ok=True)
-        return 0
-    state, config = found
-    differ = differing_fields(config, _compared(cfg, dims))
-    if differ:
-        raise ConfigError(
-            f"{work} holds a checkpoint of a different run (fields {differ} differ); run "
-            "that config to resume it, or delete the checkpoint/ directory to start over"
-        )
-    _check_shapes(cfg, trainer.dictionary, state["dictionary"])
-    trainer.load_state_dict(state)
-    if rank == 0:
-        _truncate_log(work / "train_log.jsonl", trainer.step)
-    return trainer.step
-
-
 def _check_shapes(cfg: TrainConfig, dictionary: Dictionary, saved: dict[str, torch.Tensor]) -> None:
     """A checkpoint of the same config over data of another width (the cache was regenerated)."""
     differ = [f"{name} {tuple(saved[name].shape)} -> {tuple(t.shape)}"
@@ -256,26 +202,6 @@ def _check_shapes(cfg: TrainConfig, dictionary: Dictionary, saved: dict[str, tor
             f"data now ({'; '.join(differ)}): the cache changed since. Delete the checkpoint/ "
             "directory to start over on the new data"
         )
-
-
-def _check_same_step(comm: Collectives, step: int, device: torch.device) -> None:
-    """Every rank must resume from the same step (a run killed mid-checkpoint may leave a mix)."""
-    if not comm.distributed:
-        return
-    steps = torch.tensor([step, -step], device=device)
-    low, neg_high = comm.all_min(steps).tolist()
-    if low != -neg_high:
-        raise ConfigError(
-            "the ranks' checkpoints are from different steps (the run was killed while saving); "
-            "delete the checkpoint/ directory to start over"
-        )
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint: the resumed run writes them again."""
-    if path.is_file():
-        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in kept))
 
 
 def _save(cfg: TrainConfig, out: Path, dictionary: Dictionary, final: dict[str, float], comm: Collectives) -> None:

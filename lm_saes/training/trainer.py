@@ -1,18 +1,15 @@
-"""The training loop, in three layers: ``fit`` iterates, ``train_step`` takes one Adam step,
-``forward_backward`` computes one batch's loss and gradients.
+"""A dictionary's trainer, in three layers: ``fit`` iterates (the shared loop of
+``training/loop.py``), ``train_step`` takes one Adam step, ``forward_backward`` computes one
+batch's loss and gradients.
 
-Around the loop: input normalisation (average norm sqrt(d), estimated on the first batches),
-dead-feature tracking for AuxK, a JSONL log and a progress bar, checkpoints holding everything
-a resume needs (dictionary, optimizer, dead counters, step), and a guard that stops on a
-non-finite loss before any bad state reaches a checkpoint.
+Around them: input normalisation (average norm sqrt(d), estimated on the first batches),
+dead-feature tracking for AuxK, and checkpoints holding everything a resume needs (dictionary,
+optimizer, dead counters, step). The loop adds the log's rate and the NaN guard.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -21,22 +18,20 @@ from torch import Tensor
 from lm_saes.config import TrainConfig
 from lm_saes.dictionaries import Dictionary, LossOutput, TrainingContext
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
-from lm_saes.errors import LmSaesError
 from lm_saes.training.data import Pair
 from lm_saes.training.dead import DeadFeatureTracker
+from lm_saes.training.loop import LoopPlan, TrainingDiverged, TrainingLoop  # noqa: F401 (TrainingDiverged: re-exported)
 from lm_saes.training.resample import resample_dead
 from lm_saes.training.schedules import (
     checkpoint_interval, dead_after_tokens, lr_at, peak_lr, sparsity_scale_at, total_steps,
 )
 
 
-class TrainingDiverged(LmSaesError):
-    """The loss became NaN or infinite."""
-
-
-class Trainer:
+class Trainer(TrainingLoop):
     """Optimises one dictionary (or this rank's shard of it); holds no files (checkpoints go
     through ``state_dict``). Distributed, every rank runs the same steps in lockstep."""
+
+    diverged_hint = "lower `lr`, check the cache for NaNs, or keep `normalize_activations = true`"
 
     def __init__(
         self, cfg: TrainConfig, dictionary: Dictionary, device: torch.device, comm: Collectives = SINGLE_DEVICE,
@@ -44,18 +39,16 @@ class Trainer:
     ) -> None:
         """``ground_truth``: [n_features, d] true feature directions (a synthetic cache's): the log
         then reports MMCS and the fraction of features recovered."""
-        self.cfg, self.dictionary, self.device, self.comm = cfg, dictionary.to(device), device, comm
+        super().__init__(LoopPlan(total_steps(cfg), cfg.log_every, checkpoint_interval(cfg), cfg.batch_size),
+                         device, comm)
+        self.cfg, self.dictionary = cfg, dictionary.to(device)
         self.ground_truth = ground_truth.to(device) if ground_truth is not None else None
         fused = device.type in ("cuda", "cpu")  # one kernel for every parameter's update
         self.optimizer = torch.optim.Adam(dictionary.parameters(), lr=peak_lr(cfg), betas=cfg.adam_betas, fused=fused)
         local_features = dictionary.W_enc.shape[1]  # d_sae, or one tensor-parallel shard of it
         self.dead = DeadFeatureTracker(local_features, dead_after_tokens(cfg), device, comm)
-        self.step = 0
-        self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # any bad loss since the last check
-        self._clock: tuple[float, int] | None = None  # (time, step) of the first step taken, for tokens/s
-        self._waited: float | None = None  # seconds ``fit`` has waited for batches since then
 
-    # --- the three layers -----------------------------------------------------------------
+    # --- the layers under the shared loop (``fit`` iterates, ``advance`` logs and checkpoints) --
 
     def forward_backward(self, x: Tensor, y: Tensor) -> LossOutput:
         # No feature can be dead before the dead window has passed: skip the mask (and AuxK) till then.
@@ -92,54 +85,6 @@ class Trainer:
                                  y * d.output_scale, generator)
         self.dead.tokens_since_fired[features] = 0
 
-    def fit(
-        self, pairs: Iterator[Pair], on_log: Callable[[dict[str, float]], None],
-        on_checkpoint: Callable[[], None],
-    ) -> None:
-        """Train until total_steps; log every log_every steps; checkpoint every checkpoint_every.
-        The log's ``input_wait`` is the share of the time spent waiting for the next batch."""
-        self._waited = 0.0
-        for x, y in self._timed(itertools.islice(pairs, self.steps_left)):
-            self.advance(x, y, on_log, on_checkpoint)
-        if self.steps_left:
-            raise LmSaesError(f"the batch stream ended after {self.step} of {total_steps(self.cfg)} steps")
-
-    def _timed(self, pairs: Iterator[Pair]) -> Iterator[Pair]:
-        """``pairs``, adding the time spent waiting for each (once stepping began) to ``_waited``."""
-        while True:
-            asked = time.perf_counter()
-            pair = next(pairs, None)
-            if self._clock is not None:
-                self._waited += time.perf_counter() - asked
-            if pair is None:
-                return
-            yield pair
-
-    @property
-    def steps_left(self) -> int:
-        return total_steps(self.cfg) - self.step
-
-    def advance(
-        self, x: Tensor, y: Tensor, on_log: Callable[[dict[str, float]], None], on_checkpoint: Callable[[], None],
-    ) -> None:
-        """One step of ``fit``: train, then log and checkpoint when their turn comes."""
-        if self._clock is None:
-            self._clock = (time.perf_counter(), self.step)
-        out = self.train_step(x, y)
-        last = self.steps_left == 0
-        if self.step % self.cfg.log_every == 0 or last:
-            self.check_finite()
-            start, step_at_start = self._clock
-            elapsed = time.perf_counter() - start
-            record = self.log_record(out, x, y, (self.step - step_at_start) * self.cfg.batch_size / elapsed)
-            if self._waited is not None:  # fed by ``fit`` (a sweep feeds ``advance`` itself)
-                record["input_wait"] = self._waited / elapsed
-            on_log(record)
-        every = checkpoint_interval(self.cfg)
-        if every and self.step % every == 0 and not last:
-            self.check_finite()
-            on_checkpoint()
-
     # --- normalisation, logging, safety ---------------------------------------------------
 
     @torch.no_grad()
@@ -164,14 +109,6 @@ class Trainer:
         scale_in = d.d_in**0.5 / float(x_norm)
         scale_out = scale_in if not d.transcoder else d.d_out**0.5 / float(y_norm)
         d.set_scales(scale_in, scale_out)
-
-    def check_finite(self) -> None:
-        if bool(self.comm.all_any(self.nonfinite)):
-            raise TrainingDiverged(
-                f"the loss became NaN or infinite before step {self.step}; training stopped. The "
-                "last good checkpoint (if any) is kept in the output directory. Lower `lr`, check "
-                "the cache for NaNs, or keep `normalize_activations = true`."
-            )
 
     @torch.no_grad()
     def log_record(self, out: LossOutput, x: Tensor, y: Tensor, tokens_per_s: float) -> dict[str, float]:

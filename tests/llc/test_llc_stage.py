@@ -27,7 +27,8 @@ def structured(modular_addition_dir, tmp_path_factory):
 @pytest.mark.slow
 def test_an_estimate_writes_its_record_and_plots(structured, modular_addition_dir):
     out = structured.output_dir
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "fourier_norms.png", "llc.json", "llc_traces.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["artifact.json", "config.json", "fourier_norms.png", "llc.json",
+                                                     "llc_traces.png"]
     assert [p.name for p in structured.files][-1] == "llc.json" and not structured.reused
     record = json.loads((out / "llc.json").read_text())
     assert record["artifact"] == "llc" and record["kind"] == "toy" and record["examples"] == 2668
@@ -53,7 +54,7 @@ def test_a_random_label_model_has_a_larger_llc_than_the_structured_one(structure
 def test_a_finished_estimate_is_reused_and_another_config_refused(structured, modular_addition_dir):
     again = run_llc(config(modular_addition_dir, structured.output_dir, progress=True))
     assert again.reused and again.record == json.loads((structured.output_dir / "llc.json").read_text())
-    with pytest.raises(ConfigError, match="another config.*overwrite=true"):
+    with pytest.raises(ConfigError, match="different config \(fields \['sgld'\] differ\); set overwrite=true"):
         run_llc(config(modular_addition_dir, structured.output_dir, sgld={"seed": 1}))
 
 
@@ -84,7 +85,7 @@ def test_bad_model_directories_and_output_dirs_are_refused(modular_addition_dir,
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")
     for overwrite in (False, True):
-        with pytest.raises(ConfigError, match="holds something other than an LLC estimate"):
+        with pytest.raises(ConfigError, match="holds files that no lm-saes stage recorded"):
             run_llc(config(modular_addition_dir, tmp_path / "taken", overwrite=overwrite))
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
 

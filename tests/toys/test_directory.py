@@ -32,8 +32,9 @@ def test_bad_directories_get_clear_errors(toy_dir, tmp_path):
     record = json.loads((toy_dir / "config.json").read_text())
     other = tmp_path / "other"
     other.mkdir()
-    (other / "config.json").write_text(json.dumps({**record, "kind": "tms"}))
-    with pytest.raises(LmSaesError, match="names toy kind 'tms'; known kinds: \\['modular_addition'\\]"):
+    (other / "config.json").write_text(json.dumps({**record, "kind": "dragon"}))
+    with pytest.raises(LmSaesError, match=r"names toy kind 'dragon'; known kinds: \['induction', 'modular_addition', "
+                       r"'resid_mlp', 'tms'\]"):
         load_toy(other)
     (other / "config.json").write_text(json.dumps(record))
     with pytest.raises(LmSaesError, match="is unfinished"):

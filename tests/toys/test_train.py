@@ -69,7 +69,7 @@ def test_a_finished_run_is_reused_and_another_config_refused(tmp_path):
     first = train_toy(small(tmp_path))
     again = train_toy(small(tmp_path, progress=True))  # a field that does not change the result
     assert again.reused and again.metrics == first.metrics
-    with pytest.raises(ConfigError, match="another config.*overwrite=true"):
+    with pytest.raises(ConfigError, match="different config \\(fields \\['lr'\\] differ\\); set overwrite=true"):
         train_toy(small(tmp_path, lr=1e-2))
     assert not train_toy(small(tmp_path, lr=1e-2, overwrite=True)).reused
 
@@ -78,7 +78,7 @@ def test_a_directory_holding_something_else_is_never_replaced(tmp_path):
     (tmp_path / "toy").mkdir()
     (tmp_path / "toy" / "notes.txt").write_text("mine")
     for overwrite in (False, True):
-        with pytest.raises(ConfigError, match="not a toy directory"):
+        with pytest.raises(ConfigError, match="holds files that no lm-saes stage recorded"):
             train_toy(small(tmp_path, overwrite=overwrite))
     assert (tmp_path / "toy" / "notes.txt").read_text() == "mine"
 
