@@ -32,6 +32,7 @@ STAGE_OF = {
     "interpret.toml": InterpretConfig, "interpret_openai.toml": InterpretConfig,  # the second: tests/interpret
     **{toy: ToyTrainConfig for toy, _, _ in SPD_TOYS.values()},
     **{name: SPDTrainConfig for name in SPD_TOYS}, "spd_tiny_lm.toml": SPDTrainConfig,
+    "spd_sweep_tms.toml": SweepConfig,
 }
 SMALL_SGLD = ["sgld.draws=6", "sgld.chains=2", "progress=false"]
 
@@ -220,6 +221,20 @@ def test_toy_examples_train_and_their_spd_examples_decompose_them(name, tmp_path
         f"target.path={toy.output_dir}", f"output_dir={tmp_path / 'spd'}", "steps=4", "batch_size=32", "log_every=2",
         "spd.faithfulness_warmup_steps=2", "eval_examples=64", "progress=false", "device=cpu", *spd_scale]))
     assert result.metrics["alive_total"] >= 0 and set(result.metrics["ci_l0"]) and result.metrics["examples"] == 64
+
+
+def test_spd_sweep_example_runs_on_the_tms_example(tms_5_2_dir, tmp_path):
+    from lm_saes.sweep.run import run_sweep
+
+    original = load_config(SweepConfig, EXAMPLES / "spd_sweep_tms.toml")
+    assert original.train["target"]["path"] == load_config(ToyTrainConfig, EXAMPLES / "toy_tms_5-2.toml").output_dir.as_posix()
+    result = run_sweep(load_config(SweepConfig, EXAMPLES / "spd_sweep_tms.toml", [
+        f"train.target.path={tms_5_2_dir}", f"output_dir={tmp_path / 'sweep'}", "record=false", "progress=false",
+        "train.steps=6", "train.batch_size=64", "train.spd.faithfulness_warmup_steps=2", "train.eval_examples=64",
+        "train.device=cpu"]))
+    members = result.record["rows"]
+    assert len(members) == 8 and all(r["status"] == "finished" and "mmcs" in r["metrics"] for r in members)
+    assert {"pareto_reconstruction.png", "heatmap_spd_mmcs.png"} <= {p.name for p in result.files}
 
 
 def test_spd_tiny_lm_example_runs(tmp_path, model_dir, dataset_file):

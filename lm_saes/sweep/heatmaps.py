@@ -1,4 +1,5 @@
-"""Heatmaps of a sweep: for each variant that varies exactly two fields, a metric over their grid.
+"""Heatmaps of a sweep: for each variant that varies exactly two fields (seeds aside), a metric over
+their grid.
 
 This is the figure of the superposition replication (Sharkey et al. 2022): MMCS and the dead
 fraction over dictionary size x L1 coefficient, where the best dictionaries are at least as large
@@ -22,7 +23,9 @@ import numpy as np  # noqa: E402
 from lm_saes.sweep.record import FINISHED, MEMBER  # noqa: E402
 
 HEATMAP_METRICS = {"mmcs": "MMCS (over the true features)", "dictionary_mmcs": "MMCS (over the live latents)",
-                   "dead_fraction": "dead fraction", "explained_variance": "explained variance"}
+                   "dead_fraction": "dead fraction", "explained_variance": "explained variance",
+                   "ci_l0": "CI-L0", "reconstruction": "reconstruction loss (CI-masked)"}  # the last two: SPD
+AVERAGED = "seed"  # a cell averages the seeds: they are never an axis
 
 
 class Grid(NamedTuple):
@@ -40,7 +43,7 @@ def grids(record: dict) -> list[Grid]:
     for variant in dict.fromkeys(r["variant"] for r in record["rows"] if r["kind"] == MEMBER):
         members = [r for r in record["rows"] if r["kind"] == MEMBER and r["variant"] == variant
                    and r["status"] == FINISHED]
-        varied = [p for p in record["varied"] if len({_key(r["params"].get(p)) for r in members}) > 1]
+        varied = [p for p in record["varied"] if p != AVERAGED and len({_key(r["params"].get(p)) for r in members}) > 1]
         if len(varied) != 2:
             continue
         rows, columns = varied

@@ -1,5 +1,8 @@
 """A sweep's members: the search of a SweepConfig expanded into named, validated TrainConfigs.
 
+A member is a dictionary's TrainConfig, or an SPD decomposition's SPDTrainConfig when the base
+``train`` has an ``[spd]`` section (a variant cannot remove it, so a sweep is all one or the other).
+
 For each variant: the base ``train`` with the variant's ``set`` applied; every combination of
 the grid (global entries, overridden key by key by the variant's); ``samples`` random draws per
 grid point; every seed. The expansion is a pure function of the config (the draws are seeded by
@@ -15,20 +18,22 @@ import random
 import re
 from typing import Any, NamedTuple
 
-from lm_saes.config import TrainConfig, set_path, validate_config
+from lm_saes.config import TrainConfig, set_path
 from lm_saes.errors import ConfigError
+from lm_saes.spd.config import SPDTrainConfig, validate_train_config
 from lm_saes.sweep.config import Distribution, SweepConfig
 
 MEMBERS_DIR = "members"
 # Fields every member must share: they define the one stream of batches all of them read.
 SHARED = ("cache", "target_cache", "batch_size", "normalization_batches", "device")
+SHARED_SPD = ("target", "batch_size", "device")  # a decomposition sweep's: one target, one stream of its inputs
 
 
 class Member(NamedTuple):
     name: str
     variant: str
     params: dict[str, Any]  # dotted path -> this member's value, for every varied path
-    train: TrainConfig
+    train: TrainConfig | SPDTrainConfig  # a decomposition when the base train config has an [spd] section
 
 
 def expand_members(cfg: SweepConfig) -> list[Member]:
@@ -53,6 +58,8 @@ def expand_members(cfg: SweepConfig) -> list[Member]:
 
 
 def _base_kind(train: dict[str, Any]) -> str:
+    if "spd" in train:
+        return "spd"
     dictionary = train.get("dictionary")
     return dictionary.get("kind", "member") if isinstance(dictionary, dict) else "member"
 
@@ -111,7 +118,7 @@ def _validated(cfg: SweepConfig, members: list[Member]) -> list[Member]:
         for path, value in m.params.items():
             set_path(data, path, copy.deepcopy(value), what=f"sweep member {m.name!r}")
         data.update(output_dir=str(cfg.output_dir / MEMBERS_DIR / m.name), progress=cfg.progress, overwrite=False)
-        train = validate_config(TrainConfig, data, source=f"sweep member {m.name!r}")
+        train = validate_train_config(data, source=f"sweep member {m.name!r}")
         validated.append(m._replace(train=train))
     _check_shared(validated)
     return validated
@@ -123,12 +130,12 @@ def _check_shared(members: list[Member]) -> None:
     first = members[0]
     problems = []
     for m in members:
-        for field in SHARED:
+        for field in SHARED_SPD if isinstance(m.train, SPDTrainConfig) else SHARED:
             if getattr(m.train, field) != getattr(first.train, field):
                 problems.append(f"{field} differs between {first.name!r} and {m.name!r}")
-        if m.train.on_the_fly is not None:
+        if isinstance(m.train, TrainConfig) and m.train.on_the_fly is not None:
             problems.append(f"{m.name!r} trains on_the_fly: a sweep reads one cache; generate it first")
-        elif m.train.cache is None:
+        elif isinstance(m.train, TrainConfig) and m.train.cache is None:
             problems.append(f"{m.name!r} has no train.cache")
         if m.train.tensor_parallel != 1:
             problems.append(f"{m.name!r} sets tensor_parallel: a sweep puts whole members on each rank")

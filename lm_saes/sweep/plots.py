@@ -1,4 +1,5 @@
-"""Pareto plots of a sweep: L0 against each metric of ``record["frontiers"]``, as PNG and HTML.
+"""Pareto plots of a sweep: L0 (CI-L0 for decompositions: ``record["x"]``) against each metric of
+``record["frontiers"]``, as PNG and HTML.
 
 Members are dots (the frontier joined by a line and labelled), baselines one marker per method.
 The HTML page holds the same figure as SVG, each point a link titled with its row's name and
@@ -21,7 +22,7 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 from lm_saes.activations.manifest import write_atomic  # noqa: E402
 from lm_saes.sweep.record import BASELINE, FINISHED, MEMBER  # noqa: E402
-from lm_saes.sweep.report import to_csv  # noqa: E402
+from lm_saes.sweep.report import axis_label, axis_name, to_csv  # noqa: E402
 
 MARKERS = {"pca": "s", "ica": "D", "neurons": "^", "random": "v"}
 BASELINE_LABELS = {"pca": "PCA", "ica": "ICA", "neurons": "neuron basis", "random": "random directions"}
@@ -43,33 +44,34 @@ def write_plots(record: dict, output_dir: Path) -> list[Path]:
 
 
 def pareto_figure(record: dict, key: str, label: str) -> Figure:
+    x = record.get("x", "l0")  # the fronts' other axis: L0 for dictionaries, CI-L0 for decompositions
     figure, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     members = [r for r in record["rows"] if r["kind"] == MEMBER and key in r.get("metrics", {})]
-    front = sorted((r for r in members if key in r["frontier"]), key=lambda r: r["metrics"]["l0"])
+    front = sorted((r for r in members if key in r["frontier"]), key=lambda r: r["metrics"][x])
     if front:
-        ax.plot([r["metrics"]["l0"] for r in front], [r["metrics"][key] for r in front], "-", color="C0",
+        ax.plot([r["metrics"][x] for r in front], [r["metrics"][key] for r in front], "-", color="C0",
                 alpha=0.5, zorder=1, label="Pareto front")
-    points = ax.scatter([r["metrics"]["l0"] for r in members], [r["metrics"][key] for r in members],
+    points = ax.scatter([r["metrics"][x] for r in members], [r["metrics"][key] for r in members],
                         color="C0", zorder=3, label="sweep members")
     points.set_urls([_anchor(r["name"]) for r in members])
     for row in front:
-        ax.annotate(row["name"], (row["metrics"]["l0"], row["metrics"][key]), fontsize=7,
+        ax.annotate(row["name"], (row["metrics"][x], row["metrics"][key]), fontsize=7,
                     xytext=(4, 4), textcoords="offset points")
     baselines = [r for r in record["rows"] if r["kind"] == BASELINE and r["status"] == FINISHED
                  and key in r.get("metrics", {})]
     for i, method in enumerate(dict.fromkeys(r["variant"] for r in baselines)):
-        rows = sorted((r for r in baselines if r["variant"] == method), key=lambda r: r["metrics"]["l0"])
-        ax.plot([r["metrics"]["l0"] for r in rows], [r["metrics"][key] for r in rows],
+        rows = sorted((r for r in baselines if r["variant"] == method), key=lambda r: r["metrics"][x])
+        ax.plot([r["metrics"][x] for r in rows], [r["metrics"][key] for r in rows],
                 MARKERS.get(method, "x"), linestyle=":", color=f"C{i + 1}", label=BASELINE_LABELS.get(method, method))
     ax.set_xscale("log")
-    l0s = [r["metrics"]["l0"] for r in members + baselines]
+    l0s = [r["metrics"][x] for r in members + baselines]
     if l0s:  # plain numbers at the powers of two: 8, 16, 32 rather than 2 x 10^1
         ax.set_xticks([2**i for i in range(20) if min(l0s) / 1.5 <= 2**i <= max(l0s) * 1.5])
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("L0 (active features per token)")
+    ax.set_xlabel(axis_label(record))
     ax.set_ylabel(label)
-    ax.set_title(f"{record['name']}: L0 vs {label}")
+    ax.set_title(f"{record['name']}: {axis_name(record)} vs {label}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return figure
@@ -87,7 +89,8 @@ def _page(record: dict, label: str, svg: str) -> str:
         f'<tr id="row-{html.escape(cells[0])}">' + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
         for cells in rows[1:]
     )
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(record['name'])}: L0 vs "
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(record['name'])}: "
+            f"{html.escape(axis_name(record))} vs "
             f"{html.escape(label)}</title><style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:"
             "collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:2px 6px}}tr:target{{background:#ffd}}"
             f"</style></head><body>{svg}<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"

@@ -8,6 +8,8 @@
       "paths": {"k": "dictionary.k", "lr": "lr"},     each label's dotted field path
       "metrics": ["l0", "explained_variance", ...],   metric columns, in table order
       "frontiers": {"explained_variance": "explained variance", ...}  plotted against L0 (FRONTIERS)
+      "x": "ci_l0",                          only in a decomposition sweep: the fronts' other axis
+                                             (CI-L0; its front is reconstruction, lower is better)
       "rows": [
         {"name": "topk-k16", "kind": "member", "variant": "topk",
          "status": "finished" | "failed" | "pending",

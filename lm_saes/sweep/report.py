@@ -22,6 +22,7 @@ from lm_saes.sweep.record import BASELINE, FAILED, FINISHED, FRONTIERS, MEMBER, 
 METRICS = ("l0", "explained_variance", "ce_loss_recovered", "kl_spliced", "mse", "dead_fraction", "mmcs",
            "dictionary_mmcs", "features_recovered")  # the last three when the cache has ground truth
 RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
+X_LABELS = {"l0": "L0 (active features per token)", "ci_l0": "CI-L0 (important subcomponents per input)"}
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
@@ -33,15 +34,17 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
 
 
 def member_row(name: str, variant: str, params: dict[str, Any], directory: Path,
-               metrics: dict | None, error: str | None, config: dict | None = None) -> dict:
-    """A member's row; ``config``: its whole TrainConfig as JSON, kept in the record."""
+               metrics: dict | None, error: str | None, config: dict | None = None,
+               columns: Sequence[str] = METRICS) -> dict:
+    """A member's row; ``config``: its whole TrainConfig as JSON, kept in the record; ``columns``:
+    the metrics it keeps."""
     scalars = {p: v if isinstance(v, (bool, int, float, str)) else _cell(v) for p, v in params.items()}
     row = {"name": name, "kind": MEMBER, "variant": variant, "params": scalars,
            "dictionary_dir": str(directory.resolve()), **({"config": config} if config is not None else {})}
     if error is not None:
         row.update(status=FAILED, error=error)
     elif metrics is not None:
-        row.update(status=FINISHED, metrics=_table_metrics(metrics))
+        row.update(status=FINISHED, metrics=_table_metrics(metrics, columns))
     else:
         row.update(status=PENDING)
     return row
@@ -53,23 +56,28 @@ def baseline_row(name: str, metrics: dict) -> dict:
             "params": {"l0": int(budget)}, "metrics": _table_metrics(metrics)}
 
 
-def build_record(name: str, output_dir: Path, labels: dict[str, str], rows: list[dict], complete: bool) -> dict:
+def build_record(name: str, output_dir: Path, labels: dict[str, str], rows: list[dict], complete: bool,
+                 columns: Sequence[str] = METRICS, fronts: dict[str, str] = FRONTIERS, x: str = "l0",
+                 minimised: Sequence[str] = ()) -> dict:
     """The sweep's record (see sweep.record), with each row's ``frontier`` marked; ``labels``:
-    each varied field's dotted path -> its column label."""
-    present = [k for k in METRICS if any(k in r.get("metrics", {}) for r in rows)]
-    frontiers = {k: label for k, label in FRONTIERS.items() if k in present}
+    each varied field's dotted path -> its column label. ``columns``, ``fronts`` (metric -> label),
+    the fronts' other axis ``x`` (lower is better) and the fronts whose metric is better lower
+    (``minimised``) default to a dictionary sweep's (L0 against explained variance, ...)."""
+    present = [k for k in columns if any(k in r.get("metrics", {}) for r in rows)]
+    frontiers = {k: label for k, label in fronts.items() if k in present}
     for row in rows:
         row["frontier"] = []
     for key in frontiers:
+        sign = -1 if key in minimised else 1
         scored = [r for r in rows if r["kind"] == MEMBER and key in r.get("metrics", {})
-                  and math.isfinite(r["metrics"][key]) and "l0" in r["metrics"]]
-        on_front = pareto_front([(r["metrics"]["l0"], r["metrics"][key]) for r in scored])
+                  and math.isfinite(r["metrics"][key]) and x in r["metrics"]]
+        on_front = pareto_front([(r["metrics"][x], sign * r["metrics"][key]) for r in scored])
         for row, front in zip(scored, on_front):
             if front:
                 row["frontier"].append(key)
     return {"name": name, "output_dir": str(output_dir.resolve()), "status": "complete" if complete else "running",
             "varied": list(labels.values()), "paths": {label: path for path, label in labels.items()},
-            "metrics": present, "frontiers": frontiers, "rows": rows}
+            "metrics": present, "frontiers": frontiers, **({"x": x} if x != "l0" else {}), "rows": rows}
 
 
 def write_results(record: dict, output_dir: Path) -> tuple[Path, Path]:
@@ -110,12 +118,22 @@ def format_table(record: dict) -> str:
     widths = [max(len(str(c)) for c in column) for column in zip(headers, *lines)]
     text = ["  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in [headers, *lines]]
     failed = [f"  {r['name']} failed: {r['error']}" for r in record["rows"] if r["status"] == FAILED]
-    fronts = ", ".join(f"L0 vs {label}" for label in record["frontiers"].values())
+    fronts = ", ".join(f"{axis_name(record)} vs {label}" for label in record["frontiers"].values())
     return "\n".join([*text, *([f"* on a Pareto front ({fronts})"] if fronts else []), *failed])
 
 
-def _table_metrics(metrics: dict) -> dict[str, float]:
-    return {k: float(metrics[k]) for k in METRICS if k in metrics and math.isfinite(float(metrics[k]))}
+def axis_label(record: dict) -> str:
+    """The fronts' other axis, described: L0, or CI-L0 for a decomposition sweep."""
+    return X_LABELS.get(record.get("x", "l0"), record.get("x", "l0"))
+
+
+def axis_name(record: dict) -> str:
+    """``axis_label`` without its explanation ("L0", "CI-L0")."""
+    return axis_label(record).split(" (")[0]
+
+
+def _table_metrics(metrics: dict, columns: Sequence[str] = METRICS) -> dict[str, float]:
+    return {k: float(metrics[k]) for k in columns if k in metrics and math.isfinite(float(metrics[k]))}
 
 
 def _cell(value: Any) -> str:

@@ -1,5 +1,6 @@
 """`lm-saes sweep CONFIG`: expand the members, train them together, measure them and the
-baselines, write the table, the plots and the record.
+baselines, write the table, the plots and the record. A sweep of SPD decompositions (``spd.py``)
+is trained and measured its own way, then tabulated, plotted and recorded the same way.
 
 Everything the sweep learns is on disk before the store is written: each member's directory,
 ``results.json`` / ``results.csv`` and the plots. Then the record goes to the store, and the
@@ -25,7 +26,8 @@ from lm_saes.sweep.measure import measure
 from lm_saes.sweep.members import MEMBERS_DIR, Member, expand_members, param_labels
 from lm_saes.sweep.heatmaps import write_heatmaps
 from lm_saes.sweep.plots import write_plots
-from lm_saes.sweep.report import baseline_row, build_record, member_row, write_results
+from lm_saes.sweep import spd
+from lm_saes.sweep.report import METRICS, baseline_row, build_record, member_row, write_results
 from lm_saes.sweep.together import failure, train_together
 
 CONFIG_NAME = "sweep_config.json"
@@ -48,14 +50,22 @@ def run_sweep(cfg: SweepConfig) -> SweepResult | None:
     rank, _ = init_distributed()
     labels = param_labels(members)  # dotted path -> column label (field names hold no dots in MongoDB)
     varied = list(labels.values())
+    decompositions = spd.is_decomposition_sweep(members)
+    if decompositions and cfg.analyze is not None:
+        raise ConfigError("[analyze] takes dictionary members; a sweep of SPD decompositions has none: leave it out")
     output = rank_zero_first(lambda: _start(cfg, members, labels), lambda: claim_sweep(cfg, effects=False))
     with output:  # a sweep that fails before any member trained leaves no directory behind
-        train_together(members, stream_seed, cfg.members_per_pass)
+        (spd.train_decompositions if decompositions else train_together)(members, stream_seed, cfg.members_per_pass)
     if rank != 0:
         return None
-    member_metrics, baseline_metrics = measure(cfg, members, stream_seed)
-    rows = _rows(members, labels, member_metrics, baseline_metrics)
-    record = build_record(cfg.name, cfg.output_dir, labels, rows, complete=True)
+    if decompositions:  # measured by their own evaluation; no baselines
+        rows = _rows(members, labels, spd.member_metrics(members), {}, spd.METRICS)
+        record = build_record(cfg.name, cfg.output_dir, labels, rows, True, spd.METRICS, spd.FRONTIERS, spd.X,
+                              spd.MINIMISED)
+    else:
+        member_metrics, baseline_metrics = measure(cfg, members, stream_seed)
+        rows = _rows(members, labels, member_metrics, baseline_metrics)
+        record = build_record(cfg.name, cfg.output_dir, labels, rows, complete=True)
     files = [*write_results(record, cfg.output_dir), *write_plots(record, cfg.output_dir),
              *write_heatmaps(record, cfg.output_dir)]
     output.commit()
@@ -94,9 +104,9 @@ def _legacy_identity(directory: Path) -> dict | None:
 
 
 def _rows(members: list[Member], labels: dict[str, str], member_metrics: dict[str, dict],
-          baseline_metrics: dict[str, dict]) -> list[dict]:
+          baseline_metrics: dict[str, dict], columns: tuple[str, ...] = METRICS) -> list[dict]:
     rows = [member_row(m.name, m.variant, {labels[p]: v for p, v in m.params.items()}, m.train.output_dir,
-                       member_metrics.get(m.name), failure(m), config=m.train.model_dump(mode="json"))
+                       member_metrics.get(m.name), failure(m), m.train.model_dump(mode="json"), columns)
             for m in members]
     return rows + [baseline_row(name, metrics) for name, metrics in baseline_metrics.items()]
 

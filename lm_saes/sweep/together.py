@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -108,16 +109,24 @@ def _one_pass(members: list[Member], stream_seed: int) -> None:
     d_in, d_out = cache_widths(first)
     transcoder = first.target_cache is not None or d_in != d_out
     truth = read_ground_truth(first.cache) if not transcoder else None
-    runs: dict[str, DictionaryRun] = {}  # the members still training
-    try:
+    with member_runs() as runs:
         for i, m in enumerate(members):
             runs[m.name] = DictionaryRun.open(m.train, d_in, d_out, transcoder, device, ONE_DEVICE, SINGLE_DEVICE,
                                               progress={"desc": m.name, "position": i, "leave": True},
                                               ground_truth=truth)
         _feed(members, runs, _stream(first, stream_seed, device, runs))
+
+
+@contextmanager
+def member_runs() -> Iterator[dict]:
+    """The runs (DictionaryRun or DecompositionRun, by member name) of one pass, still training:
+    on an error, each that has nothing to resume leaves no empty directory; every one is closed."""
+    runs: dict = {}
+    try:
+        yield runs
     except BaseException:
         for run in runs.values():
-            run.output.abandon()  # a member with nothing to resume leaves no empty directory
+            run.output.abandon()
         raise
     finally:
         for run in runs.values():
