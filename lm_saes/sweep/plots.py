@@ -63,9 +63,10 @@ def pareto_figure(record: dict, key: str, label: str) -> Figure:
         rows = sorted((r for r in baselines if r["variant"] == method), key=lambda r: r["metrics"][x])
         ax.plot([r["metrics"][x] for r in rows], [r["metrics"][key] for r in rows],
                 MARKERS.get(method, "x"), linestyle=":", color=f"C{i + 1}", label=BASELINE_LABELS.get(method, method))
-    ax.set_xscale("log")
     l0s = [r["metrics"][x] for r in members + baselines]
-    if l0s:  # plain numbers at the powers of two: 8, 16, 32 rather than 2 x 10^1
+    if x == "l0":  # L0s span powers of two (CI-L0s, a few units or less: a linear axis)
+        ax.set_xscale("log")
+    if x == "l0" and l0s:  # plain numbers at the powers of two: 8, 16, 32 rather than 2 x 10^1
         ax.set_xticks([2**i for i in range(20) if min(l0s) / 1.5 <= 2**i <= max(l0s) * 1.5])
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
