@@ -53,7 +53,8 @@ def _live(cfg: CompareConfig, a: Dictionary, b: Dictionary, device: torch.device
 
 
 def _training_cache(directory: Path) -> Path:
-    source = json.loads((directory / CONFIG_NAME).read_text()).get("source", {}) if (directory / CONFIG_NAME).is_file() else {}
+    config = directory / CONFIG_NAME
+    source = json.loads(config.read_text()).get("source", {}) if config.is_file() else {}
     if not source.get("cache"):
         raise CacheError(f"{directory} does not record its training cache; set `cache` to measure which latents "
                          "are live (--set cache=PATH)")

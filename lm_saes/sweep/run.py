@@ -60,8 +60,7 @@ def run_sweep(cfg: SweepConfig) -> SweepResult | None:
         return None
     if decompositions:  # measured by their own evaluation; no baselines
         rows = _rows(members, labels, spd.member_metrics(members), {}, spd.METRICS)
-        record = build_record(cfg.name, cfg.output_dir, labels, rows, True, spd.METRICS, spd.FRONTIERS, spd.X,
-                              spd.MINIMISED)
+        record = build_record(cfg.name, cfg.output_dir, labels, rows, True, **spd.RECORD)
     else:
         member_metrics, baseline_metrics = measure(cfg, members, stream_seed)
         rows = _rows(members, labels, member_metrics, baseline_metrics)
@@ -86,6 +85,7 @@ def _start(cfg: SweepConfig, members: list[Member], labels: dict[str, str]) -> A
         save_resolved(cfg, cfg.output_dir / CONFIG_NAME)
         if cfg.record:
             _save_record(cfg, build_record(cfg.name, cfg.output_dir, labels, _rows(members, labels, {}, {}),
+                                            **(spd.RECORD if spd.is_decomposition_sweep(members) else {}),
                                             complete=False))
     return output
 

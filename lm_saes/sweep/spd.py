@@ -48,6 +48,7 @@ METRICS = ("ci_l0", "reconstruction", "reconstruction_rounded", "mmcs", "ml2r", 
 FRONTIERS = {"reconstruction": "reconstruction loss (CI-masked)"}
 X = "ci_l0"  # the fronts' other axis
 MINIMISED = ("reconstruction",)  # fronts whose metric is better lower
+RECORD = {"columns": METRICS, "fronts": FRONTIERS, "x": X, "minimised": MINIMISED}  # build_record's settings
 
 
 def is_decomposition_sweep(members: list[Member]) -> bool:

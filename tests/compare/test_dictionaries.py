@@ -18,7 +18,8 @@ from lm_saes.training.train import train
 
 
 def _saved(directory, W_dec, W_enc=None, b_enc=None):
-    """A TopK (k=1) dictionary with these weights, saved as config.json + weights.safetensors."""
+    """A ReLU dictionary with these weights (encoder: W_dec^T unless given), saved as config.json +
+    weights.safetensors."""
     W_dec = torch.tensor(W_dec)
     d = build_dictionary(dictionary_config({"kind": "relu", "d_sae": W_dec.shape[0], "l1_coefficient": 1.0}),
                          W_dec.shape[1], W_dec.shape[1])
@@ -52,7 +53,8 @@ def two_saes(tmp_path_factory):
     root = tmp_path_factory.mktemp("saes")
     cache = generate(load_config(GenerateConfig, None, [
         f"output_dir={root / 'cache'}", "progress=false", "disk_headroom_gb=0", "dtype=float32",
-        "synthetic.n_features=48", "synthetic.d_model=12", "synthetic.n_tokens=8192", "synthetic.seed=3", "synthetic.mean_active=3.0",
+        "synthetic.n_features=48", "synthetic.d_model=12", "synthetic.n_tokens=8192", "synthetic.seed=3",
+        "synthetic.mean_active=3.0",
     ])).caches["synthetic"]
     dirs = []
     for d_sae in (16, 48):
@@ -99,7 +101,9 @@ def test_a_rerun_replaces_the_comparison_and_other_artifacts_are_refused(tmp_pat
     a = _saved(tmp_path / "a", [[1.0, 0.0]])
     b = _saved(tmp_path / "b", [[0.0, 1.0]])
     _compare(a, b, tmp_path / "out")
-    assert _compare(a, a, tmp_path / "out").record["summary"]["decoder"]["direction"]["mmcs_a_to_b"] == pytest.approx(1)
+    again = _compare(a, a, tmp_path / "out").record
+    assert again["summary"]["decoder"]["direction"]["mmcs_a_to_b"] == pytest.approx(1)
+    assert json.loads((tmp_path / "out" / RESULT_NAME).read_text())["b"] == str(a.resolve())  # replaced
     with pytest.raises(ConfigError, match="holds files that no lm-saes stage recorded"):
         _compare(a, b, tmp_path / "a")
 
