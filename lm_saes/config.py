@@ -468,6 +468,10 @@ class AnalyzeConfig(StrictModel):
         None, description="Run the model on these contexts instead of reading a cache (once when "
         "the codes fit in keep_codes_gb; otherwise the band pass runs it again)."
     )
+    target_inputs: int | None = Field(
+        None, gt=0, description="For an SPD decomposition of a toy (instead of `cache` / `on_the_fly`): analyze it on "
+        "this many inputs drawn from the toy's distribution (seeded by `seed`)."
+    )
     name: StoreName = Field("default", description="Name of this analysis (a dictionary may have several).")
     top_k: int = Field(20, ge=0, description="Top activating contexts kept per feature (one per context).")
     window: int = Field(8, ge=0, description="Tokens shown on each side of a context's peak token.")
@@ -501,10 +505,12 @@ class AnalyzeConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> "AnalyzeConfig":
-        if (self.cache is None) == (self.on_the_fly is None):
-            both = "both are" if self.cache is not None else "neither is"
+        given = [k for k in ("cache", "on_the_fly", "target_inputs") if getattr(self, k) is not None]
+        if len(given) != 1:
+            which = "neither is set" if not given else f"{'both' if len(given) == 2 else 'all three'} are set " \
+                f"({', '.join(given)})"
             raise ValueError(f"set exactly one of `cache` (a 2d cache's hook directory) or `on_the_fly` "
-                             f"(model, data, hook); {both} set")
+                             f"(model, data, hook), or for an SPD decomposition of a toy `target_inputs`; {which}")
         return self
 
 

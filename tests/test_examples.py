@@ -32,6 +32,7 @@ STAGE_OF = {
     "interpret.toml": InterpretConfig, "interpret_openai.toml": InterpretConfig,  # the second: tests/interpret
     **{toy: ToyTrainConfig for toy, _, _ in SPD_TOYS.values()},
     **{name: SPDTrainConfig for name in SPD_TOYS}, "spd_tiny_lm.toml": SPDTrainConfig,
+    "analyze_spd_tms_5-2.toml": AnalyzeConfig,
 }
 SMALL_SGLD = ["sgld.draws=6", "sgld.chains=2", "progress=false"]
 
@@ -207,7 +208,7 @@ def test_llc_dictionary_example_runs(tmp_path, example_cache):
 
 
 @pytest.mark.parametrize("name", SPD_TOYS)
-def test_toy_examples_train_and_their_spd_examples_decompose_them(name, tmp_path):
+def test_toy_examples_train_and_their_spd_examples_decompose_them(name, tmp_path, monkeypatch):
     from lm_saes.spd.train import train_spd
     from lm_saes.toys.train import train_toy
 
@@ -220,6 +221,14 @@ def test_toy_examples_train_and_their_spd_examples_decompose_them(name, tmp_path
         f"target.path={toy.output_dir}", f"output_dir={tmp_path / 'spd'}", "steps=4", "batch_size=32", "log_every=2",
         "spd.faithfulness_warmup_steps=2", "eval_examples=64", "progress=false", "device=cpu", *spd_scale]))
     assert result.metrics["alive_total"] >= 0 and set(result.metrics["ci_l0"]) and result.metrics["examples"] == 64
+    if name == "spd_tms_5-2.toml":  # examples/analyze_spd_tms_5-2.toml on it
+        from lm_saes.analysis.stage import run_analysis
+
+        monkeypatch.delenv("MONGO_URI", raising=False)
+        stored = run_analysis(load_config(AnalyzeConfig, EXAMPLES / "analyze_spd_tms_5-2.toml", [
+            f"dictionary={result.output_dir}", "target_inputs=256", f"store.data_dir={tmp_path / 'store'}",
+            "progress=false", "device=cpu"]))
+        assert stored.n_features == 40 and stored.summary["kind"] == "decomposition"
 
 
 def test_spd_tiny_lm_example_runs(tmp_path, model_dir, dataset_file):

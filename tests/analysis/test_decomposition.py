@@ -1,0 +1,84 @@
+"""`lm-saes analyze` of an SPD decomposition: its subcomponents as features (causal importance as the
+activation) in the store beside dictionaries; for a toy, the inputs that activate each one."""
+
+from collections import Counter
+
+import pytest
+import torch
+
+from lm_saes.analysis.codes import dense_codes
+from lm_saes.analysis.decomposition import ComponentIndex, InputStrings, importance_codes, toy_batches
+from lm_saes.analysis.stage import run_analysis
+from lm_saes.cli import main
+from lm_saes.config import AnalyzeConfig, StoreConfig
+from lm_saes.spd import load_decomposition
+from lm_saes.store import open_store
+
+
+def test_features_are_numbered_matrix_by_matrix():
+    index = ComponentIndex(["a", "b"], [0, 3], [3, 2])
+    assert index.total == 5 and [index.locate(i) for i in (0, 2, 3, 4)] == [("a", 0), ("a", 2), ("b", 0), ("b", 1)]
+    flat = index.flat({"b": torch.tensor([[7.0, 8.0]]), "a": torch.tensor([[1.0, 2.0, 3.0]])})
+    assert flat.tolist() == [[1.0, 2.0, 3.0, 7.0, 8.0]]
+    with pytest.raises(IndexError):
+        index.locate(5)
+
+
+def test_a_subcomponent_fires_above_the_threshold_and_inputs_show_as_their_features():
+    inputs = torch.tensor([[0.0, 0.9, 0.0], [0.3, 0.0, -0.6], [0.0, 0.0, 0.0]])
+    batch, _ = next(toy_batches(inputs, torch.device("cpu")))
+    assert batch.tokens.tolist() == [[0], [1], [2]] and batch.context_ids.tolist() == [0, 1, 2]
+    ci = torch.tensor([[0.05, 0.5], [0.1, 1.0], [0.2, 0.0]])[:, None, :]  # [input, ctx 1, feature]
+    codes = importance_codes(batch, ci, 0.1)
+    assert list(zip(codes.rows.tolist(), codes.features.tolist(), codes.values.tolist())) == \
+        [(0, 1, 0.5), (1, 1, 1.0), (2, 0, pytest.approx(0.2))]  # 0.05 and 0.1 are not above 0.1
+    assert codes.values.tolist() == dense_codes(batch, torch.where(ci > 0.1, ci, 0.0)).values.tolist()
+    strings = InputStrings(inputs)
+    assert strings.active(1) == ([2, 0], [pytest.approx(-0.6), pytest.approx(0.3)])  # largest magnitude first
+    assert strings.of(torch.tensor([[1, -1], [2, 0]])) == [["f2=-0.60 f0=0.30", None], ["(no feature on)", "f1=0.90"]]
+
+
+def test_target_inputs_are_for_decompositions_only(tms_5_2_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MONGO_URI", raising=False)
+    args = ["analyze", "--set", f"dictionary={tms_5_2_dir}", "--set", f"store.data_dir={tmp_path}"]
+    assert main([*args, "--set", "target_inputs=10"]) == 2
+    assert f"target_inputs analyzes an SPD decomposition, and {tms_5_2_dir} holds none" in capsys.readouterr().err
+    assert main([*args, "--set", "target_inputs=10", "--set", "cache=x"]) == 2
+    err = capsys.readouterr().err
+    assert "exactly one of `cache`" in err and "both are set (cache, target_inputs)" in err
+
+
+@pytest.mark.slow
+def test_tms_5_2_analysis_stores_five_live_components_per_matrix_each_read_by_one_feature(tms_5_2_spd, tmp_path,
+                                                                                            monkeypatch):
+    monkeypatch.delenv("MONGO_URI", raising=False)
+    cfg = AnalyzeConfig(dictionary=tms_5_2_spd.output_dir, target_inputs=20000, dictionary_name="tms-spd", top_k=10,
+                        n_bands=2, per_band=2, device="cpu", progress=False, store=StoreConfig(data_dir=tmp_path))
+    stored = run_analysis(cfg)
+    assert stored.n_features == 40
+    assert [(m["name"], m["first"], m["C"], m["live"]) for m in stored.summary["modules"]] == \
+        [("linear1", 0, 20, 5), ("linear2", 20, 20, 5)]
+    spd = load_decomposition(tms_5_2_spd.output_dir)
+    with open_store(cfg.store) as store:
+        listed = {d["name"]: d for d in store.dictionaries()}["tms-spd"]  # beside the dictionaries
+        assert listed["kind"] == "decomposition" and [m["name"] for m in listed["modules"]] == ["linear1", "linear2"]
+        assert listed["modules"][1]["tied_to"] == "linear1" and listed["metrics"]["eval"]["alive"]["linear1"] == 5
+        features = [store.feature("tms-spd", i) for i in range(40)]
+    for module in ("linear1", "linear2"):
+        live = [f for f in features if f["module"] == module and f["n_fired"] > 0]
+        assert len(live) == 5
+        readers = []
+        for f in live:
+            parts = spd.subcomponents(module)
+            assert f["decoder_norm"] == pytest.approx(float(parts.norms[f["component"]]), rel=1e-5)
+            top = f["top_contexts"]
+            assert len(top) == 10 and all(e["max"] > 0.1 for e in top)
+            leading = Counter(e["input"]["features"][0] for e in top)  # each top input's largest feature
+            feature, count = leading.most_common(1)[0]
+            assert count >= 9, leading  # dominated by one true feature
+            readers.append(feature)
+            x = torch.zeros(5)
+            x[top[0]["input"]["features"]] = torch.tensor(top[0]["input"]["values"])
+            assert top[0]["inner"] == pytest.approx(float(spd.inner_activations(x)[module][f["component"]]), abs=1e-5)
+            assert top[0]["tokens"][0].startswith(f"f{feature}=")
+        assert sorted(readers) == [0, 1, 2, 3, 4]  # the five live subcomponents read the five features
