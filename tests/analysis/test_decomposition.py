@@ -56,17 +56,20 @@ def test_tms_5_2_analysis_stores_five_live_components_per_matrix_each_read_by_on
                         n_bands=2, per_band=2, device="cpu", progress=False, store=StoreConfig(data_dir=tmp_path))
     stored = run_analysis(cfg)
     assert stored.n_features == 40
-    assert [(m["name"], m["first"], m["C"], m["live"]) for m in stored.summary["modules"]] == \
-        [("linear1", 0, 20, 5), ("linear2", 20, 20, 5)]
+    assert [(m["name"], m["first"], m["C"]) for m in stored.summary["modules"]] == [("linear1", 0, 20), ("linear2", 20, 20)]
     spd = load_decomposition(tms_5_2_spd.output_dir)
     with open_store(cfg.store) as store:
         listed = {d["name"]: d for d in store.dictionaries()}["tms-spd"]  # beside the dictionaries
         assert listed["kind"] == "decomposition" and [m["name"] for m in listed["modules"]] == ["linear1", "linear2"]
         assert listed["modules"][1]["tied_to"] == "linear1" and listed["metrics"]["eval"]["alive"]["linear1"] == 5
         features = [store.feature("tms-spd", i) for i in range(40)]
-    for module in ("linear1", "linear2"):
-        live = [f for f in features if f["module"] == module and f["n_fired"] > 0]
+    for module, summary in zip(("linear1", "linear2"), stored.summary["modules"]):
+        fired = [f for f in features if f["module"] == module and f["n_fired"] > 0]
+        assert summary["live"] == len(fired)
+        live = [f for f in fired if f["density"] > 1e-3]  # on more than 20 of the 20000 inputs
         assert len(live) == 5
+        # any other subcomponent crossed 0.1 only on a stray input or two (seen: CI 0.15 once, on three features at once)
+        assert all(f["n_fired"] <= 2 and f["max_activation"] < 0.5 for f in fired if f not in live)
         readers = []
         for f in live:
             parts = spd.subcomponents(module)
@@ -80,5 +83,6 @@ def test_tms_5_2_analysis_stores_five_live_components_per_matrix_each_read_by_on
             x = torch.zeros(5)
             x[top[0]["input"]["features"]] = torch.tensor(top[0]["input"]["values"])
             assert top[0]["inner"] == pytest.approx(float(spd.inner_activations(x)[module][f["component"]]), abs=1e-5)
-            assert top[0]["tokens"][0].startswith(f"f{feature}=")
+            shown = " ".join(f"f{i}={v:.2f}" for i, v in zip(top[0]["input"]["features"], top[0]["input"]["values"]))
+            assert top[0]["tokens"] == [shown]
         assert sorted(readers) == [0, 1, 2, 3, 4]  # the five live subcomponents read the five features
