@@ -469,8 +469,9 @@ class AnalyzeConfig(StrictModel):
         "the codes fit in keep_codes_gb; otherwise the band pass runs it again)."
     )
     target_inputs: int | None = Field(
-        None, gt=0, description="For an SPD decomposition of a toy (instead of `cache` / `on_the_fly`): analyze it on "
-        "this many inputs drawn from the toy's distribution (seeded by `seed`)."
+        None, gt=0, description="For an SPD decomposition (instead of `cache` / `on_the_fly`): analyze it on this many "
+        "of its target's inputs: drawn from a toy's distribution (seeded by `seed`), or the first contexts of the data "
+        "a language model was decomposed on."
     )
     name: StoreName = Field("default", description="Name of this analysis (a dictionary may have several).")
     top_k: int = Field(20, ge=0, description="Top activating contexts kept per feature (one per context).")
@@ -510,7 +511,7 @@ class AnalyzeConfig(StrictModel):
             which = "neither is set" if not given else f"{'both' if len(given) == 2 else 'all three'} are set " \
                 f"({', '.join(given)})"
             raise ValueError(f"set exactly one of `cache` (a 2d cache's hook directory) or `on_the_fly` "
-                             f"(model, data, hook), or for an SPD decomposition of a toy `target_inputs`; {which}")
+                             f"(model, data, hook), or for an SPD decomposition `target_inputs`; {which}")
         return self
 
 

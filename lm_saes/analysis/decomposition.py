@@ -10,19 +10,24 @@ examples) and stored the same way.
 - A subcomponent fires on an input where g_c > the decomposition's ``ci_threshold`` (0.1 unless
   trained otherwise): the threshold of its CI-L0 and ``alive`` metrics, so the analysis's live
   features are the decomposition's alive subcomponents.
+- Every example stores the subcomponent's inner activation x . V_c beside its causal importance:
+  ``inner``, one value per shown token, as ``acts``.
 - Toy targets whose input is a feature vector (TMS, residual MLPs): ``target_inputs`` inputs drawn
   from the toy's own distribution (seeded by ``seed``), each a context of one position. Each
   example stores the input itself instead of text (``input``: its nonzero features, largest first,
-  and their values; ``tokens`` shows them as "f3=0.71 f0=0.12") and the subcomponent's inner
-  activation x . V_c beside its causal importance (``inner``).
+  and their values; ``tokens`` shows them as "f3=0.71 f0=0.12").
+- Language-model targets: the first ``target_inputs`` contexts of the data the decomposition was
+  trained on, built as training built them, with the model's tokenizer; framing tokens (BOS) are
+  left out of the statistics unless ``include_bos``, as for a dictionary.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -33,8 +38,8 @@ from tqdm.auto import tqdm
 from lm_saes import __version__
 from lm_saes.analysis.analyze import Analysis, analysis_tensors, feature_passes, firing_summary
 from lm_saes.analysis.codes import FiringTokens, dense_codes
-from lm_saes.analysis.contexts import ContextBatch
-from lm_saes.analysis.documents import feature_documents
+from lm_saes.analysis.contexts import ContextBatch, analyzed_positions
+from lm_saes.analysis.documents import FEATURES_PER_BLOCK, TokenStrings, feature_documents
 from lm_saes.analysis.statistics import FeatureStatistics
 from lm_saes.config import AnalyzeConfig
 from lm_saes.errors import ConfigError
@@ -78,12 +83,22 @@ def importance_codes(batch: ContextBatch, importances: Float[Tensor, "batch ctx 
     return dense_codes(batch, torch.where(importances > threshold, importances, 0.0))
 
 
+class DecompositionInputs(NamedTuple):
+    """What a decomposition is analyzed on: its target's own inputs, as contexts."""
+
+    inputs: Tensor  # [n, d] toy feature vectors, or [n, ctx] token ids
+    batches: Callable[[torch.device], Iterator[tuple[ContextBatch, Tensor]]]  # every context with its model input
+    strings: Any  # the documents' token strings: InputStrings or TokenStrings
+    label: str  # the summary's "cache": what was analyzed
+    model: str | None  # the target model's name or toy directory
+
+
 def toy_inputs(decomposition: Decomposition, n: int, seed: int) -> Float[Tensor, "n n_features"]:
     """``n`` inputs from the toy's distribution (a fixed draw of ``seed``)."""
     toy = decomposition.target.toy
-    if toy is None or toy.spec.sample is None:
-        raise ConfigError(f"{decomposition.directory} decomposes a {decomposition.record['target']['kind']} target; "
-                          "target_inputs analyzes decompositions of toys with a feature-vector input (tms, resid_mlp)")
+    if toy.spec.sample is None or toy.config.kind == "induction":
+        raise ConfigError(f"{decomposition.directory}: the {toy.config.kind} toy has no feature-vector inputs; "
+                          "target_inputs analyzes decompositions of tms and resid_mlp toys and of language models")
     x = toy.spec.sample(toy.config, n, torch.Generator().manual_seed(seed))[0]
     if not x.is_floating_point() or x.dim() != 2:
         raise ConfigError(f"{decomposition.directory}: the {toy.config.kind} toy's inputs are not feature vectors; "
@@ -98,6 +113,44 @@ def toy_batches(inputs: Float[Tensor, "n d"], device: torch.device) -> Iterator[
         ids = torch.arange(first, first + len(x), device=device)
         every = torch.ones(len(x), 1, dtype=torch.bool, device=device)  # [batch, ctx 1]
         yield ContextBatch(torch.empty(0, device=device), ids[:, None], ids, every, every, first), x
+
+
+def decomposition_inputs(cfg: AnalyzeConfig, decomposition: Decomposition) -> DecompositionInputs:
+    target = decomposition.record["target"]
+    if target["kind"] == "language_model":
+        return _language_model_inputs(cfg, target)
+    if target["kind"] != "toy":
+        raise ConfigError(f"{decomposition.directory} decomposes one module from cached activations; analyze a "
+                          "decomposition of a toy or of a whole language model")
+    inputs = toy_inputs(decomposition, cfg.target_inputs, cfg.seed)
+    label = f"{len(inputs)} inputs of the {decomposition.target.toy.config.kind} toy (seed {cfg.seed})"
+    return DecompositionInputs(inputs, lambda device: toy_batches(inputs, device), InputStrings(inputs.cpu()), label,
+                               target["path"])
+
+
+def _language_model_inputs(cfg: AnalyzeConfig, target: dict) -> DecompositionInputs:
+    from lm_saes.config import DataConfig, ModelConfig
+    from lm_saes.data.framing import special_ids
+    from lm_saes.data.tokens import build_contexts, load_texts
+    from lm_saes.models.backend import load_tokenizer
+
+    model, data = ModelConfig.model_validate(target["model"]), DataConfig.model_validate(target["data"])
+    tokenizer = load_tokenizer(model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    built = build_contexts(load_texts(data), tokenizer, data, pad)
+    tokens, valid = built.tokens[:cfg.target_inputs].long(), built.mask[:cfg.target_inputs]  # [n, ctx]
+    specials = special_ids(tokenizer)
+
+    def batches(device: torch.device) -> Iterator[tuple[ContextBatch, Tensor]]:
+        for first in range(0, len(tokens), cfg.batch_size):
+            ids = tokens[first:first + cfg.batch_size].to(device)  # [batch, ctx]
+            ok = valid[first:first + cfg.batch_size].to(device)
+            analyzed = analyzed_positions(ids, ok, specials, cfg.include_bos)
+            context_ids = torch.arange(first, first + len(ids), device=device)
+            yield ContextBatch(torch.empty(0, device=device), ids, context_ids, ok, analyzed, first), ids
+
+    label = f"on the fly: {len(tokens)} contexts of {data.path}"
+    return DecompositionInputs(tokens, batches, TokenStrings(tokenizer), label, str(model.name))
 
 
 class InputStrings:
@@ -124,8 +177,8 @@ class InputStrings:
 
 
 def analyze_decomposition(cfg: AnalyzeConfig, decomposition: Decomposition | None = None) -> Analysis:
-    """The summary and the feature documents of ``cfg.dictionary``, an SPD decomposition of a toy,
-    on ``cfg.target_inputs`` inputs of its distribution (see the module docstring)."""
+    """The summary and the feature documents of ``cfg.dictionary``, an SPD decomposition, on
+    ``cfg.target_inputs`` inputs of its target (see the module docstring)."""
     start = time.perf_counter()
     device = resolve_device(cfg.device)
     if decomposition is None:
@@ -135,57 +188,80 @@ def analyze_decomposition(cfg: AnalyzeConfig, decomposition: Decomposition | Non
                           "target_inputs=N (e.g. 10000) instead of cache / on_the_fly")
     index = component_index(decomposition)
     threshold = decomposition.model.settings.ci_threshold
-    inputs = toy_inputs(decomposition, cfg.target_inputs, cfg.seed)
+    source = decomposition_inputs(cfg, decomposition)
 
     def encoded(desc: str) -> Iterator[tuple[ContextBatch, FiringTokens]]:
-        with tqdm(total=len(inputs), unit="input", desc=desc, disable=not cfg.progress, dynamic_ncols=True) as bar:
-            for batch, x in toy_batches(inputs, device):
-                ci = index.flat(decomposition.causal_importances(x))  # [batch, n_features]
-                yield batch, importance_codes(batch, ci[:, None, :], threshold)
+        with tqdm(total=len(source.inputs), unit="ctx", desc=desc, disable=not cfg.progress, dynamic_ncols=True) as bar:
+            for batch, x in source.batches(device):
+                ci = index.flat(decomposition.causal_importances(x))  # [batch, (ctx,) n_features]
+                yield batch, importance_codes(batch, ci.view(*batch.tokens.shape, -1), threshold)
                 bar.update(len(x))
 
     with torch.inference_mode():
-        empty = ConfigError(f"{cfg.dictionary}: target_inputs drew no input")
+        empty = ConfigError(f"{cfg.dictionary}: the {source.label} hold no analyzed token")
         stats, bands = feature_passes(cfg, index.total, device, encoded, empty)
         parts = [decomposition.subcomponents(m) for m in index.modules]
         v_norms = torch.cat([p.V.norm(dim=0) for p in parts]).cpu()  # [n_features]
         u_norms = torch.cat([p.U.norm(dim=1) for p in parts]).cpu()
         tensors = analysis_tensors(cfg, stats, bands, v_norms * u_norms, None, None)
-        inner = torch.cat([index.flat(decomposition.inner_activations(x)).cpu()
-                           for _, x in toy_batches(inputs, device)])  # [n_inputs, n_features]
-    strings = InputStrings(inputs.cpu())
-    summary = _summary(cfg, decomposition, index, stats, time.perf_counter() - start)
-    documents = (_with_components(doc, index, strings, inner, v_norms, u_norms)
-                 for doc in feature_documents(tensors, strings))
-    return Analysis(summary, documents)
+    summary = _summary(cfg, decomposition, index, source, stats, time.perf_counter() - start)
+
+    def inner(context_ids: list[int]) -> Float[Tensor, "n ctx n_features"]:
+        x = source.inputs[context_ids].to(device)
+        with torch.inference_mode():
+            acts = index.flat(decomposition.inner_activations(x)).cpu()
+        return acts.view(len(context_ids), -1, index.total)
+
+    documents = (_with_component(doc, index, v_norms, u_norms, source.strings)
+                 for doc in feature_documents(tensors, source.strings))
+    return Analysis(summary, with_inner_activations(documents, inner, cfg.batch_size))
 
 
-def _with_components(doc: dict, index: ComponentIndex, strings: InputStrings, inner: Tensor, v_norms: Tensor,
-                     u_norms: Tensor) -> dict:
-    """A feature document with its subcomponent's identity, norms, and each example's input and inner activation."""
+def _with_component(doc: dict, index: ComponentIndex, v_norms: Tensor, u_norms: Tensor, strings: Any) -> dict:
+    """A feature document with its subcomponent's identity and norms (and, for a toy, each example's input)."""
     feature = doc["index"]
     doc["module"], doc["component"] = index.locate(feature)
     doc["v_norm"], doc["u_norm"] = float(v_norms[feature]), float(u_norms[feature])
-    examples = doc["top_contexts"] + [e for band in doc["quantiles"] for e in band["examples"]]
-    for example in examples:
-        features, values = strings.active(example["context_id"])
-        example["input"] = {"features": features, "values": values}
-        example["inner"] = float(inner[example["context_id"], feature])
+    if isinstance(strings, InputStrings):
+        for example in _examples(doc):
+            features, values = strings.active(example["context_id"])
+            example["input"] = {"features": features, "values": values}
     return doc
 
 
-def _summary(cfg: AnalyzeConfig, decomposition: Decomposition, index: ComponentIndex, stats: FeatureStatistics,
-             seconds: float) -> dict:
+def _examples(doc: dict) -> list[dict]:
+    return doc["top_contexts"] + [e for band in doc["quantiles"] for e in band["examples"]]
+
+
+def with_inner_activations(documents: Iterator[dict], inner: Callable[[list[int]], Tensor],
+                           batch_size: int) -> Iterator[dict]:
+    """The documents with each example's ``inner``: the feature's inner activation on every shown
+    token, from ``inner(context ids)`` [n, ctx, n_features], run a block of documents at a time
+    over the contexts their examples come from, ``batch_size`` contexts at once."""
+    while block := list(itertools.islice(documents, FEATURES_PER_BLOCK)):
+        wanted = [(doc["index"], e) for doc in block for e in _examples(doc)]
+        ids = sorted({e["context_id"] for _, e in wanted})
+        row = {context_id: i for i, context_id in enumerate(ids)}
+        for chunk in range(0, len(ids), batch_size):
+            acts = inner(ids[chunk:chunk + batch_size])  # [chunk, ctx, n_features]
+            for feature, e in wanted:
+                i = row[e["context_id"]] - chunk
+                if 0 <= i < len(acts):
+                    e["inner"] = acts[i, e["start"]:e["start"] + len(e["tokens"]), feature].tolist()
+        yield from block
+
+
+def _summary(cfg: AnalyzeConfig, decomposition: Decomposition, index: ComponentIndex, source: DecompositionInputs,
+             stats: FeatureStatistics, seconds: float) -> dict:
     """The decomposition-level record: what was analyzed, on what, each matrix's live subcomponents."""
     live = (stats.firing.counts > 0).cpu()
-    toy = decomposition.target.toy
     return {
         "name": cfg.name,
         "dictionary": str(Path(cfg.dictionary).resolve()),
-        "cache": f"{cfg.target_inputs} inputs of the {toy.config.kind} toy (seed {cfg.seed})",
-        "model": decomposition.record["target"].get("path"),
+        "cache": source.label,
+        "model": source.model,
         "hook": None,
-        "context_size": 1,
+        "context_size": 1 if source.inputs.is_floating_point() else source.inputs.shape[1],
         "kind": "decomposition",
         "d_in": None,
         "d_sae": index.total,

@@ -122,16 +122,41 @@ def _dictionary_doc(directory: Path) -> dict:
 
 
 def _decomposition_doc(directory: Path, summary: dict) -> dict:
-    """What the store shows of a decomposition: its target, its settings, its modules and metrics."""
+    """What the store shows of a decomposition: its target, its settings, its modules (each with its
+    features' range and its own metrics) and its overall metrics."""
     record = json.loads((directory / CONFIG_NAME).read_text())
     metrics_path = directory / METRICS_NAME
-    modules = [{**record["modules"][m["name"]], "name": m["name"], "first": m["first"]} for m in summary["modules"]]
+    names = [m["name"] for m in summary["modules"]]
+    metrics, per_module = split_by_module(json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}, names)
+    modules = [{**record["modules"][m["name"]], "name": m["name"], "first": m["first"], "live": m["live"],
+                "metrics": per_module[m["name"]]} for m in summary["modules"]]
     return {
         "path": str(Path(directory).resolve()),
         "kind": "decomposition", "d_sae": summary["d_sae"], "modules": modules,
-        "config": record["spd"], "source": absolute_paths(record["target"]),
-        "metrics": json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
+        "config": record["spd"], "source": absolute_paths(record["target"]), "metrics": metrics,
     }
+
+
+def split_by_module(metrics: dict, modules: list[str]) -> tuple[dict, dict[str, dict]]:
+    """A decomposition's metrics.json as the store holds it (module names have dots, which store keys
+    may not): the overall metrics, and each module's (``eval``'s per-module dicts, and ``final_batch``'s
+    ``<metric>/<module>`` entries as ``final_<metric>``)."""
+    per_module: dict[str, dict] = {m: {} for m in modules}
+    overall = {}
+    for key, value in metrics.get("eval", {}).items():
+        if isinstance(value, dict) and set(value) <= set(modules):
+            for m, v in value.items():
+                per_module[m][key] = v
+        else:
+            overall[key] = value
+    final = {}
+    for key, value in metrics.get("final_batch", {}).items():
+        metric, _, module = key.partition("/")
+        if module in per_module:
+            per_module[module][f"final_{metric}"] = value
+        else:
+            final[key] = value
+    return {**metrics, "eval": overall, "final_batch": final}, per_module
 
 
 def absolute_paths(source: dict) -> dict:

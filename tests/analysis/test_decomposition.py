@@ -8,10 +8,12 @@ import torch
 
 from lm_saes.analysis.codes import dense_codes
 from lm_saes.analysis.decomposition import ComponentIndex, InputStrings, importance_codes, toy_batches
-from lm_saes.analysis.stage import run_analysis
+from lm_saes.analysis.stage import run_analysis, split_by_module
 from lm_saes.cli import main
 from lm_saes.config import AnalyzeConfig, StoreConfig
 from lm_saes.spd import load_decomposition
+from lm_saes.spd.config import load_train_config
+from lm_saes.spd.train import train_spd
 from lm_saes.store import open_store
 
 
@@ -38,6 +40,14 @@ def test_a_subcomponent_fires_above_the_threshold_and_inputs_show_as_their_featu
     assert strings.of(torch.tensor([[1, -1], [2, 0]])) == [["f2=-0.60 f0=0.30", None], ["(no feature on)", "f1=0.90"]]
 
 
+def test_metrics_keyed_by_module_go_to_their_module():
+    metrics = {"eval": {"ci_l0": {"a.b": 1.5, "c": 2.0}, "ci_l0_total": 3.5, "examples": 8},
+               "final_batch": {"loss": 0.1, "ci_l0/a.b": 1.0, "ci_l0/c": 2.5}, "schedule": {"steps": 4}}
+    overall, per_module = split_by_module(metrics, ["a.b", "c"])
+    assert overall == {"eval": {"ci_l0_total": 3.5, "examples": 8}, "final_batch": {"loss": 0.1}, "schedule": {"steps": 4}}
+    assert per_module == {"a.b": {"ci_l0": 1.5, "final_ci_l0": 1.0}, "c": {"ci_l0": 2.0, "final_ci_l0": 2.5}}
+
+
 def test_target_inputs_are_for_decompositions_only(tms_5_2_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("MONGO_URI", raising=False)
     args = ["analyze", "--set", f"dictionary={tms_5_2_dir}", "--set", f"store.data_dir={tmp_path}"]
@@ -61,7 +71,8 @@ def test_tms_5_2_analysis_stores_five_live_components_per_matrix_each_read_by_on
     with open_store(cfg.store) as store:
         listed = {d["name"]: d for d in store.dictionaries()}["tms-spd"]  # beside the dictionaries
         assert listed["kind"] == "decomposition" and [m["name"] for m in listed["modules"]] == ["linear1", "linear2"]
-        assert listed["modules"][1]["tied_to"] == "linear1" and listed["metrics"]["eval"]["alive"]["linear1"] == 5
+        assert listed["modules"][1]["tied_to"] == "linear1" and listed["modules"][0]["metrics"]["alive"] == 5
+        assert listed["modules"][0]["metrics"]["mmcs"] >= 0.999 and listed["metrics"]["eval"]["alive_total"] == 10
         features = [store.feature("tms-spd", i) for i in range(40)]
     for module, summary in zip(("linear1", "linear2"), stored.summary["modules"]):
         fired = [f for f in features if f["module"] == module and f["n_fired"] > 0]
@@ -82,7 +93,39 @@ def test_tms_5_2_analysis_stores_five_live_components_per_matrix_each_read_by_on
             readers.append(feature)
             x = torch.zeros(5)
             x[top[0]["input"]["features"]] = torch.tensor(top[0]["input"]["values"])
-            assert top[0]["inner"] == pytest.approx(float(spd.inner_activations(x)[module][f["component"]]), abs=1e-5)
+            assert top[0]["inner"] == [pytest.approx(float(spd.inner_activations(x)[module][f["component"]]), abs=1e-5)]
             shown = " ".join(f"f{i}={v:.2f}" for i, v in zip(top[0]["input"]["features"], top[0]["input"]["values"]))
             assert top[0]["tokens"] == [shown]
         assert sorted(readers) == [0, 1, 2, 3, 4]  # the five live subcomponents read the five features
+
+
+def test_a_language_model_decomposition_is_analyzed_on_its_own_text(model_dir, dataset_file, tmp_path, monkeypatch):
+    monkeypatch.delenv("MONGO_URI", raising=False)
+    out = tmp_path / "spd"
+    train_spd(load_train_config(None, [
+        "target.kind=language_model", f"target.model.name={model_dir}", f"target.data.path={dataset_file}",
+        "target.data.context_size=16", "target.data.max_tokens=1024", f"output_dir={out}", "steps=2", "batch_size=2",
+        "eval_examples=2", "spd.C=4", 'spd.modules=["transformer.h.0.mlp.c_fc", "transformer.h.1.attn.c_proj"]',
+        "spd.importance_coefficient=1e-3", "spd.faithfulness_warmup_steps=2", "progress=false", "device=cpu"]))
+    assert main(["analyze", "--set", f"dictionary={out}", "--set", "target_inputs=12", "--set", "top_k=3",
+                 "--set", "window=2", "--set", f"store.data_dir={tmp_path / 'store'}", "--set", "progress=false",
+                 "--set", "device=cpu"]) == 0
+    spd = load_decomposition(out)
+    with open_store(StoreConfig(data_dir=tmp_path / "store")) as store:
+        run = store.analysis("spd")
+        assert run["summary"]["cache"].startswith("on the fly: 12 contexts of") and run["summary"]["context_size"] == 16
+        features = [store.feature("spd", i) for i in range(8)]
+    assert [(f["module"], f["component"]) for f in features] == \
+        [("transformer.h.0.mlp.c_fc", c) for c in range(4)] + [("transformer.h.1.attn.c_proj", c) for c in range(4)]
+    contexts = load_decomposition(out).target.example  # the data's first contexts, as training built them
+    checked = 0
+    for f in features:
+        for e in f["top_contexts"]:
+            assert len(e["inner"]) == len(e["acts"]) == len(e["tokens"]) and all(isinstance(t, str) for t in e["tokens"])
+            if e["context_id"] < len(contexts):  # the inner activation on the peak token, recomputed
+                inner = spd.inner_activations(contexts[e["context_id"]][None])[f["module"]][0, e["peak"], f["component"]]
+                assert e["inner"][e["peak"] - e["start"]] == pytest.approx(float(inner), abs=1e-4)
+                ci = spd.causal_importances(contexts[e["context_id"]][None])[f["module"]][0, e["peak"], f["component"]]
+                assert e["max"] == pytest.approx(float(ci), abs=1e-5) and e["max"] > 0.1
+                checked += 1
+    assert checked > 0
