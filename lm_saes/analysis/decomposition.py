@@ -242,12 +242,14 @@ def with_inner_activations(documents: Iterator[dict], inner: Callable[[list[int]
         wanted = [(doc["index"], e) for doc in block for e in _examples(doc)]
         ids = sorted({e["context_id"] for _, e in wanted})
         row = {context_id: i for i, context_id in enumerate(ids)}
-        for chunk in range(0, len(ids), batch_size):
-            acts = inner(ids[chunk:chunk + batch_size])  # [chunk, ctx, n_features]
-            for feature, e in wanted:
-                i = row[e["context_id"]] - chunk
-                if 0 <= i < len(acts):
-                    e["inner"] = acts[i, e["start"]:e["start"] + len(e["tokens"]), feature].tolist()
+        by_chunk: dict[int, list[tuple[int, dict]]] = {}
+        for feature, e in wanted:
+            by_chunk.setdefault(row[e["context_id"]] // batch_size, []).append((feature, e))
+        for chunk, examples in by_chunk.items():
+            acts = inner(ids[chunk * batch_size:(chunk + 1) * batch_size])  # [chunk's contexts, ctx, n_features]
+            for feature, e in examples:
+                i = row[e["context_id"]] - chunk * batch_size
+                e["inner"] = acts[i, e["start"]:e["start"] + len(e["tokens"]), feature].tolist()
         yield from block
 
 

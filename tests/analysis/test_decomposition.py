@@ -99,6 +99,7 @@ def test_tms_5_2_analysis_stores_five_live_components_per_matrix_each_read_by_on
         assert sorted(readers) == [0, 1, 2, 3, 4]  # the five live subcomponents read the five features
 
 
+@pytest.mark.slow
 def test_a_language_model_decomposition_is_analyzed_on_its_own_text(model_dir, dataset_file, tmp_path, monkeypatch):
     monkeypatch.delenv("MONGO_URI", raising=False)
     out = tmp_path / "spd"
