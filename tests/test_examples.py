@@ -32,7 +32,7 @@ STAGE_OF = {
     "interpret.toml": InterpretConfig, "interpret_openai.toml": InterpretConfig,  # the second: tests/interpret
     **{toy: ToyTrainConfig for toy, _, _ in SPD_TOYS.values()},
     **{name: SPDTrainConfig for name in SPD_TOYS}, "spd_tiny_lm.toml": SPDTrainConfig,
-    "analyze_spd_tms_5-2.toml": AnalyzeConfig,
+    "analyze_spd_tms_5-2.toml": AnalyzeConfig, "analyze_spd_tiny_lm.toml": AnalyzeConfig,
 }
 SMALL_SGLD = ["sgld.draws=6", "sgld.chains=2", "progress=false"]
 
@@ -231,7 +231,7 @@ def test_toy_examples_train_and_their_spd_examples_decompose_them(name, tmp_path
         assert stored.n_features == 40 and stored.summary["kind"] == "decomposition"
 
 
-def test_spd_tiny_lm_example_runs(tmp_path, model_dir, dataset_file):
+def test_spd_tiny_lm_example_runs(tmp_path, model_dir, dataset_file, monkeypatch):
     from lm_saes.spd.train import train_spd
 
     result = train_spd(load_config(SPDTrainConfig, EXAMPLES / "spd_tiny_lm.toml", [
@@ -239,3 +239,10 @@ def test_spd_tiny_lm_example_runs(tmp_path, model_dir, dataset_file):
         "target.data.max_tokens=2048", f"output_dir={tmp_path / 'spd'}", "steps=2", "batch_size=2", "spd.C=4",
         "spd.faithfulness_warmup_steps=2", "eval_examples=4", "eval_batch_size=2", "progress=false", "device=cpu"]))
     assert len(result.metrics["ci_l0"]) == 12 and result.metrics["ce_clean"] > 0  # 3 layers x 4 projections
+    from lm_saes.analysis.stage import run_analysis  # examples/analyze_spd_tiny_lm.toml on it
+
+    monkeypatch.delenv("MONGO_URI", raising=False)
+    stored = run_analysis(load_config(AnalyzeConfig, EXAMPLES / "analyze_spd_tiny_lm.toml", [
+        f"dictionary={result.output_dir}", "target_inputs=4", f"store.data_dir={tmp_path / 'store'}",
+        "progress=false", "device=cpu"]))
+    assert stored.n_features == 48 and stored.summary["n_contexts"] == 4
