@@ -452,7 +452,8 @@ class AnalyzeSourceConfig(StrictModel):
 class AnalyzeConfig(StrictModel):
     """`lm-saes analyze`: every feature's statistics from a 2d activation cache or the model (lm_saes.analysis)."""
 
-    dictionary: Path = Field(description="Dictionary directory (config.json + weights.safetensors).")
+    dictionary: Path = Field(description="Dictionary directory (config.json + weights.safetensors), or an SPD "
+                             "decomposition's (analyzed on `target_inputs`).")
     dictionary_name: StoreName | None = Field(
         None, description="Name of the dictionary in the store (None: the directory's name)."
     )
