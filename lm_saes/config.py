@@ -452,7 +452,8 @@ class AnalyzeSourceConfig(StrictModel):
 class AnalyzeConfig(StrictModel):
     """`lm-saes analyze`: every feature's statistics from a 2d activation cache or the model (lm_saes.analysis)."""
 
-    dictionary: Path = Field(description="Dictionary directory (config.json + weights.safetensors).")
+    dictionary: Path = Field(description="Dictionary directory (config.json + weights.safetensors), or an SPD "
+                             "decomposition's (analyzed on `target_inputs`).")
     dictionary_name: StoreName | None = Field(
         None, description="Name of the dictionary in the store (None: the directory's name)."
     )
@@ -467,6 +468,11 @@ class AnalyzeConfig(StrictModel):
     on_the_fly: AnalyzeSourceConfig | None = Field(
         None, description="Run the model on these contexts instead of reading a cache (once when "
         "the codes fit in keep_codes_gb; otherwise the band pass runs it again)."
+    )
+    target_inputs: int | None = Field(
+        None, gt=0, description="For an SPD decomposition (instead of `cache` / `on_the_fly`): analyze it on this many "
+        "of its target's inputs: drawn from a toy's distribution (seeded by `seed`), or the first contexts of the data "
+        "a language model was decomposed on."
     )
     name: StoreName = Field("default", description="Name of this analysis (a dictionary may have several).")
     top_k: int = Field(20, ge=0, description="Top activating contexts kept per feature (one per context).")
@@ -501,10 +507,12 @@ class AnalyzeConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> "AnalyzeConfig":
-        if (self.cache is None) == (self.on_the_fly is None):
-            both = "both are" if self.cache is not None else "neither is"
+        given = [k for k in ("cache", "on_the_fly", "target_inputs") if getattr(self, k) is not None]
+        if len(given) != 1:
+            which = "neither is set" if not given else f"{'both' if len(given) == 2 else 'all three'} are set " \
+                f"({', '.join(given)})"
             raise ValueError(f"set exactly one of `cache` (a 2d cache's hook directory) or `on_the_fly` "
-                             f"(model, data, hook); {both} set")
+                             f"(model, data, hook), or for an SPD decomposition `target_inputs`; {which}")
         return self
 
 

@@ -128,3 +128,16 @@ def tms_5_2_dir(tmp_path_factory) -> Path:
     """examples/toy_tms_5-2.toml's TMS 5-2 (tied, the pentagon), trained once a session (~5 s)."""
     return train_toy_example(tmp_path_factory.mktemp("toys") / "tms_5-2", "toy_tms_5-2.toml",
                              "toy.n_train=2048", "toy.n_test=2048")
+
+
+@pytest.fixture(scope="session")
+def tms_5_2_spd(tmp_path_factory, tms_5_2_dir):
+    """examples/spd_tms_5-2.toml trained in full on that toy, once a session (~100 s on 2 cores):
+    the decomposition's directory and its training result."""
+    from lm_saes.spd.config import load_train_config
+    from lm_saes.spd.train import train_spd
+
+    example = Path(__file__).parent.parent / "examples" / "spd_tms_5-2.toml"
+    out = tmp_path_factory.mktemp("spd") / "tms_5-2"
+    return train_spd(load_train_config(example, [f"target.path={tms_5_2_dir}", f"output_dir={out}",
+                                                 "progress=false", "device=cpu"]))

@@ -32,6 +32,7 @@ STAGE_OF = {
     "interpret.toml": InterpretConfig, "interpret_openai.toml": InterpretConfig,  # the second: tests/interpret
     **{toy: ToyTrainConfig for toy, _, _ in SPD_TOYS.values()},
     **{name: SPDTrainConfig for name in SPD_TOYS}, "spd_tiny_lm.toml": SPDTrainConfig,
+    "analyze_spd_tms_5-2.toml": AnalyzeConfig, "analyze_spd_tiny_lm.toml": AnalyzeConfig,
     "spd_sweep_tms.toml": SweepConfig,
 }
 SMALL_SGLD = ["sgld.draws=6", "sgld.chains=2", "progress=false"]
@@ -208,7 +209,7 @@ def test_llc_dictionary_example_runs(tmp_path, example_cache):
 
 
 @pytest.mark.parametrize("name", SPD_TOYS)
-def test_toy_examples_train_and_their_spd_examples_decompose_them(name, tmp_path):
+def test_toy_examples_train_and_their_spd_examples_decompose_them(name, tmp_path, monkeypatch):
     from lm_saes.spd.train import train_spd
     from lm_saes.toys.train import train_toy
 
@@ -221,13 +222,22 @@ def test_toy_examples_train_and_their_spd_examples_decompose_them(name, tmp_path
         f"target.path={toy.output_dir}", f"output_dir={tmp_path / 'spd'}", "steps=4", "batch_size=32", "log_every=2",
         "spd.faithfulness_warmup_steps=2", "eval_examples=64", "progress=false", "device=cpu", *spd_scale]))
     assert result.metrics["alive_total"] >= 0 and set(result.metrics["ci_l0"]) and result.metrics["examples"] == 64
+    if name == "spd_tms_5-2.toml":  # examples/analyze_spd_tms_5-2.toml on it
+        from lm_saes.analysis.stage import run_analysis
+
+        monkeypatch.delenv("MONGO_URI", raising=False)
+        stored = run_analysis(load_config(AnalyzeConfig, EXAMPLES / "analyze_spd_tms_5-2.toml", [
+            f"dictionary={result.output_dir}", "target_inputs=256", f"store.data_dir={tmp_path / 'store'}",
+            "progress=false", "device=cpu"]))
+        assert stored.n_features == 40 and stored.summary["kind"] == "decomposition"
 
 
 def test_spd_sweep_example_runs_on_the_tms_example(tms_5_2_dir, tmp_path):
     from lm_saes.sweep.run import run_sweep
 
     original = load_config(SweepConfig, EXAMPLES / "spd_sweep_tms.toml")
-    assert original.train["target"]["path"] == load_config(ToyTrainConfig, EXAMPLES / "toy_tms_5-2.toml").output_dir.as_posix()
+    toy = load_config(ToyTrainConfig, EXAMPLES / "toy_tms_5-2.toml")
+    assert original.train["target"]["path"] == toy.output_dir.as_posix()  # the sweep decomposes the toy example
     result = run_sweep(load_config(SweepConfig, EXAMPLES / "spd_sweep_tms.toml", [
         f"train.target.path={tms_5_2_dir}", f"output_dir={tmp_path / 'sweep'}", "record=false", "progress=false",
         "train.steps=6", "train.batch_size=64", "train.spd.faithfulness_warmup_steps=2", "train.eval_examples=64",
@@ -237,7 +247,7 @@ def test_spd_sweep_example_runs_on_the_tms_example(tms_5_2_dir, tmp_path):
     assert {"pareto_reconstruction.png", "heatmap_spd_mmcs.png"} <= {p.name for p in result.files}
 
 
-def test_spd_tiny_lm_example_runs(tmp_path, model_dir, dataset_file):
+def test_spd_tiny_lm_example_runs(tmp_path, model_dir, dataset_file, monkeypatch):
     from lm_saes.spd.train import train_spd
 
     result = train_spd(load_config(SPDTrainConfig, EXAMPLES / "spd_tiny_lm.toml", [
@@ -245,3 +255,10 @@ def test_spd_tiny_lm_example_runs(tmp_path, model_dir, dataset_file):
         "target.data.max_tokens=2048", f"output_dir={tmp_path / 'spd'}", "steps=2", "batch_size=2", "spd.C=4",
         "spd.faithfulness_warmup_steps=2", "eval_examples=4", "eval_batch_size=2", "progress=false", "device=cpu"]))
     assert len(result.metrics["ci_l0"]) == 12 and result.metrics["ce_clean"] > 0  # 3 layers x 4 projections
+    from lm_saes.analysis.stage import run_analysis  # examples/analyze_spd_tiny_lm.toml on it
+
+    monkeypatch.delenv("MONGO_URI", raising=False)
+    stored = run_analysis(load_config(AnalyzeConfig, EXAMPLES / "analyze_spd_tiny_lm.toml", [
+        f"dictionary={result.output_dir}", "target_inputs=4", f"store.data_dir={tmp_path / 'store'}",
+        "progress=false", "device=cpu"]))
+    assert stored.n_features == 48 and stored.summary["n_contexts"] == 4

@@ -24,7 +24,7 @@ at most ``keep_codes_gb`` of kept codes on the host.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -116,28 +116,41 @@ def analyze_features(
     dictionary = dictionary.to(device).eval()
     specials = special_ids(tokenizer)  # framing tokens (BOS, CLS, SEP): not counted unless include_bos
     with torch.inference_mode():
-        stats = FeatureStatistics(dictionary.d_sae, cfg.top_k, cfg.window, cfg.histogram_bins, device)
-        want_bands = bool(cfg.n_bands and cfg.per_band)
-        kept = _CodeKeeper(cfg.keep_codes_gb if want_bands else 0.0)
-        for batch, fired in _encoded(cfg, dictionary, source, device, specials, "analyze: statistics"):
-            stats.update(batch, fired)
-            kept.offer(batch, fired)
-        if stats.firing.n_tokens == 0:
-            raise _error(source)(f"{source.where}: the analyzed contexts hold no tokens (all padding or BOS)")
-        bands = None
-        if want_bands:
-            bands = BandSamples(stats.max_activation, cfg.n_bands, cfg.per_band, cfg.window, cfg.seed, device)
-            replayed = kept.replay(device) if kept.complete else None
-            for batch, fired in replayed or _encoded(cfg, dictionary, source, device, specials, "analyze: bands"):
-                bands.update(batch, fired)
+        empty = _error(source)(f"{source.where}: the analyzed contexts hold no tokens (all padding or BOS)")
+        stats, bands = feature_passes(
+            cfg, dictionary.d_sae, device, lambda desc: _encoded(cfg, dictionary, source, device, specials, desc), empty)
         W_dec = dictionary.W_dec.detach()
         use_logits = W_U is not None and cfg.n_logits > 0 and W_U.shape[0] == W_dec.shape[1]
         vocab = min(W_U.shape[1], len(tokenizer)) if W_U is not None else 0
         logits = logit_effects(W_dec, W_U[:, :vocab], cfg.n_logits) if use_logits else None
         neighbors = nearest_features(W_dec, cfg.n_neighbors) if cfg.n_neighbors and dictionary.d_sae > 1 else None
-        tensors = _tensors(cfg, stats, bands, decoder_norms(W_dec), logits, neighbors)
+        tensors = analysis_tensors(cfg, stats, bands, decoder_norms(W_dec), logits, neighbors)
     summary = _summary(cfg, dictionary, source, stats, use_logits, time.perf_counter() - start)
     return Analysis(summary, feature_documents(tensors, TokenStrings(tokenizer)))
+
+
+def feature_passes(
+    cfg: AnalyzeConfig, d_sae: int, device: torch.device,
+    encoded: Callable[[str], Iterable[tuple[ContextBatch, FiringTokens]]], empty: Exception,
+) -> tuple[FeatureStatistics, BandSamples | None]:
+    """Pass 1 (statistics) and, when ``n_bands`` and ``per_band`` are set, pass 2 (band samples)
+    over ``encoded(progress label)``: one pass's batches of contexts with their codes, whatever
+    produced them (a dictionary, a decomposition's causal importances). ``empty`` is raised when
+    pass 1 saw no analyzed token."""
+    stats = FeatureStatistics(d_sae, cfg.top_k, cfg.window, cfg.histogram_bins, device)
+    want_bands = bool(cfg.n_bands and cfg.per_band)
+    kept = _CodeKeeper(cfg.keep_codes_gb if want_bands else 0.0)
+    for batch, fired in encoded("analyze: statistics"):
+        stats.update(batch, fired)
+        kept.offer(batch, fired)
+    if stats.firing.n_tokens == 0:
+        raise empty
+    bands = None
+    if want_bands:
+        bands = BandSamples(stats.max_activation, cfg.n_bands, cfg.per_band, cfg.window, cfg.seed, device)
+        for batch, fired in (kept.replay(device) if kept.complete else None) or encoded("analyze: bands"):
+            bands.update(batch, fired)
+    return stats, bands
 
 
 def _error(source: ContextSource) -> type[CacheError] | type[ModelError]:
@@ -188,7 +201,7 @@ class _CodeKeeper:
         return (kept.restore(device) for kept in self.batches)
 
 
-def _tensors(
+def analysis_tensors(
     cfg: AnalyzeConfig, stats: FeatureStatistics, bands: BandSamples | None, norms: Tensor,
     logits: LogitEffects | None, neighbors: TopValues | None,
 ) -> AnalysisTensors:
@@ -218,7 +231,6 @@ def _cpu(top: TopValues) -> TopValues:
 def _summary(cfg: AnalyzeConfig, dictionary: Dictionary, source: ContextSource, stats: FeatureStatistics,
              use_logits: bool, seconds: float) -> dict:
     """The dictionary-level record: what was analyzed, from what, and the density histogram."""
-    histogram = stats.firing.density_histogram(DENSITY_BINS)
     described = source.describe()
     return {
         "name": cfg.name,
@@ -230,14 +242,22 @@ def _summary(cfg: AnalyzeConfig, dictionary: Dictionary, source: ContextSource, 
         "kind": dictionary.kind,
         "d_in": dictionary.d_in,
         "d_sae": dictionary.d_sae,
+        **firing_summary(stats),
+        "logit_effects": "W_dec @ W_U (final layer norm ignored)" if use_logits else None,
+        "config": cfg.model_dump(mode="json"),
+        "seconds": seconds,
+        "lm_saes_version": __version__,
+    }
+
+
+def firing_summary(stats: FeatureStatistics) -> dict:
+    """How much was analyzed and how often the features fire: counts, fractions and the density histogram."""
+    histogram = stats.firing.density_histogram(DENSITY_BINS)
+    return {
         "n_contexts": stats.n_contexts,
         "n_tokens": stats.firing.n_tokens,
         "alive_fraction": stats.firing.alive_fraction(),
         "dead_fraction": stats.firing.dead_fraction(),
         "density_histogram": {"log10_edges": histogram.edges.tolist(), "counts": histogram.counts.tolist(),
                               "dead": histogram.n_dead},
-        "logit_effects": "W_dec @ W_U (final layer norm ignored)" if use_logits else None,
-        "config": cfg.model_dump(mode="json"),
-        "seconds": seconds,
-        "lm_saes_version": __version__,
     }

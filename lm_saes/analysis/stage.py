@@ -13,6 +13,7 @@ before the analysis runs, unless ``replace_stored``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,7 +26,8 @@ from lm_saes.dictionaries.base import CONFIG_NAME, METRICS_NAME
 from lm_saes.errors import ConfigError
 from lm_saes.store import open_store
 from lm_saes.store.schema import DICTIONARIES
-from lm_saes.store.store import NameTakenError
+from lm_saes.spd.directory import is_decomposition
+from lm_saes.store.store import NameTakenError, Store
 
 _PATHS = ("model", "cache", "target_cache")  # the keys of a dictionary's ``source`` that may be local paths
 
@@ -42,7 +44,13 @@ def dictionary_name(cfg: AnalyzeConfig) -> str:
 
 
 def run_analysis(cfg: AnalyzeConfig) -> StoredAnalysis:
-    """Analyze every feature of ``cfg.dictionary`` on ``cfg.cache`` (or on the fly) into the store."""
+    """Analyze every feature of ``cfg.dictionary`` on ``cfg.cache`` (or on the fly) into the store;
+    an SPD decomposition's subcomponents on its target's inputs (``decomposition.py``)."""
+    if is_decomposition(cfg.dictionary):
+        return _run_decomposition_analysis(cfg)
+    if cfg.target_inputs is not None:
+        raise ConfigError(f"target_inputs analyzes an SPD decomposition, and {cfg.dictionary} holds none; analyze a "
+                          "dictionary on `cache` or `on_the_fly`")
     inputs = load_analysis_inputs(cfg)
     name, identity = dictionary_name(cfg), directory_identity(cfg.dictionary)
     with open_store(cfg.store) as store:
@@ -60,12 +68,36 @@ def run_analysis(cfg: AnalyzeConfig) -> StoredAnalysis:
             store.upsert_dictionary(name, _dictionary_doc(cfg.dictionary), identity=identity, replace=cfg.replace_stored)
         except NameTakenError as e:  # taken while this analysis ran
             raise _taken(cfg, name, e.holder) from e
-        bar = tqdm(features, total=summary["d_sae"], unit="feature", desc="analyze: store",
-                   disable=not cfg.progress, dynamic_ncols=True)
-        with store.begin_analysis(name, cfg.name, meta={"cache": summary["cache"]}, n_features=summary["d_sae"]) as writer:
-            n = writer.write_features(bar)
-            writer.complete(summary)
+        n = _write(cfg, store, name, summary, features)
     return StoredAnalysis(name, cfg.name, n, summary)
+
+
+def _run_decomposition_analysis(cfg: AnalyzeConfig) -> StoredAnalysis:
+    """A decomposition is stored beside the dictionaries (kind "decomposition", with its modules)."""
+    from lm_saes.analysis.decomposition import analyze_decomposition
+
+    name, identity = dictionary_name(cfg), directory_identity(cfg.dictionary)
+    with open_store(cfg.store) as store:
+        if not cfg.replace_stored and (holder := store.name_holder(DICTIONARIES, name, identity)) is not None:
+            raise _taken(cfg, name, holder)
+        summary, features = analyze_decomposition(cfg)
+        try:
+            store.upsert_dictionary(name, _decomposition_doc(cfg.dictionary, summary), identity=identity,
+                                    replace=cfg.replace_stored)
+        except NameTakenError as e:
+            raise _taken(cfg, name, e.holder) from e
+        n = _write(cfg, store, name, summary, features)
+    return StoredAnalysis(name, cfg.name, n, summary)
+
+
+def _write(cfg: AnalyzeConfig, store: Store, name: str, summary: dict, features: Iterable[dict]) -> int:
+    """One analysis run of ``name``'s features, visible once every one is written."""
+    bar = tqdm(features, total=summary["d_sae"], unit="feature", desc="analyze: store",
+               disable=not cfg.progress, dynamic_ncols=True)
+    with store.begin_analysis(name, cfg.name, meta={"cache": summary["cache"]}, n_features=summary["d_sae"]) as writer:
+        n = writer.write_features(bar)
+        writer.complete(summary)
+    return n
 
 
 def _taken(cfg: AnalyzeConfig, name: str, holder: dict) -> ConfigError:
@@ -87,6 +119,44 @@ def _dictionary_doc(directory: Path) -> dict:
         "transcoder": meta["transcoder"], "config": meta["dictionary"], "source": absolute_paths(meta.get("source", {})),
         "metrics": json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
     }
+
+
+def _decomposition_doc(directory: Path, summary: dict) -> dict:
+    """What the store shows of a decomposition: its target, its settings, its modules (each with its
+    features' range and its own metrics) and its overall metrics."""
+    record = json.loads((directory / CONFIG_NAME).read_text())
+    metrics_path = directory / METRICS_NAME
+    names = [m["name"] for m in summary["modules"]]
+    metrics, per_module = split_by_module(json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}, names)
+    modules = [{**record["modules"][m["name"]], "name": m["name"], "first": m["first"], "live": m["live"],
+                "metrics": per_module[m["name"]]} for m in summary["modules"]]
+    return {
+        "path": str(Path(directory).resolve()),
+        "kind": "decomposition", "d_sae": summary["d_sae"], "modules": modules,
+        "config": record["spd"], "source": absolute_paths(record["target"]), "metrics": metrics,
+    }
+
+
+def split_by_module(metrics: dict, modules: list[str]) -> tuple[dict, dict[str, dict]]:
+    """A decomposition's metrics.json as the store holds it (module names have dots, which store keys
+    may not): the overall metrics, and each module's (``eval``'s per-module dicts, and ``final_batch``'s
+    ``<metric>/<module>`` entries as ``final_<metric>``)."""
+    per_module: dict[str, dict] = {m: {} for m in modules}
+    overall = {}
+    for key, value in metrics.get("eval", {}).items():
+        if isinstance(value, dict) and set(value) <= set(modules):
+            for m, v in value.items():
+                per_module[m][key] = v
+        else:
+            overall[key] = value
+    final = {}
+    for key, value in metrics.get("final_batch", {}).items():
+        metric, _, module = key.partition("/")
+        if module in per_module:
+            per_module[module][f"final_{metric}"] = value
+        else:
+            final[key] = value
+    return {**metrics, "eval": overall, "final_batch": final}, per_module
 
 
 def absolute_paths(source: dict) -> dict:

@@ -13,10 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from lm_saes.cli import main
-from lm_saes.config import load_config
 from lm_saes.errors import ConfigError, ModelError
 from lm_saes.spd import load_decomposition
-from lm_saes.spd.config import SPDTrainConfig, load_train_config
+from lm_saes.spd.config import load_train_config
 from lm_saes.spd.train import train_spd
 from lm_saes.toys.tms import sample
 from lm_saes.training.checkpoint import checkpoint_path, load_checkpoint
@@ -36,10 +35,9 @@ def log_lines(directory: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_tms_5_2_is_decomposed_into_its_five_features(tms_5_2_dir, tmp_path):
+def test_tms_5_2_is_decomposed_into_its_five_features(tms_5_2_spd):
     """The paper's result (MMCS 1.000, ML2R 0.993): one live subcomponent per feature in each matrix."""
-    result = train_spd(load_config(SPDTrainConfig, EXAMPLE, [
-        f"target.path={tms_5_2_dir}", f"output_dir={tmp_path / 'spd'}", "progress=false", "device=cpu"]))
+    result = tms_5_2_spd  # examples/spd_tms_5-2.toml in full (tests/conftest.py)
     m = result.metrics
     for matrix in ("linear1", "linear2"):
         assert m["mmcs"][matrix] >= 0.999, m
