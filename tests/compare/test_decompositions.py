@@ -8,11 +8,9 @@ import pytest
 from lm_saes.cli import main
 from lm_saes.compare.config import CompareConfig
 from lm_saes.compare.stage import compare_runs
-from lm_saes.config import load_config, validate_config
+from lm_saes.config import load_config
 from lm_saes.spd.config import load_train_config
 from lm_saes.spd.train import train_spd
-from lm_saes.sweep.config import SweepConfig
-from lm_saes.sweep.run import run_sweep
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "spd_tms_5-2.toml"
 MEASURES = ("weight", "U", "V")
@@ -87,20 +85,15 @@ def test_a_decomposition_and_a_dictionary_or_another_model_are_one_line_errors(s
 
 
 @pytest.mark.slow
-def test_two_seeds_of_tms_5_2_agree_on_their_live_components(tms_5_2_dir, tmp_path):
-    """Trained together by a sweep (one stream, seeds 0 and 1; examples/spd_tms_5-2.toml shortened to 1500
-    steps with a larger learning rate and importance coefficient, ~20 s each), both find the five features:
-    their live subcomponents match one to one (0.9996 both ways when measured)."""
-    out = tmp_path / "seeds"
-    run_sweep(validate_config(SweepConfig, {
-        "name": "seeds", "output_dir": str(out), "record": False, "progress": False, "seeds": [0, 1],
-        "train": {"steps": 1500, "batch_size": 256, "lr": 3e-3, "log_every": 500, "checkpoint_every": 0,
-                  "device": "cpu", "eval_examples": 1024, "target": {"kind": "toy", "path": str(tms_5_2_dir)},
-                  "spd": {"C": 20, "modules": ["linear1", "linear2"], "tie": [["linear1", "linear2"]],
-                          "importance_coefficient": 1e-2, "p": 1.0}}}))
-    a, b = out / "members" / "spd-seed0", out / "members" / "spd-seed1"
-    record = compare(a, b, tmp_path / "cmp", "live_only=true").record
-    everything = compare(a, b, tmp_path / "all").record
+def test_two_seeds_of_tms_5_2_agree_on_their_live_components(tms_5_2_spd, tms_5_2_dir, tmp_path):
+    """The session's decomposition (examples/spd_tms_5-2.toml, seed 0) against one of seed 1 (the example
+    shortened to 1500 steps with a larger learning rate and importance coefficient, ~20 s): both find the
+    five features, so their live subcomponents match one to one (0.9996 both ways when measured)."""
+    other = decompose(tms_5_2_dir, tmp_path / "seed1", "seed=1", "steps=1500", "batch_size=256", "lr=3e-3",
+                      "spd.importance_coefficient=1e-2", "spd.faithfulness_warmup_steps=200", "log_every=500")
+    a = tms_5_2_spd.output_dir
+    record = compare(a, other, tmp_path / "cmp", "live_only=true").record
+    everything = compare(a, other, tmp_path / "all").record
     for module in ("linear1", "linear2"):
         s = record["summary"][module]["weight"]
         assert (s["n_a"], s["n_b"]) == (5, 5), s
