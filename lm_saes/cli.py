@@ -258,7 +258,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "generate": (_generate, "run a model over a text dataset and write an activation cache"),
     "train": (_train, "train a sparse dictionary (SAE or transcoder) on an activation cache, or an SPD "
               "decomposition of a model's parameters (a config with [spd])"),
-    "sweep": (_sweep, "train many dictionaries over one read of a cache, with baselines and a Pareto table"),
+    "sweep": (_sweep, "train many dictionaries over one read of a cache, with baselines and a Pareto table "
+              "(or many SPD decompositions of one target: a base train config with [spd])"),
     "analyze": (_analyze, "compute every feature's statistics from a 2d cache into the store (or an SPD "
                           "decomposition's subcomponents on its target's inputs)"),
     "toy": (_toy, "train a toy model with ground truth (modular addition, ...) into a toy directory"),

@@ -3,6 +3,7 @@
     config.py     SweepConfig: the base training config and the search around it
     members.py    the search expanded into named, validated members
     together.py   the members trained on one stream of batches (resumable; failures kept)
+    spd.py        SPD decompositions as members: one stream of the target's inputs, their evaluations
     baselines.py  PCA, ICA, neuron and random bases as TopK dictionaries
     measure.py    every member and baseline measured in one pass (lm-saes eval's metrics)
     report.py     rows, Pareto fronts, results.csv / results.json (format: record.py)

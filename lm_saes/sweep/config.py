@@ -25,6 +25,8 @@
 
 A value replaces the field at its path whole (a table replaces a table), so a variant may
 change the dictionary's kind. Every member's TrainConfig is validated before anything trains.
+A base ``train`` with an ``[spd]`` section sweeps SPD decompositions instead (``spd.py``;
+e.g. ``"spd.importance_coefficient" = [3e-3, 1e-2]``): no baselines, no ``analyze``.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ class SweepConfig(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                       description="The sweep's name (its record in the store).")
     output_dir: Path = Field(description="Sweep directory: members/<member>/, results.csv/json, plots.")
-    train: dict[str, Any] = Field(description="The base TrainConfig, without output_dir.")
+    train: dict[str, Any] = Field(description="The base TrainConfig (or, with an [spd] section, SPDTrainConfig), "
+                                  "without output_dir.")
     grid: Grid = Field(default_factory=dict, description="Dotted field path -> values: every combination.")
     random: Random = Field(default_factory=dict, description="Dotted field path -> distribution.")
     samples: int = Field(0, ge=0, description="Random draws per grid point (0: no random search).")
