@@ -39,13 +39,13 @@ def summary_line(doc: Mapping[str, Any]) -> dict | None:
     return None
 
 
-def summary_lines(store: Store, dictionary: str, indices: Iterable[int], analysis: str = "default") -> dict[int, dict]:
-    """The summary line of each of ``indices`` that has one, by index (one query)."""
+def summary_lines(store: Store, run: Mapping[str, Any] | None, indices: Iterable[int]) -> dict[int, dict]:
+    """The summary line of each of ``indices`` that has one in the analysis run ``run``
+    (``Store.analysis``; None: no lines), by index, in one query."""
     wanted = sorted({int(i) for i in indices})
-    run = store.analysis(dictionary, analysis) if wanted else None
-    if run is None:
+    if run is None or not wanted:
         return {}
-    with store.errors(f"reading the summary lines of {dictionary!r}"):
+    with store.errors(f"reading the summary lines of {run.get('dictionary')!r}"):
         docs = store.db[FEATURES].find({"analysis_id": run["id"], "index": {"$in": wanted}}, LINE_FIELDS)
         lines = {doc["index"]: summary_line(doc) for doc in docs}
     return {index: line for index, line in lines.items() if line is not None}

@@ -45,8 +45,9 @@ def test_lines_of_many_features_come_from_one_query_of_the_stored_summaries(stor
         write_explanations(store, "d", "default", run, [{"index": 3, "explainer": "lexical", "kind": "lexical",
                                                          "status": "scored", "explanation": '"sat" 1.000',
                                                          "scores": {}, "failures": [], "requests": []}])
-        lines = summary_lines(store, "d", [3, 1, 2, 0, 1, 99])
+        run = store.analysis("d")
+        lines = summary_lines(store, run, [3, 1, 2, 0, 1, 99])
         assert lines == {0: {"source": "tokens", "text": '" sat"', "tokens": [" sat"]},  # the conftest feature peaks on " sat"
                          1: {"source": "tokens", "text": '"\\n"', "tokens": ["\n"]},
                          3: {"source": "explanation", "text": '"sat" 1.000', "tokens": []}}  # 2 never fired, 99 is none
-        assert summary_lines(store, "d", []) == {} and summary_lines(store, "nope", [0]) == {}
+        assert summary_lines(store, run, []) == {} and summary_lines(store, None, [0]) == {}

@@ -62,7 +62,7 @@ def get_feature(
         raise HTTPException(404, f"dictionary {shown(name)} has no feature {index} in analysis {shown(analysis)}{valid}")
     d_sae = d_sae or index + 1
     neighbors = doc.get("neighbors") or []
-    lines = summary_lines(store, name, [n["index"] for n in neighbors if isinstance(n, dict) and "index" in n], analysis)
+    lines = summary_lines(store, run, [n["index"] for n in neighbors if isinstance(n, dict) and "index" in n])
     return FeatureDetail.model_validate({
         **doc, "summary": summary_line(doc),
         "neighbors": [{**n, "summary": lines.get(n.get("index"))} for n in neighbors if isinstance(n, dict)],
@@ -107,8 +107,8 @@ def search_tokens(
     if not q.strip():
         raise HTTPException(422, "q must contain a non-whitespace token")
     require_dictionary(store, name)
-    require_analysis(store, name, analysis)
+    run = require_analysis(store, name, analysis)
     found = find_by_token(store, name, q, analysis, limit)
-    lines = summary_lines(store, name, [doc["index"] for doc in found], analysis)
+    lines = summary_lines(store, run, [doc["index"] for doc in found])
     return TokenSearch(items=[TokenMatch.model_validate({**doc, "summary": lines.get(doc["index"])}) for doc in found])
 

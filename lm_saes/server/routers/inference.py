@@ -29,7 +29,7 @@ def infer(store: StoreDep, engine: EngineDep, name: str, body: InferRequest,
         log.warning("%s: %s", e, e.__cause__ or "")  # the cause names paths: for the log, not the body
         raise HTTPException(409, str(e)) from e
     listed = {i for row in result.features for i, _ in row} | ({body.feature} if body.feature is not None else set())
-    lines = summary_lines(store, name, listed, analysis)
+    lines = summary_lines(store, store.analysis(name, analysis), listed)
     return InferResponse(
         tokens=result.tokens, token_ids=result.token_ids,
         features=[[TokenFeature(index=i, act=a) for i, a in row] for row in result.features],
