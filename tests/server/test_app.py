@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from lm_saes.server import create_app
 from lm_saes.server.static import BUILD_COMMAND, page_of
-from served import D_SAE, NAME, SWEEP
+from tests.server.served import D_SAE, NAME, SWEEP
 
 
 def test_the_ui_is_served_with_a_single_page_fallback_whose_status_says_if_the_page_exists(client, swept):

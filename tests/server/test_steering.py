@@ -10,7 +10,7 @@ from lm_saes.config import ModelConfig
 from lm_saes.dictionaries import Dictionary
 from lm_saes.models.backend import load_language_model
 from lm_saes.server.schemas import MAX_NEW_TOKENS, MAX_STEER_SECONDS, MAX_STRENGTH
-from served import BARE, D_SAE, HOOK, NAME
+from tests.server.served import BARE, D_SAE, HOOK, NAME
 
 URL = f"/api/dictionaries/{NAME}/features/3/steer"
 PROMPT = "To be, or not to be"
