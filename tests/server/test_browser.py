@@ -65,6 +65,7 @@ def test_the_ui_shows_the_stored_features_in_chromium(stored, swept, tmp_path):
                "LM_SAES_SCREENSHOTS": str(shots), "LM_SAES_CHROMIUM": CHROMIUM}
         run = subprocess.run(["node", str(ROOT / "ui/e2e/run.mjs")], env=env, capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+        print(run.stdout)  # every step with its time (pytest -rP shows it)
         for name in ("dictionary.png", "feature.png", "feature-mobile.png", "test-text.png", "steer.png", "infer.png",
                      "sweep.png"):
             assert (shots / name).stat().st_size > 10_000, name

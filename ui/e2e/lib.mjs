@@ -2,6 +2,9 @@
 // UI's documented display rules restated independently, to check what the pages draw.
 
 export const TIMEOUT = 15_000;
+/** `lm-saes serve` loads the model on the first request that needs it: importing torch and
+ * transformers and reading the weights takes seconds alone and well over TIMEOUT on a loaded machine. */
+export const FIRST_LOAD_TIMEOUT = 180_000;
 export const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 export const enc = encodeURIComponent;
 
@@ -97,6 +100,17 @@ export function harness(page, base, shots, state = {}) {
       const res = await fetch(base + path, init);
       const body = await res.json().catch(() => null);
       return { status: res.status, body };
+    },
+    /** Wait for ``result``, the answer of a model run (test on my text, steering, inference): the
+     * first run of the session loads the model, so it alone gets FIRST_LOAD_TIMEOUT; an error
+     * view fails at once instead of waiting out the time. */
+    async modelResult(result) {
+      const error = page.locator('[data-testid="error"], [data-testid="not-found"], [data-testid="db-unavailable"]');
+      const t0 = Date.now();
+      await result.or(error).first().waitFor({ timeout: state.modelLoaded ? TIMEOUT : FIRST_LOAD_TIMEOUT });
+      check(!(await error.count()), `the model run failed: ${(await error.allTextContents()).join(' | ')}`);
+      if (!state.modelLoaded) console.log(`     the first model run (loading the model) took ${Date.now() - t0} ms`);
+      state.modelLoaded = true;
     },
     postJson: (path, body) => t.getJson(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) }),
     dictPath: (rest = '') => `/dictionaries/${enc(state.dict)}${rest}`,

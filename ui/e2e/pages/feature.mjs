@@ -158,7 +158,7 @@ export async function tryText(t, f) {
   const text = c.tokens.slice(1).join('') || 'To be, or not to be';
   await tid('try-text').fill(text);
   await tid('try-run').click();
-  await tid('try-result').waitFor();
+  await t.modelResult(tid('try-result'));
   const { status, body } = await t.postJson(t.api('/infer'), { text, top: 1, feature: f.index });
   check(status === 200 && body.feature_acts.length === body.tokens.length, `POST infer with feature gave ${status}`);
   await checkStrip(tid('try-result'), { tokens: body.tokens, acts: body.feature_acts, max: f.max_activation, peak: argmax(body.feature_acts), where: 'test on my text' });

@@ -9,7 +9,7 @@ export async function inference(t) {
   await page.goto(base + t.dictPath('/infer'));
   await tid('infer-text').fill(text);
   await tid('infer-run').click();
-  await tid('infer-shaded-by').waitFor();
+  await t.modelResult(tid('infer-shaded-by'));
   const { body: top } = await t.postJson(t.api('/infer'), { text, top: 5 });
   const strongest = top.features.flat().reduce((a, b) => (b.act > a.act ? b : a));
   await t.waitUrl((u) => u.searchParams.get('feature') === String(strongest.index), `feature=${strongest.index} (the strongest on the text)`);

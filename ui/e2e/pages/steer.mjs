@@ -11,7 +11,7 @@ async function generate(t, index, { prompt, strength }) {
   await tid('steer-strength').fill(String(strength));
   await tid('steer-length').fill('8');
   await tid('steer-run').click();
-  await tid('steer-result').waitFor();
+  await t.modelResult(tid('steer-result'));
   await t.page.waitForFunction((s) => document.querySelector('[data-testid="steer-result"] p')?.textContent?.includes(s), String(strength));
   const { status, body } = await t.postJson(t.api(`/features/${index}/steer`), { prompt, strength, mode: 'add', max_new_tokens: 8, seed: 0 });
   check(status === 200, `POST steer gave ${status} ${JSON.stringify(body)}`);
