@@ -51,3 +51,10 @@ def test_lines_of_many_features_come_from_one_query_of_the_stored_summaries(stor
                          1: {"source": "tokens", "text": '"\\n"', "tokens": ["\n"]},
                          3: {"source": "explanation", "text": '"sat" 1.000', "tokens": []}}  # 2 never fired, 99 is none
         assert summary_lines(store, run, []) == {} and summary_lines(store, None, [0]) == {}
+
+        # a person's interpretation wins over the explanation and the tokens, once set in the store
+        assert store.set_interpretation("d", 3, "sitting") and store.set_interpretation("d", 1, "line ends")
+        lines = summary_lines(store, store.analysis("d"), [0, 1, 3])
+        assert lines[3] == {"source": "interpretation", "text": "sitting", "tokens": []}
+        assert lines[1] == {"source": "interpretation", "text": "line ends", "tokens": []}
+        assert lines[0]["source"] == "tokens"

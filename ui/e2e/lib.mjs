@@ -129,6 +129,7 @@ export async function checkSummaryLines(scope, lines, where) {
     }),
   );
   check(shown.length === lines.length, `${where}: ${shown.length} summary lines shown, the API has ${lines.length}`);
+  check(lines.some((l) => l && l.text), `${where}: the API gives no summary line here, so none can be checked`);
   shown.forEach((s, i) => {
     const want = lines[i];
     check(s.source === (want?.source ?? 'none') && s.text === (want?.text ?? ''), `${where}, line ${i}: ${JSON.stringify([s.source, s.text])} != API ${JSON.stringify(want)}`);

@@ -99,6 +99,8 @@ export async function openFeature(t, index) {
   await t.page.goto(t.base + t.dictPath(`/features/${index}`));
   await t.tid('feature-index').filter({ hasText: String(index) }).waitFor();
   await checkSummaryLines(t.page.locator('.feature-summary'), [body.summary], `feature ${index}'s summary`);
+  const [line, contexts] = await Promise.all(['.feature-summary', '[data-testid="top-contexts"]'].map((s) => t.page.locator(s).first().evaluate((e) => e.getBoundingClientRect().top)));
+  check(line < contexts, `feature ${index}'s summary line (at ${line} px) is not above its top contexts (at ${contexts} px)`);
   return body;
 }
 
