@@ -26,7 +26,8 @@ import sweepPage from './pages/sweep.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const MOCK = process.argv.includes('--mock'); // canned data: never over the documented screenshots
-const SHOTS = process.env.LM_SAES_SCREENSHOTS ? resolve(process.env.LM_SAES_SCREENSHOTS) : MOCK ? join(tmpdir(), 'lm-saes-e2e-mock') : join(REPO, 'docs/screenshots');
+// A relative LM_SAES_SCREENSHOTS is relative to where the command was typed (`npm --prefix ui run` runs in ui/).
+const SHOTS = process.env.LM_SAES_SCREENSHOTS ? resolve(process.env.INIT_CWD ?? process.cwd(), process.env.LM_SAES_SCREENSHOTS) : MOCK ? join(tmpdir(), 'lm-saes-e2e-mock') : join(REPO, 'docs/screenshots');
 const CHROMIUM = process.env.LM_SAES_CHROMIUM ?? '/usr/bin/chromium';
 
 let base = process.env.LM_SAES_URL?.replace(/\/+$/, '');

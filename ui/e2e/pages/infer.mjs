@@ -10,6 +10,7 @@ export async function inference(t) {
   await tid('infer-text').fill(text);
   await tid('infer-run').click();
   await t.modelResult(tid('infer-shaded-by'));
+  check((await page.title()) === `live inference · ${t.state.dict} — lm-saes`, `the inference page is titled ${JSON.stringify(await page.title())}`);
   const { body: top } = await t.postJson(t.api('/infer'), { text, top: 5 });
   const strongest = top.features.flat().reduce((a, b) => (b.act > a.act ? b : a));
   await t.waitUrl((u) => u.searchParams.get('feature') === String(strongest.index), `feature=${strongest.index} (the strongest on the text)`);

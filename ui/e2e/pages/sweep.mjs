@@ -15,6 +15,7 @@ export default async function sweepPage(t) {
     await tid('sweep-link').filter({ hasText: t.exactly(state.sweep) }).first().click();
     await t.waitUrl((u) => u.pathname === `/sweeps/${enc(state.sweep)}`, `path /sweeps/${enc(state.sweep)}`);
     await tid('sweep-table').waitFor();
+    check((await page.title()) === `sweep ${state.sweep} — lm-saes`, `the sweep page is titled ${JSON.stringify(await page.title())}`);
     const shown = await tid('sweep-row').evaluateAll((trs) =>
       trs.map((tr) => ({
         name: tr.querySelector('[data-testid="row-name"]')?.textContent,
