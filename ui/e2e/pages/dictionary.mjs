@@ -21,6 +21,10 @@ export default async function dictionary(t) {
       check(ticks.length > 0 && ticks.every((x) => /^[0-9.e+-]+%$/.test(x)), `density ticks ${JSON.stringify(ticks)} are not percentages`);
       check((await hist.locator('.x-label').textContent()).includes('density') && (await hist.locator('.y-label').textContent()) === 'features', 'density histogram lacks its axis labels');
     }
+    if (detail.interpretations?.length && page.viewportSize().width >= 1280) {
+      const [scroll, client] = await tid('interpretations').evaluate((e) => [e.parentElement.scrollWidth, e.parentElement.clientWidth]);
+      check(scroll <= client + 1, `the explanation scores table scrolls sideways at 1280 px (${scroll} > ${client})`);
+    }
     const details = tid('metrics-details');
     check(!(await details.evaluate((d) => d.open)), 'the metrics are open by default');
     const listTop = await tid('feature-list').evaluate((e) => e.getBoundingClientRect().top);

@@ -175,7 +175,7 @@ export function Dictionary({ name, search }: { name: string; search: URLSearchPa
               )}
             </section>
             {d.interpretations.length > 0 && (
-              <section>
+              <section className="wide">
                 <h2>Explanation scores</h2>
                 <InterpretationTable d={d} />
               </section>
