@@ -23,6 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.server.served import NAME, SWEEP
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +50,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise AssertionError(f"lm-saes serve did not answer at {url} within {timeout} s")
 
 
+@pytest.mark.slow  # ~30-40 s on two shared cores: two viewports, a model load, steering
 def test_the_ui_shows_the_stored_features_in_chromium(stored, swept, tmp_path):
     assert (ROOT / "lm_saes/server/static/index.html").is_file(), \
         "the UI is not built: npm --prefix ui ci && npm --prefix ui run build (scripts/test.sh does it)"
