@@ -33,6 +33,7 @@ STAGE_OF = {
     **{toy: ToyTrainConfig for toy, _, _ in SPD_TOYS.values()},
     **{name: SPDTrainConfig for name in SPD_TOYS}, "spd_tiny_lm.toml": SPDTrainConfig,
     "analyze_spd_tms_5-2.toml": AnalyzeConfig, "analyze_spd_tiny_lm.toml": AnalyzeConfig,
+    "generate_superposition.toml": GenerateConfig, "replicate_superposition.toml": SweepConfig,  # tests/sweep
     "spd_sweep_tms.toml": SweepConfig,
 }
 SMALL_SGLD = ["sgld.draws=6", "sgld.chains=2", "progress=false"]
