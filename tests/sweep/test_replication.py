@@ -32,6 +32,7 @@ seed = 0
 
 SWEEP = f"""
 name = "replication-small"
+record = false
 output_dir = "{{out}}/sweep"
 [train]
 cache = "{{out}}/syn/synthetic"
