@@ -28,6 +28,7 @@ from lm_saes.training.resample import resample_dead
 from lm_saes.training.schedules import (
     checkpoint_interval, dead_after_tokens, lr_at, peak_lr, sparsity_scale_at, total_steps,
 )
+from lm_saes.training.stack import TrainerStack
 
 
 class TrainingDiverged(LmSaesError):
@@ -58,22 +59,29 @@ class Trainer:
     # --- the three layers -----------------------------------------------------------------
 
     def forward_backward(self, x: Tensor, y: Tensor) -> LossOutput:
-        # No feature can be dead before the dead window has passed: skip the mask (and AuxK) till then.
-        can_be_dead = self.step * self.cfg.batch_size >= self.dead.dead_after
-        ctx = TrainingContext(sparsity_scale_at(self.step, self.cfg), self.dead.dead_mask() if can_be_dead else None)
-        x = x * self.dictionary.input_scale
-        y = y * self.dictionary.output_scale
-        with self._autocast():
-            out = self.dictionary.loss(x, y, ctx)
-        out.loss.backward()
-        self.comm.average_gradients(list(self.dictionary.parameters()))
-        return out
+        """The loss and gradients of one batch: the stacked maths with a stack of one (so that a sweep
+        member trained in a stack of many gets the same weights; ``lm_saes.training.stack``)."""
+        return TrainerStack([self]).forward_backward(x, y)[0]
 
     def train_step(self, x: Tensor, y: Tensor) -> LossOutput:
+        return TrainerStack([self]).step(x, y)[0]
+
+    def context(self) -> TrainingContext:
+        """What this step's loss needs beyond the batch. No feature can be dead before the dead window
+        has passed: no mask (and no AuxK) till then."""
+        can_be_dead = self.step * self.cfg.batch_size >= self.dead.dead_after
+        return TrainingContext(sparsity_scale_at(self.step, self.cfg), self.dead.dead_mask() if can_be_dead else None)
+
+    def begin_step(self) -> None:
+        """Before a step's forward-backward: this step's learning rate, no gradients."""
+        if self._clock is None:
+            self._clock = (time.perf_counter(), self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
         self.optimizer.zero_grad(set_to_none=True)
-        out = self.forward_backward(x, y)
+
+    def end_step(self, out: LossOutput, x: Tensor, y: Tensor) -> None:
+        """After a step's forward-backward (``out``, on the batch x, y): the Adam step and the bookkeeping."""
         self.dictionary.remove_parallel_grad()
         self.optimizer.step()
         self.dictionary.normalize_decoder()
@@ -82,7 +90,6 @@ class Trainer:
         self.step += 1
         if self.cfg.resample_every and self.step % self.cfg.resample_every == 0:
             self.resample(x, y)
-        return out
 
     def resample(self, x: Tensor, y: Tensor) -> None:
         """Resample the dead features from this batch (seeded by the step, so resume is exact)."""
@@ -121,11 +128,12 @@ class Trainer:
 
     def advance(
         self, x: Tensor, y: Tensor, on_log: Callable[[dict[str, float]], None], on_checkpoint: Callable[[], None],
+        out: LossOutput | None = None,
     ) -> None:
-        """One step of ``fit``: train, then log and checkpoint when their turn comes."""
-        if self._clock is None:
-            self._clock = (time.perf_counter(), self.step)
-        out = self.train_step(x, y)
+        """One step of ``fit``: train (unless a stack of trainers already took this step: its ``out``),
+        then log and checkpoint when their turn comes."""
+        if out is None:
+            out = self.train_step(x, y)
         last = self.steps_left == 0
         if self.step % self.cfg.log_every == 0 or last:
             self.check_finite()
@@ -197,7 +205,7 @@ class Trainer:
         best = -self.comm.all_min(-local) if self.comm.distributed else local
         return {"mmcs": float(best.mean()), "features_recovered": float((best >= RECOVERED_COSINE).float().mean())}
 
-    def _autocast(self):
+    def autocast(self):
         if self.cfg.autocast == "bfloat16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -207,7 +215,8 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
-            "dictionary": self.dictionary.state_dict(),
+            # copies: in a stack the tensors are views of every member's storage, which torch.save would write whole
+            "dictionary": {k: v.clone() for k, v in self.dictionary.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "dead": self.dead.state_dict(),
         }

@@ -112,6 +112,7 @@ def test_members_per_pass_on_a_gpu_by_hand():
     held, step = member_bytes(cfg, d_in=32, d_out=32)
     assert held == 16 * (32 * 64 * 2 + 64 + 32)  # weights, grads, two Adam moments, float32
     assert step == 12 * 256 * 64
-    assert fitting_members(step + 3 * held, [(held, step)] * 8) == 3
-    assert fitting_members(step + 100 * held, [(held, step)] * 8) == 8
+    # A stack's members step at once: each needs its held bytes and its step's.
+    assert fitting_members(3 * (held + step) + step, [(held, step)] * 8) == 3
+    assert fitting_members(100 * (held + step), [(held, step)] * 8) == 8
     assert fitting_members(10, [(held, step)] * 8) == 1  # never fewer than one
