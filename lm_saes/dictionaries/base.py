@@ -161,7 +161,7 @@ class Dictionary(nn.Module):
     """Weights, encode/decode, save/load. Variants add the activation function and the loss."""
 
     kind: ClassVar[str]
-    switches: ClassVar[tuple[str, ...]] = ()  # the fast-path switches (attributes) ``stacked_loss`` reads
+    fast_paths: ClassVar[tuple[str, ...]] = ()  # switches (bool attributes) between a fast path and its eager twin
     unit_norm_decoder: ClassVar[bool] = False
     # The dimension that indexes features, for every tensor split across tensor-parallel ranks.
     feature_dims: ClassVar[dict[str, int]] = {"W_enc": 1, "b_enc": 0, "W_dec": 0}
@@ -280,7 +280,7 @@ class Dictionary(nn.Module):
         """What the members of one stack share: kind, sizes, mode, the fast-path switches, and the
         knobs that change the computation's shape (variants add theirs)."""
         return (self.kind, self.d_in, self.d_out, self.d_sae, self.transcoder, self.training,
-                *(getattr(self, s) for s in self.switches))
+                *(getattr(self, s) for s in self.fast_paths))
 
     # --- decoder constraint (variants with unit_norm_decoder) ----------------------------
 

@@ -79,10 +79,13 @@ def updated_threshold(
 class BatchTopKDictionary(TopKDictionary):
     kind = "batchtopk"
     cfg: BatchTopKConfig
-    switches = ("sparse_decode", "auxk_sync_free", "update_threshold")  # its encoder backward is dense
+    fast_paths = ("sparse_decode", "auxk_sync_free")  # its encoder backward is dense
     # False: ``loss`` leaves the inference threshold alone, so it has no side effect (and torch.func
     # can transform it, as the LLC's sampler does); training keeps it True.
     update_threshold = True
+
+    def stack_key(self) -> tuple:
+        return (*super().stack_key(), self.update_threshold)
 
     def __init__(self, cfg: BatchTopKConfig, d_in: int, d_out: int, transcoder: bool = False) -> None:
         super().__init__(cfg, d_in, d_out, transcoder)

@@ -27,7 +27,10 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-CHUNK_ELEMENTS = 1 << 20  # floats of [tokens, K, d] outer products materialised at once (4 MB: stays in cache)
+# Floats of [tokens, K, d] outer products materialised at once: 4 MB on a CPU (they stay in its cache);
+# 256 MB on an accelerator, where each chunk costs a few kernel launches.
+CHUNK_ELEMENTS = {"cpu": 1 << 20}
+ACCELERATOR_CHUNK_ELEMENTS = 1 << 26
 
 
 def embedding_decode(
@@ -77,7 +80,7 @@ def scatter_outer(
     n, k = indices.shape
     d = rows.shape[-1]
     out = torch.zeros(n_features, d, dtype=torch.float32, device=rows.device)
-    step = max(1, CHUNK_ELEMENTS // max(1, k * d))
+    step = max(1, CHUNK_ELEMENTS.get(rows.device.type, ACCELERATOR_CHUNK_ELEMENTS) // max(1, k * d))
     for start in range(0, n, step):
         stop = start + step
         products = weights[start:stop].float().unsqueeze(-1) * rows[start:stop].float().unsqueeze(-2)  # [c, K, d]

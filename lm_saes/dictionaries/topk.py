@@ -191,7 +191,7 @@ class TopKDictionary(Dictionary):
     kind = "topk"
     unit_norm_decoder = True
     cfg: TopKConfig
-    switches = ("sparse_backward", "sparse_decode", "auxk_sync_free")
+    fast_paths = ("sparse_backward", "sparse_decode", "auxk_sync_free")
 
     # Fast paths (False: their eager twins, same outputs and gradients; see the module docstring).
     sparse_backward = True
