@@ -6,9 +6,10 @@ batch: acts = ReLU(pre) * 1{pre > threshold}, where the threshold is an EMA of t
 positive activation kept in each training batch. It starts unset (-1, i.e. a plain ReLU): the
 first batch sets it, later ones move it by threshold_momentum. The loss is TopK's (MSE + AuxK).
 
-``sparse_decode``: a training batch's kept (token, feature) pairs, in token order, decode as one
-embedding bag per token (a token may hold any number of features), O(k batch d_out); False: the
-eager twin, dense [batch, d_sae] activations times W_dec.
+Fast paths, as TopK's: ``sparse_backward`` (W_enc's gradient through the kept pre-activations only),
+``sparse_decode`` (a training batch's kept (token, feature) pairs, in token order, decode as one
+embedding bag per token: a token may hold any number of features; O(k batch d_out)) and
+``auxk_sync_free``; each False gives its eager twin.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from lm_saes.dictionaries.base import (
     stacked_decode, stacked_pre_acts,
 )
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
-from lm_saes.dictionaries.sparse import bag_decode, dense_decode, sparse_decode
+from lm_saes.dictionaries.sparse import bag_decode, dense_decode, dense_gather, sparse_decode, sparse_gather
 from lm_saes.dictionaries.topk import TopKDictionary, code_stats, select_dead, topk_loss
 
 UNSET_THRESHOLD = -1.0
@@ -79,7 +80,6 @@ def updated_threshold(
 class BatchTopKDictionary(TopKDictionary):
     kind = "batchtopk"
     cfg: BatchTopKConfig
-    fast_paths = ("sparse_decode", "auxk_sync_free")  # its encoder backward is dense
     # False: ``loss`` leaves the inference threshold alone, so it has no side effect (and torch.func
     # can transform it, as the LLC's sampler does); training keeps it True.
     update_threshold = True
@@ -105,9 +105,20 @@ class BatchTopKDictionary(TopKDictionary):
         ctxs: list[TrainingContext],
     ) -> LossOutput:
         first, comm = st.members[0], st.comm
-        pre = stacked_pre_acts(st, x, stacked_bias(st))  # [M, batch, d_sae]
+        sparse_backward = first.sparse_backward and comm.tp_size == 1 and first.training
+        bias = stacked_bias(st)  # [M, d_sae]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not sparse_backward):
+            pre = stacked_pre_acts(st, x, bias)  # [M, batch, d_sae]
+        gather = sparse_gather if sparse_backward else dense_gather
         if first.training:
-            codes = [batch_topk_code(p, m.cfg.k, comm) for p, m in zip(pre.unbind(0), st.members)]
+            codes = [batch_topk_code(p, m.cfg.k, comm) for p, m in zip(pre.detach().unbind(0), st.members)]
+            # The kept values again, differentiably: gathered at their positions (zero-padded to the longest code)
+            width, d_sae = max(len(v) for v, _ in codes), pre.shape[-1]
+            positions = torch.stack([F.pad(p, (0, width - len(p))) for _, p in codes])  # [M, n]
+            kept = torch.stack([F.pad(v, (0, width - len(v))) for v, _ in codes]) > 0
+            picked = gather(pre, x, st.tensors["W_enc"], bias, (positions % d_sae).unsqueeze(-1), positions // d_sae)
+            values = torch.where(kept, picked.squeeze(-1), 0.0)
+            codes = [(v[:len(p)], p) for v, (_, p) in zip(values.unbind(0), codes)]
             if first.update_threshold:
                 for i, (member, (values, _)) in enumerate(zip(st.members, codes)):
                     threshold = st.tensors["threshold"][i]  # a view of the member's buffer
@@ -118,7 +129,7 @@ class BatchTopKDictionary(TopKDictionary):
             recon, fired, l0 = stacked_decode(st, acts), fired_features(acts), mean_l0(acts.detach(), comm)
         dead = select_dead(pre.detach(), [c.dead_mask for c in ctxs], [m.cfg.aux_k for m in st.members], comm,
                            sync_free=first.auxk_sync_free)
-        aux_picked = pre.gather(-1, dead[0].indices) if dead is not None else None
+        aux_picked = gather(pre, x, st.tensors["W_enc"], bias, dead[0].indices) if dead is not None else None
         decode = sparse_decode if first.sparse_decode and comm.tp_size == 1 else dense_decode
         return topk_loss(st, recon, target, aux_picked, dead, decode, fired, l0)
 

@@ -74,58 +74,73 @@ def bag_decode(
 
 
 def scatter_outer(
-    indices: Int[Tensor, "n K"], weights: Float[Tensor, "n K"], rows: Float[Tensor, "n d"], n_features: int,
+    indices: Int[Tensor, "n K"], weights: Float[Tensor, "n K"], rows: Float[Tensor, "r d"], n_features: int,
+    row_of: Int[Tensor, "n"] | None = None,
 ) -> Float[Tensor, "n_features d"]:
-    """out[f] = sum over (t, j) with indices[t, j] = f of weights[t, j] rows[t], added in (t, j) order."""
+    """out[f] = sum over (t, j) with indices[t, j] = f of weights[t, j] rows[row_of[t]], added in (t, j)
+    order (``row_of`` None: rows[t])."""
     n, k = indices.shape
     d = rows.shape[-1]
     out = torch.zeros(n_features, d, dtype=torch.float32, device=rows.device)
     step = max(1, CHUNK_ELEMENTS.get(rows.device.type, ACCELERATOR_CHUNK_ELEMENTS) // max(1, k * d))
     for start in range(0, n, step):
         stop = start + step
-        products = weights[start:stop].float().unsqueeze(-1) * rows[start:stop].float().unsqueeze(-2)  # [c, K, d]
+        chunk = rows[start:stop] if row_of is None else rows.index_select(0, row_of[start:stop])
+        products = weights[start:stop].float().unsqueeze(-1) * chunk.float().unsqueeze(-2)  # [c, K, d]
         out.index_add_(0, indices[start:stop].reshape(-1), products.reshape(-1, d))
     return out
 
 
+def _gathered(pre: Tensor, indices: Tensor, tokens: Tensor | None) -> Tensor:
+    """pre[i, t, indices[i, t, j]], or with ``tokens`` pre[i, tokens[i, r], indices[i, r, j]]."""
+    if tokens is None:
+        return pre.gather(-1, indices)
+    positions = tokens.unsqueeze(-1) * pre.shape[-1] + indices  # [M, R, K] in the flattened [N d_sae]
+    return pre.flatten(1).gather(1, positions.flatten(1)).view_as(indices)
+
+
 class _SparseGather(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, pre: Tensor, x: Tensor, W_enc: Tensor, bias: Tensor, indices: Tensor) -> Tensor:
-        ctx.save_for_backward(x, indices)
+    def forward(ctx, pre: Tensor, x: Tensor, W_enc: Tensor, bias: Tensor, indices: Tensor,
+                tokens: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, indices, tokens)
         ctx.d_sae = W_enc.shape[-1]
-        return pre.gather(-1, indices)
+        return _gathered(pre, indices, tokens)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[None, None, Tensor | None, Tensor | None, None]:
-        x, indices = ctx.saved_tensors
-        M, N, _ = grad.shape
-        d_sae, d_in = ctx.d_sae, x.shape[-1]
-        offsets = torch.arange(M, device=indices.device).mul_(d_sae).view(-1, 1, 1)
-        flat = (indices + offsets).flatten(0, 1)  # [M N, K]: member i's feature f is row i d_sae + f
-        grads = grad.flatten(0, 1)  # [M N, K]
+    def backward(ctx, grad: Tensor) -> tuple[None, None, Tensor | None, Tensor | None, None, None]:
+        x, indices, tokens = ctx.saved_tensors
+        M, R, _ = grad.shape
+        N, d_in = x.shape[1:]
+        d_sae = ctx.d_sae
+        members = torch.arange(M, device=indices.device).view(-1, 1, 1)
+        flat = (indices + members * d_sae).flatten(0, 1)  # [M R, K]: member i's feature f is row i d_sae + f
+        grads = grad.flatten(0, 1)  # [M R, K]
         grad_W = grad_bias = None
         if ctx.needs_input_grad[2]:
-            grad_W = scatter_outer(flat, grads, x.reshape(M * N, d_in), M * d_sae).view(M, d_sae, d_in).transpose(1, 2)
+            row_of = None if tokens is None else (tokens + members.view(-1, 1) * N).flatten()  # rows of x [M N, d_in]
+            grad_W = scatter_outer(flat, grads, x.reshape(M * N, d_in), M * d_sae, row_of)
+            grad_W = grad_W.view(M, d_sae, d_in).transpose(1, 2)
         if ctx.needs_input_grad[3]:
             grad_bias = torch.zeros(M * d_sae, dtype=torch.float32, device=grad.device)
             grad_bias = grad_bias.index_add_(0, flat.reshape(-1), grads.reshape(-1).float()).view(M, d_sae)
-        return None, None, grad_W, grad_bias, None
+        return None, None, grad_W, grad_bias, None, None
 
 
 def sparse_gather(
     pre: Float[Tensor, "M N d_sae"], x: Float[Tensor, "M N d_in"], W_enc: Float[Tensor, "M d_in d_sae"],
-    bias: Float[Tensor, "M d_sae"], indices: Int[Tensor, "M N K"],
-) -> Float[Tensor, "M N K"]:
-    """``pre`` at ``indices``, where pre = x W_enc + bias was computed without gradients;
-    differentiable in W_enc and bias through the chosen pre-activations alone (d W_enc in
-    O(M N K d_in)). x gets no gradient: it is data."""
-    return _SparseGather.apply(pre, x, W_enc, bias, indices)
+    bias: Float[Tensor, "M d_sae"], indices: Int[Tensor, "M R K"], tokens: Int[Tensor, "M R"] | None = None,
+) -> Float[Tensor, "M R K"]:
+    """``pre`` at ``indices`` (row r of them on token ``tokens[i, r]``, or on token r), where
+    pre = x W_enc + bias was computed without gradients; differentiable in W_enc and bias through the
+    chosen pre-activations alone (d W_enc in O(M R K d_in)). x gets no gradient: it is data."""
+    return _SparseGather.apply(pre, x, W_enc, bias, indices, tokens)
 
 
 def dense_gather(
     pre: Float[Tensor, "M N d_sae"], x: Float[Tensor, "M N d_in"], W_enc: Float[Tensor, "M d_in d_sae"],
-    bias: Float[Tensor, "M d_sae"], indices: Int[Tensor, "M N K"],
-) -> Float[Tensor, "M N K"]:
+    bias: Float[Tensor, "M d_sae"], indices: Int[Tensor, "M R K"], tokens: Int[Tensor, "M R"] | None = None,
+) -> Float[Tensor, "M R K"]:
     """``sparse_gather``'s eager twin: ``pre`` (computed with gradients) gathered; autograd scatters the
     gradient into a dense [M, N, d_sae] matrix and multiplies it by x (O(M N d_sae d_in))."""
-    return pre.gather(-1, indices)
+    return _gathered(pre, indices, tokens)

@@ -17,7 +17,7 @@ TARGETS = [  # a piece of the measure of each target's row
     "batchtopk tokens/s", "jumprelu tokens/s", "relu tokens/s", "TopK d=85",
     "training from the page-cached cache", "reader / gathering from memory", "reader GB/s",
     "generation / min(model forward, disk)", "sweep of 2 together", "analysis time / the encoder's own pass",
-    "topk d=32 m=256 k=8: sparse_backward flipped / default", "batchtopk d=32 m=256 k=8: sparse_decode flipped",
+    "topk d=32 m=256 k=8: sparse_backward flipped / default", "batchtopk d=32 m=256 k=8: sparse_backward flipped",
     "SPD", "LLC", "training from a cold cache", "tokens each system needs",
 ]
 

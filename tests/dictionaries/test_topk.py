@@ -112,8 +112,8 @@ def test_the_residual_is_a_constant_target():
     assert residual.grad is None and pre.grad[:, 0].ne(0).all() and (pre.grad[:, 1] == 0).all()
 
 
-FAST_PATHS = [("topk", "sparse_backward"), ("topk", "sparse_decode"), ("topk", "auxk_sync_free"),
-              ("batchtopk", "sparse_decode"), ("batchtopk", "auxk_sync_free")]
+FAST_PATHS = [(kind, switch) for kind in ("topk", "batchtopk")
+              for switch in ("sparse_backward", "sparse_decode", "auxk_sync_free")]
 
 
 @pytest.mark.parametrize("transcoder", [False, True], ids=["sae", "transcoder"])

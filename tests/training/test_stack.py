@@ -57,7 +57,7 @@ def assert_same_state(alone: list[Trainer], stacked: list[Trainer]) -> None:
 
 
 CASES = [("topk", {}), ("topk", {"sparse_backward": False, "sparse_decode": False, "auxk_sync_free": True}),
-         ("batchtopk", {}), ("batchtopk", {"sparse_decode": False, "auxk_sync_free": True}),
+         ("batchtopk", {}), ("batchtopk", {"sparse_backward": False, "sparse_decode": False, "auxk_sync_free": True}),
          ("relu", {}), ("jumprelu", {})]
 
 
