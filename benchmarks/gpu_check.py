@@ -226,7 +226,7 @@ def checks(smoke: bool, cuda: bool) -> list[Check]:
     ]
     for name in ("spd", "llc"):  # added later as benchmarks/spd.py and benchmarks/llc.py
         found.append(Check(name, f"{name}.py", ["--device", device] + (["--smoke"] if smoke else []), 45,
-                           optional_rows(name.upper()), [name.upper()]))
+                           optional_rows(name.upper()), [name.upper()], peers=name == "llc"))  # llc beside devinterp
     return found
 
 

@@ -54,11 +54,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--localization", type=float, default=100.0)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    return p.parse_args()
+    p.add_argument("--device", default="cpu", help="where both samplers run: cpu, cuda")
+    p.add_argument("--smoke", action="store_true", help="tiny settings (benchmarks/gpu_check.py --smoke)")
+    args = p.parse_args()
+    if args.smoke:
+        args.chains, args.draws, args.rounds = 2, 10, 1
+    return args
 
 
-def ours(toy: Path, cfg: SGLDConfig) -> dict:
-    source = toy_source(load_toy(toy), torch.device("cpu"))
+def ours(toy: Path, cfg: SGLDConfig, device: torch.device) -> dict:
+    source = toy_source(load_toy(toy, device=device), device)
     cpu = time.process_time()
     estimate = sample(source, cfg, progress=False)
     return {"llc_mean": estimate.llc_mean, "seconds": estimate.seconds, "cpu_seconds": time.process_time() - cpu}
@@ -71,16 +76,18 @@ def main() -> None:
     toy = args.toy
     if toy is None:
         toy = Path(tempfile.mkdtemp(prefix="llc-bench-")) / "modular_addition"
+        steps = ["steps=50"] if args.smoke else []  # the LLC's cost does not depend on how well it trained
         train_toy(load_config(ToyTrainConfig, REPO / "examples" / "toy_modular_addition.toml",
-                              [f"output_dir={toy}", "progress=false", "checkpoint_every=0"]))
+                              [f"output_dir={toy}", "progress=false", "checkpoint_every=0", *steps]))
     n = toy_source(load_toy(toy), torch.device("cpu")).examples
     nbeta = default_nbeta("dataset", args.batch_size, n)
     settings = dict(step_size=args.step_size, localization=args.localization, nbeta=nbeta, chains=args.chains,
                     draws=args.draws, batch_size=args.batch_size, seed=0)
+    device = torch.device(args.device)
     systems = {
-        "lm_saes": lambda: ours(toy, SGLDConfig(**settings, burn_in=0.0, mala_every=0)),
-        "lm_saes_with_mala": lambda: ours(toy, SGLDConfig(**settings, burn_in=0.0)),
-        "devinterp": lambda: devinterp_llc(str(toy), settings),
+        "lm_saes": lambda: ours(toy, SGLDConfig(**settings, burn_in=0.0, mala_every=0), device),
+        "lm_saes_with_mala": lambda: ours(toy, SGLDConfig(**settings, burn_in=0.0), device),
+        "devinterp": lambda: devinterp_llc(str(toy), {**settings, "device": args.device}),
     }
     draws = args.chains * args.draws
     rates: dict[str, list[tuple[float, float]]] = {name: [] for name in systems}
@@ -98,7 +105,11 @@ def main() -> None:
         "speedup": round(median["lm_saes"][0] / median["devinterp"][0], 2),
         "speedup_cpu_time": round(median["lm_saes"][1] / median["devinterp"][1], 2),
         "speedup_with_mala": round(median["lm_saes_with_mala"][0] / median["devinterp"][0], 2),
-        "settings": {**settings, "nbeta": round(nbeta, 2), "threads": torch.get_num_threads(), "toy": str(toy)},
+        "settings": {**settings, "nbeta": round(nbeta, 2), "threads": torch.get_num_threads(), "toy": str(toy),
+                     "device": args.device},
+        # what benchmarks/gpu_check.py reads: our draws/s over devinterp's, against the 5x target
+        "ratio": round(median["lm_saes"][0] / median["devinterp"][0], 2), "target": 5.0,
+        "draws_per_s": round(median["lm_saes"][0], 1), "peer_draws_per_s": round(median["devinterp"][0], 1),
     }))
 
 

@@ -71,6 +71,14 @@ def write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def write_safetensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
+    """``tensors`` as a safetensors file, atomically and with the umask's mode (safetensors' own
+    ``save_file`` creates files readable by their owner alone)."""
+    from safetensors.torch import save
+
+    write_atomic(path, save(tensors, metadata=metadata))
+
+
 def config_identity(cfg: BaseModel, exclude: set[str]) -> dict[str, Any]:
     """The fields of ``cfg`` that decide an artifact's content, as JSON values."""
     return cfg.model_dump(mode="json", exclude=exclude)

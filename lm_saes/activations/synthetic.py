@@ -18,11 +18,10 @@ from pathlib import Path
 import torch
 from jaxtyping import Float
 from safetensors import safe_open
-from safetensors.torch import save
 from torch import Tensor
 
-from lm_saes.activations.manifest import write_atomic
 from lm_saes.activations.plan import SHARD_HEADER_BYTES
+from lm_saes.artifacts import write_safetensors
 from lm_saes.config import GenerateConfig
 from lm_saes.data.synthetic import SyntheticFeatures, features_from_config, sample, settings_from_config
 from lm_saes.errors import CacheError
@@ -70,7 +69,7 @@ def write_ground_truth(hook_dir: Path, features: SyntheticFeatures, config: dict
     hook_dir.mkdir(parents=True, exist_ok=True)
     tensors = {"directions": features.directions.contiguous(), "probabilities": features.probabilities.contiguous(),
                "group": features.group.contiguous()}
-    write_atomic(hook_dir / GROUND_TRUTH_NAME, save(tensors, metadata={"synthetic": json.dumps(config)}))
+    write_safetensors(hook_dir / GROUND_TRUTH_NAME, tensors, metadata={"synthetic": json.dumps(config)})
 
 
 def read_ground_truth(hook_dir: str | Path | None) -> Float[Tensor, "n_features d"] | None:

@@ -36,13 +36,21 @@ class SampleSettings(NamedTuple):
     noise: float = 0.0  # std of Gaussian noise on every coordinate
 
 
+def feature_seed(seed: int) -> int:
+    """The generator seed of the true features for ``seed``: mixed, so that the features are never
+    the first draws of ``torch.manual_seed(seed)``. A dictionary initialised after
+    ``torch.manual_seed(0)`` (training's default seed) draws ``randn(d_sae, d)`` from exactly that
+    stream: with the features drawn from it too, its first rows would be the answer before training."""
+    return (seed + 1) * 0x9E3779B97F4A7C15 % 2**63
+
+
 def make_features(
     n_features: int, d: int, mean_active: float | None = None, decay: float = 0.0, n_groups: int = 0,
     seed: int = 0, top_probability: float | None = None,
 ) -> SyntheticFeatures:
     """Random unit directions; probabilities ∝ (i+1)^-decay, scaled so E[active] = mean_active
     (or so the most frequent feature fires with ``top_probability``)."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(feature_seed(seed))
     directions = torch.randn(n_features, d, generator=generator)
     directions /= directions.norm(dim=1, keepdim=True)
     weights = (torch.arange(n_features) + 1.0) ** -decay

@@ -34,10 +34,11 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 from jaxtyping import Bool, Float
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from lm_saes import __version__
+from lm_saes.artifacts import write_safetensors
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives, gather_state_dict
 from lm_saes.errors import ConfigError, LmSaesError
 
@@ -350,7 +351,7 @@ class Dictionary(nn.Module):
         if self.comm.rank != 0:
             return directory
         directory.mkdir(parents=True, exist_ok=True)
-        save_file(state, directory / WEIGHTS_NAME)
+        write_safetensors(directory / WEIGHTS_NAME, state)
         meta = {
             "kind": self.kind, "d_in": self.d_in, "d_out": self.d_out, "d_sae": self.d_sae,
             "transcoder": self.transcoder, "dictionary": self.cfg.model_dump(mode="json"),

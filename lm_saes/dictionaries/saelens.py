@@ -46,11 +46,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from lm_saes import __version__
-from lm_saes.artifacts import claim
+from lm_saes.artifacts import claim, write_safetensors
 from lm_saes.config import DictionaryConfig
 from lm_saes.dictionaries.base import CONFIG_NAME, Dictionary, check_finite, shape_mismatches
 from lm_saes.errors import LmSaesError
@@ -148,7 +148,7 @@ def export_saelens(
     }
     with claim(out_dir, SAELENS_DICTIONARY, {"dictionary": origin}, replace=overwrite, replace_hint="pass --overwrite",
                legacy=lambda d: {} if is_saelens_dir(d) else None) as output:
-        save_file({k: v.detach().float().contiguous().cpu() for k, v in weights.items()}, output.work / SAELENS_WEIGHTS)
+        write_safetensors(output.work / SAELENS_WEIGHTS, {k: v.detach().float().contiguous().cpu() for k, v in weights.items()})
         (output.work / SAELENS_CFG).write_text(json.dumps(cfg, indent=2) + "\n")
         output.commit()
     return out_dir

@@ -62,7 +62,7 @@ RECOVERED_COSINE = 0.9  # a true feature counts as recovered when some learned d
 
 
 def best_cosines(learned: Float[Tensor, "m d"], true: Float[Tensor, "n d"]) -> Float[Tensor, "n"]:
-    """For each true feature, the largest cosine similarity with any learned direction."""
+    """For each row of ``true``, the largest cosine similarity with any row of ``learned``."""
     learned = F.normalize(learned.float(), dim=1)
     true = F.normalize(true.float().to(learned.device), dim=1)
     return (true @ learned.T).max(dim=1).values
@@ -72,6 +72,13 @@ def mmcs(learned: Float[Tensor, "m d"], true: Float[Tensor, "n d"]) -> float:
     """Mean max cosine similarity (Sharkey et al. 2022): over the true features, the best cosine
     with any learned direction, averaged. 1.0 means every feature was found exactly."""
     return float(best_cosines(learned, true).mean())
+
+
+def dictionary_mmcs(learned: Float[Tensor, "m d"], true: Float[Tensor, "n d"]) -> float:
+    """The other direction: over the learned directions (pass the live ones), the best cosine with
+    any true feature, averaged. Large dictionaries with a weak sparsity penalty find a near copy of
+    every true feature among many directions that are none (high ``mmcs``, low ``dictionary_mmcs``)."""
+    return float(best_cosines(true, learned).mean()) if len(learned) else float("nan")
 
 
 def features_recovered(learned: Float[Tensor, "m d"], true: Float[Tensor, "n d"],
@@ -164,6 +171,10 @@ class FeatureFiring:
     def dead_fraction(self) -> float:
         """Fraction of features that never fired in the window."""
         return float((self.density() == 0).double().mean())
+
+    def alive(self) -> Bool[Tensor, "d_sae"]:
+        """The features that fired at least once in the window."""
+        return self.counts > 0
 
     def alive_fraction(self) -> float:
         """Fraction of features that fired at least once in the window (1 - dead_fraction)."""

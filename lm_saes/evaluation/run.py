@@ -86,14 +86,16 @@ def reconstruction_metrics(cfg: EvalSettings, dictionaries: Mapping[str, Diction
     truth = read_ground_truth(cache_dir)
     if truth is not None and target_dir is None:
         for name, dictionary in dictionaries.items():
-            results[name].update(ground_truth_metrics(dictionary, truth))
+            results[name].update(ground_truth_metrics(dictionary, truth, firing[name].alive()))
     return results
 
 
-def ground_truth_metrics(dictionary: Dictionary, truth: torch.Tensor) -> dict[str, float]:
-    """How well the decoder directions recover a synthetic cache's true features."""
+def ground_truth_metrics(dictionary: Dictionary, truth: torch.Tensor, alive: torch.Tensor) -> dict[str, float]:
+    """How the decoder directions compare with a synthetic cache's true features: MMCS and the
+    features recovered over the truth, and MMCS over the dictionary's live latents."""
     learned = dictionary.W_dec.detach()
-    return {"mmcs": m.mmcs(learned, truth), "features_recovered": m.features_recovered(learned, truth)}
+    return {"mmcs": m.mmcs(learned, truth), "features_recovered": m.features_recovered(learned, truth),
+            "dictionary_mmcs": m.dictionary_mmcs(learned[alive.to(learned.device)], truth)}
 
 
 def has_model(cache_dir: Path) -> bool:

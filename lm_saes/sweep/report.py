@@ -20,7 +20,7 @@ from lm_saes.sweep.record import BASELINE, FAILED, FINISHED, FRONTIERS, MEMBER, 
 
 # The table's metric columns, in order (a metric nobody has is left out).
 METRICS = ("l0", "explained_variance", "ce_loss_recovered", "kl_spliced", "mse", "dead_fraction", "mmcs",
-           "features_recovered")  # the last two when the cache has ground truth (a synthetic cache)
+           "dictionary_mmcs", "features_recovered")  # the last three when the cache has ground truth
 RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
 
 

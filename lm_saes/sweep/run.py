@@ -23,6 +23,7 @@ from lm_saes.sweep.analyze import analyze_members
 from lm_saes.sweep.config import SweepConfig
 from lm_saes.sweep.measure import measure
 from lm_saes.sweep.members import MEMBERS_DIR, Member, expand_members, param_labels
+from lm_saes.sweep.heatmaps import write_heatmaps
 from lm_saes.sweep.plots import write_plots
 from lm_saes.sweep.report import baseline_row, build_record, member_row, write_results
 from lm_saes.sweep.together import failure, train_together
@@ -55,7 +56,8 @@ def run_sweep(cfg: SweepConfig) -> SweepResult | None:
     member_metrics, baseline_metrics = measure(cfg, members, stream_seed)
     rows = _rows(members, labels, member_metrics, baseline_metrics)
     record = build_record(cfg.name, cfg.output_dir, labels, rows, complete=True)
-    files = [*write_results(record, cfg.output_dir), *write_plots(record, cfg.output_dir)]
+    files = [*write_results(record, cfg.output_dir), *write_plots(record, cfg.output_dir),
+             *write_heatmaps(record, cfg.output_dir)]
     output.commit()
     if cfg.record:
         try:

@@ -14,7 +14,6 @@ A directory without ``metrics.json`` is unfinished (training resumes from ``resu
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -22,11 +21,11 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 from pydantic import TypeAdapter, ValidationError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from lm_saes import __version__
-from lm_saes.activations.manifest import write_atomic
+from lm_saes.artifacts import write_atomic, write_safetensors
 from lm_saes.errors import ConfigError, LmSaesError
 from lm_saes.toys import TOYS, ToySpec
 from lm_saes.toys.config import ToyConfig, ToyTrainConfig
@@ -63,9 +62,7 @@ def checkpoint_steps(directory: Path) -> list[int]:
 def save_weights(model: nn.Module, path: Path) -> None:
     """The state dict as safetensors, atomically (a crash leaves the old file or the new one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, path)
+    write_safetensors(path, {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()})
 
 
 def write_config(cfg: ToyTrainConfig) -> None:

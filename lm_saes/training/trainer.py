@@ -203,7 +203,11 @@ class Trainer:
             return {}
         local = best_cosines(self.dictionary.W_dec, self.ground_truth)  # [n_true], this shard's best
         best = -self.comm.all_min(-local) if self.comm.distributed else local
-        return {"mmcs": float(best.mean()), "features_recovered": float((best >= RECOVERED_COSINE).float().mean())}
+        live = self.dictionary.W_dec[~self.dead.dead_mask()]  # this shard's live latents
+        per_latent = best_cosines(self.ground_truth, live)  # [n_live]
+        totals = self.comm.feature_sum(torch.stack([per_latent.sum(), per_latent.new_tensor(len(per_latent))]))
+        return {"mmcs": float(best.mean()), "features_recovered": float((best >= RECOVERED_COSINE).float().mean()),
+                "dictionary_mmcs": float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")}
 
     def autocast(self):
         if self.cfg.autocast == "bfloat16":

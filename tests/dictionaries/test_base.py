@@ -239,3 +239,15 @@ def test_weights_with_nan_or_inf_are_refused_naming_the_tensor_but_log_zero_is_k
         bad[name].view(-1)[0] = value
         with pytest.raises(LmSaesError, match=f"dir/weights.safetensors: tensor '{name}' holds 1 NaN or infinite"):
             check_finite(bad, "dir/weights.safetensors")
+
+
+def test_saved_files_get_the_umask_mode_like_every_other_artifact_file(make, tmp_path):
+    import os
+    import stat
+
+    out = make("topk", 4, 3, k=1).save(tmp_path / "sae")
+    mask = os.umask(0)
+    os.umask(mask)
+    expected = 0o666 & ~mask
+    for name in ("weights.safetensors", "config.json"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == expected, name

@@ -17,6 +17,7 @@ from safetensors import safe_open
 
 from lm_saes.activations.generate import generate
 from lm_saes.activations.manifest import read_manifest
+from lm_saes.activations.reader import open_cache
 from lm_saes.cli import main
 from lm_saes.config import EvalConfig, GenerateConfig, TrainConfig, load_config
 from lm_saes.dictionaries import Dictionary
@@ -109,3 +110,37 @@ def test_a_cache_of_another_width_is_refused(dictionary_dir, tmp_path, model_dir
     ]))
     with pytest.raises(CacheError, match="d_model=128 .* expects d_in=32"):
         evaluate(EvalConfig(dictionary=dictionary_dir, cache=tmp_path / "blocks.0.mlp.hook_post", ce_tokens=0, device="cpu"))
+
+
+def test_a_synthetic_cache_adds_ground_truth_metrics_and_needs_no_model(tmp_path):
+    """On a cache with ground truth, eval reports MMCS and the fraction of features recovered (by
+    hand from the decoder's cosines with the true directions), and skips CE/KL (no model)."""
+    from lm_saes.activations.synthetic import read_ground_truth
+    from lm_saes.dictionaries import build_dictionary, dictionary_config
+    from lm_saes.training.train import TRAIN_CONFIG_NAME
+
+    root = tmp_path / "syn"
+    generate(load_config(GenerateConfig, None, [
+        f"output_dir={root}", "progress=false", "disk_headroom_gb=0", "synthetic.n_features=24", "synthetic.d_model=8",
+        "synthetic.n_tokens=4096", "synthetic.mean_active=2.0"]))
+    truth = read_ground_truth(root / "synthetic")  # [24, 8]
+    # A decoder holding 10 of the true directions exactly, and 6 directions halfway between two others.
+    halfway = torch.nn.functional.normalize(truth[10:16] + truth[16:22], dim=1)
+    dictionary = build_dictionary(dictionary_config({"kind": "topk", "d_sae": 16, "k": 2}), 8, 8)
+    with torch.no_grad():
+        dictionary.W_dec.copy_(torch.cat([truth[:10], halfway]))
+        dictionary.W_enc.copy_(dictionary.W_dec.T)
+    out = dictionary.save(tmp_path / "sae", extra={"source": {"cache": str(root / "synthetic")}})
+    results = evaluate(EvalConfig(dictionary=out, tokens=4096, device="cpu"))  # the whole cache: one batch
+    cosines = torch.nn.functional.normalize(truth, dim=1) @ dictionary.W_dec.detach().T  # [24 true, 16 learned]
+    best = cosines.max(dim=1).values
+    rows = torch.cat([open_cache(root / "synthetic").load_shard(i)["activations"].float()
+                      for i in range(len(read_manifest(root / "synthetic").shards))])
+    alive = (dictionary.encode(rows) != 0).any(0)
+    assert results["dictionary_mmcs"] == pytest.approx(float(cosines.max(dim=0).values[alive].mean()), abs=1e-6)
+    assert best[:10].tolist() == pytest.approx([1.0] * 10, abs=1e-6)
+    assert results["mmcs"] == pytest.approx(float(best.mean()), abs=1e-6)
+    assert results["features_recovered"] == pytest.approx(float((best >= 0.9).float().mean()))
+    assert results["features_recovered"] >= 10 / 24 - 1e-6 and results["mmcs"] < 1
+    assert "ce_loss_recovered" not in results and "explained_variance" in results
+    assert not (out / TRAIN_CONFIG_NAME).exists()

@@ -30,7 +30,7 @@ from lm_saes.toys.directory import load_toy
 
 def devinterp_llc(toy_dir: str, sgld: dict) -> dict:
     """devinterp's estimate for the toy at ``toy_dir`` with the ``sgld`` settings of the module docstring."""
-    toy = load_toy(toy_dir)
+    toy = load_toy(toy_dir, device=sgld.get("device", "cpu"))
     train = toy.spec.data(toy.config).train
     rows = torch.cat([train.pairs, train.labels[:, None]], dim=1)  # [n, 3]: a, b, (a + b) mod p
     dataset = Dataset.from_dict({"input_ids": rows.tolist()}).with_format("torch")
@@ -45,7 +45,7 @@ def devinterp_llc(toy_dir: str, sgld: dict) -> dict:
         result = llc(
             toy.model.train(), dataset, observables={}, lr=sgld["step_size"], n_beta=sgld["nbeta"],
             localization=sgld["localization"], num_chains=sgld["chains"], num_draws=sgld["draws"],
-            batch_size=sgld["batch_size"], num_burnin_steps=0, init_seed=sgld["seed"], device="cpu",
+            batch_size=sgld["batch_size"], num_burnin_steps=0, init_seed=sgld["seed"], device=sgld.get("device", "cpu"),
             loss_fn=per_example_loss, output_path=Path(tmp) / "samples.zarr",
         )
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu

@@ -23,7 +23,7 @@ from lm_saes.store import open_store, stop_server
 from lm_saes.sweep.config import SweepConfig
 from lm_saes.sweep.run import run_sweep
 from lm_saes.training.train import train
-from served import BAD_HOOK, BARE, CTX, D_SAE, HOOK, NAME, SWEEP, SWEPT_MEMBER
+from tests.server.served import BAD_HOOK, BARE, CTX, D_SAE, HOOK, NAME, SWEEP, SWEPT_MEMBER
 
 class Stored(NamedTuple):
     store: StoreConfig

@@ -20,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from served import NAME, SWEEP
+from tests.server.served import NAME, SWEEP
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("LM_SAES_CHROMIUM", "/usr/bin/chromium")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from served import BAD_HOOK, BARE, D_SAE, NAME, SWEPT_MEMBER
+from tests.server.served import BAD_HOOK, BARE, D_SAE, NAME, SWEPT_MEMBER
 
 
 def test_list_shows_every_dictionary_with_its_analyses(client, store):

@@ -11,7 +11,7 @@ from lm_saes.config import StoreConfig
 from lm_saes.server import create_app
 from lm_saes.server.errors import MAX_SHOWN, NO_STORE
 from lm_saes.store import open_store, stop_server
-from served import NAME
+from tests.server.served import NAME
 
 
 @pytest.mark.parametrize("url", [f"/api/dictionaries/{NAME}/features/{2**63}",

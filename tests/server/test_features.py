@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lm_saes.store.documents import token_key
-from served import BARE, D_SAE, NAME
+from tests.server.served import BARE, D_SAE, NAME
 
 SUMMARY_KEYS = ("index", "density", "max_activation", "mean_activation", "n_fired")
 

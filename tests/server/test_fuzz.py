@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 import lm_saes
 from lm_saes.server import create_app
 from lm_saes.store import server_state
-from served import BAD_HOOK, BARE, D_SAE, NAME, SWEEP, SWEPT_MEMBER
+from tests.server.served import BAD_HOOK, BARE, D_SAE, NAME, SWEEP, SWEPT_MEMBER
 
 SPEC = create_app().openapi()  # opens nothing: the store opens when the app starts
 ROUTES = [(path, method) for path, ops in SPEC["paths"].items() for method in ops]

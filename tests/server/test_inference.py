@@ -9,7 +9,7 @@ import torch
 from lm_saes.config import ModelConfig
 from lm_saes.dictionaries import Dictionary
 from lm_saes.models.backend import load_language_model
-from served import BAD_HOOK, BARE, HOOK, NAME
+from tests.server.served import BAD_HOOK, BARE, HOOK, NAME
 
 TEXT = "To be, or not to be, that is the question."
 

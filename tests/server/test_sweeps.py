@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from served import BARE, HOOK, SWEEP, SWEPT_MEMBER
+from tests.server.served import BARE, HOOK, SWEEP, SWEPT_MEMBER
 
 
 def test_list_counts_the_members_of_each_sweep(client, swept, store):
