@@ -20,6 +20,14 @@ def test_scatter_outer_by_hand():
     assert torch.equal(scatter_outer(indices, weights, rows, 3), expected)
 
 
+def test_scatter_outer_reads_rows_through_row_of():
+    indices, weights = torch.tensor([[0], [1], [0]]), torch.tensor([[1.0], [2.0], [3.0]])
+    rows = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # pairs on rows 1, 1, 0: feature 0 gets 1 [0, 1] + 3 [1, 0]; feature 1 gets 2 [0, 1]
+    expected = torch.tensor([[3.0, 1.0], [0.0, 2.0]])
+    assert torch.equal(scatter_outer(indices, weights, rows, 2, torch.tensor([1, 1, 0])), expected)
+
+
 def test_bag_decode_by_hand_with_tokens_of_zero_one_and_two_features():
     W_dec = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     tokens, features = torch.tensor([0, 0, 2]), torch.tensor([1, 2, 0])
@@ -41,20 +49,29 @@ def stack_of_codes(M=2, N=24, d_sae=30, d=6, widths=(4, 7), seed=0):
     return x, W_enc, bias, indices
 
 
-def test_sparse_gather_equals_its_dense_twin_with_gradients():
+@pytest.mark.parametrize("by_token", [False, True], ids=["row-per-token", "rows-on-tokens"])
+def test_sparse_gather_equals_its_dense_twin_with_gradients(by_token):
     x, W_enc, bias, indices = stack_of_codes()
+    tokens = None
+    if by_token:  # BatchTopK's form: a row per kept pair, on any token (some twice, some never)
+        g = torch.Generator().manual_seed(2)
+        tokens = torch.randint(0, x.shape[1], (x.shape[0], 40), generator=g)
+        indices = torch.randint(0, W_enc.shape[-1], (x.shape[0], 40, 1), generator=g)
     upstream = torch.randn(indices.shape, generator=torch.Generator().manual_seed(1))
     results = []
     for gather in (sparse_gather, dense_gather):
         W, b = W_enc.clone().requires_grad_(), bias.clone().requires_grad_()
         with torch.set_grad_enabled(gather is dense_gather):  # the fast path's pre carries no graph
             pre = torch.baddbmm(b.unsqueeze(1), x, W)
-        out = gather(pre, x, W, b, indices)
+        out = gather(pre, x, W, b, indices, tokens)
         (out * upstream).sum().backward()
         results.append((out.detach(), W.grad, b.grad))
     for fast, slow in zip(*results):
         torch.testing.assert_close(fast, slow)
     assert results[0][1].ne(0).any() and results[0][2].ne(0).any()
+    members = torch.arange(len(x)).view(-1, 1, 1)
+    rows = torch.arange(x.shape[1]).view(1, -1, 1) if tokens is None else tokens.unsqueeze(-1)
+    assert torch.equal(results[0][0], pre.detach()[members, rows, indices])  # pre[i, token of row r, feature]
 
 
 def test_sparse_decode_equals_its_dense_twin_with_gradients():
