@@ -50,7 +50,7 @@ def run_sweep(cfg: SweepConfig) -> SweepResult | None:
     varied = list(labels.values())
     output = rank_zero_first(lambda: _start(cfg, members, labels), lambda: claim_sweep(cfg, effects=False))
     with output:  # a sweep that fails before any member trained leaves no directory behind
-        train_together(members, stream_seed, cfg.members_per_pass)
+        train_together(members, stream_seed, cfg.members_per_pass, cfg.members_per_stack)
     if rank != 0:
         return None
     member_metrics, baseline_metrics = measure(cfg, members, stream_seed)

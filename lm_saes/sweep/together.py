@@ -1,6 +1,7 @@
 """Train a sweep's members together: each batch is read from the cache once and fed to every
-member on the device; members of one shape step as one stacked model (``lm_saes.training.stack``:
-batched matmuls over the members), members of other shapes in their own stacks.
+member on the device; on an accelerator members of one shape step as one stacked model
+(``lm_saes.training.stack``: batched matmuls over the members), members of other shapes in their
+own stacks; on the CPU each member steps alone (``stack_width``), still on the one read.
 
 The stream is the one ``lm-saes train`` reads for the members' shared cache, batch size and the
 base seed, so a member trains on exactly the batches it would alone, and a stack gives each member
@@ -65,9 +66,11 @@ def failure(member: Member) -> str | None:
     return json.loads(path.read_text())["error"] if path.is_file() else None
 
 
-def train_together(members: list[Member], stream_seed: int, members_per_pass: int = 0) -> None:
+def train_together(members: list[Member], stream_seed: int, members_per_pass: int = 0,
+                   members_per_stack: int = 0) -> None:
     """Train every member that is neither finished nor failed, ``members_per_pass`` at a time
-    (0: all in one pass over the stream). Returns when each is finished or failed."""
+    (0: all in one pass over the stream), members of one shape ``members_per_stack`` to a stacked
+    model (0: ``stack_width``'s choice). Returns when each is finished or failed."""
     check_finished_configs(members)
     rank, world_size = init_distributed()
     todo = [m for m in members if not is_finished(m) and failure(m) is None][rank::world_size]
@@ -76,7 +79,7 @@ def train_together(members: list[Member], stream_seed: int, members_per_pass: in
         return
     size = members_per_pass or _members_that_fit(todo)
     for start in range(0, len(todo), size):
-        _one_pass(todo[start:start + size], stream_seed)
+        _one_pass(todo[start:start + size], stream_seed, members_per_stack)
     barrier()  # rank 0 reads every member's outcome from disk next
 
 
@@ -107,7 +110,16 @@ def fitting_members(budget: int, sizes: list[tuple[int, int]]) -> int:
     return max(1, min(len(sizes), budget // (held + step)))
 
 
-def _one_pass(members: list[Member], stream_seed: int) -> None:
+def stack_width(device: torch.device, members_per_stack: int) -> int | None:
+    """Members to a stack (None: all of one shape). On the CPU a stack computes what its members
+    compute alone, but its [members, batch, d_sae] pre-activations spill the cache: 8 members of
+    d_sae 2048 stepped 0.8x as fast stacked as one by one (benchmarks/sweep.py), so one a stack."""
+    if members_per_stack:
+        return members_per_stack
+    return 1 if device.type == "cpu" else None
+
+
+def _one_pass(members: list[Member], stream_seed: int, members_per_stack: int = 0) -> None:
     first = members[0].train
     device = resolve_device(first.device)
     d_in, d_out = cache_widths(first)
@@ -119,7 +131,7 @@ def _one_pass(members: list[Member], stream_seed: int) -> None:
             runs[m.name] = DictionaryRun.open(m.train, d_in, d_out, transcoder, device, ONE_DEVICE, SINGLE_DEVICE,
                                               progress={"desc": m.name, "position": i, "leave": True},
                                               ground_truth=truth)
-        _feed(members, runs, _stream(first, stream_seed, device, runs))
+        _feed(members, runs, _stream(first, stream_seed, device, runs), stack_width(device, members_per_stack))
     except BaseException:
         for run in runs.values():
             run.output.abandon()  # a member with nothing to resume leaves no empty directory
@@ -145,7 +157,8 @@ def _stream(
     return enumerate(itertools.chain(head, pairs))
 
 
-def _feed(members: list[Member], runs: dict[str, DictionaryRun], stream: Iterator[tuple[int, Pair]]) -> None:
+def _feed(members: list[Member], runs: dict[str, DictionaryRun], stream: Iterator[tuple[int, Pair]],
+          width: int | None) -> None:
     active = {m.name: m for m in members}
     keys = {name: stack_key(run.trainer) for name, run in runs.items()}
     stacks: dict[tuple[str, ...], TrainerStack] = {}
@@ -156,7 +169,9 @@ def _feed(members: list[Member], runs: dict[str, DictionaryRun], stream: Iterato
             if runs[name].trainer.step == step:
                 groups.setdefault(keys[name], []).append(name)
         previous, stacks = stacks, {}
-        for names in map(tuple, groups.values()):
+        chunks = [group[i:i + (width or len(group))] for group in groups.values()
+                  for i in range(0, len(group), width or len(group))]
+        for names in map(tuple, chunks):
             try:  # a stack lives while its members do; one leaving or joining restacks its shape
                 stack = stacks[names] = previous.pop(names, None) or TrainerStack([runs[n].trainer for n in names])
                 outs = stack.step(x, y)
