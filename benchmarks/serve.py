@@ -6,9 +6,11 @@ default: run ``bash scripts/quickstart.sh`` first), then measures
 - api: GET /api/dictionaries/{d}/features/{i} for ``--n`` seeded random feature indices, first
   (cold) and repeated (warm), median and p95 in ms; plus the feature list
   (?sort=density&order=desc&limit=50) and /api/dictionaries/{d}. Target (feature page): < 100 ms.
+- assets: each file of the UI's build, its size and the bytes sent (gzip) with its Cache-Control;
 - render: headless chromium (ui/e2e/render-timing.mjs, playwright-core) navigates to
   /dictionaries/{d}/features/{i} for ``--n-render`` features that fire and times until the top
-  contexts' tokens are visible; median and p95 in ms. Target: < 1 s.
+  contexts' tokens are visible; median and p95 in ms. Target: < 1 s. Then the home, dictionary
+  and feature pages from a fresh browser (no cache) and again.
 
 The server is terminated at the end (killed if it does not stop). Example:
     python benchmarks/serve.py --dictionary topk --store work/store --n 50
@@ -153,8 +155,24 @@ def bench_render(port: int, dictionary: str, indices: list[int]) -> dict:
     ms = result["ms"]
     s = stats(ms)
     return {"indices": indices, "first_ms": round(ms[0], 2), "all": s,
-            "after_first": stats(ms[1:]) if len(ms) > 1 else None,
+            "after_first": stats(ms[1:]) if len(ms) > 1 else None, "pages": result["pages"],
             "page_errors": result["page_errors"], "target_ms": 1000, "meets_target": s["p95_ms"] < 1000}
+
+
+def bench_assets(port: int) -> dict:
+    """The UI's files as sent: bytes on disk, bytes sent gzip-compressed, their cache policy."""
+    static = REPO / "lm_saes" / "server" / "static"
+    index = (static / "index.html").read_text() if (static / "index.html").is_file() else ""
+    sizes = {}
+    for path in sorted(static.glob("assets/*")):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", f"/assets/{path.name}", headers={"Accept-Encoding": "gzip"})
+        res = conn.getresponse()
+        sent = len(res.read())
+        sizes[path.name] = {"bytes": path.stat().st_size, "sent_bytes": sent,
+                            "encoding": res.getheader("content-encoding"), "cache_control": res.getheader("cache-control"),
+                            "linked": path.name in index}
+    return sizes
 
 
 def main() -> None:
@@ -182,6 +200,7 @@ def main() -> None:
             d_sae = detail.get("d_sae") or (detail.get("analysis") or {}).get("n_features")
             print(json.dumps({"benchmark": "serve", "part": "startup", "dictionary": args.dictionary,
                               "d_sae": d_sae, "port": port, "health_after_s": round(ready_s, 2)}), flush=True)
+            print(json.dumps({"benchmark": "serve", "part": "assets", "files": bench_assets(port)}), flush=True)
             api = bench_api(client, args.dictionary, d_sae, args.n, args.repeats, rng)
             print(json.dumps({"benchmark": "serve", "part": "api", "n": args.n, "repeats": args.repeats,
                               "seed": args.seed, **api}), flush=True)

@@ -470,7 +470,8 @@ class AnalyzeConfig(StrictModel):
     )
     name: StoreName = Field("default", description="Name of this analysis (a dictionary may have several).")
     top_k: int = Field(20, ge=0, description="Top activating contexts kept per feature (one per context).")
-    window: int = Field(8, ge=0, description="Tokens shown on each side of a context's peak token.")
+    window: int = Field(20, ge=0, description="Tokens kept on each side of a context's peak token (the UI "
+                        "shows 8 until a context is expanded).")
     n_bands: int = Field(
         10, ge=0, description="Equal-width bands of (0, max activation] sampled per feature (0: none)."
     )

@@ -10,12 +10,14 @@ One document per feature (ints, floats, strings and lists only)::
      "logits": {"positive": [{"token", "token_id", "value"}], "negative": [...]},
      "neighbors": [{"index", "cosine"}]}
 
-    example = {"context_id", "peak", "max", "start", "tokens": [str], "acts": [float]}
+    example = {"context_id", "peak", "max", "start", "tokens": [str], "token_ids": [int], "acts": [float]}
 
 ``tokens`` are the text each of the window's tokens adds (``lm_saes.data.pieces``: WordPiece
-continuations join their word, a character split over byte-level tokens is shown whole), so
-the window reads as the text when joined and the UI shows it without a tokenizer; a logit
-effect's ``token`` is the id decoded on its own. ``start`` is the context position of ``tokens[0]`` (the peak is
+continuations join their word, a character split over byte-level tokens is shown whole on the
+token completing it, the others showing "", and bytes completing no character as ``<0xNN>``),
+so the window reads as the text when joined and the UI shows it without a tokenizer;
+``token_ids`` are the tokens' ids. A logit effect's ``token`` is the id decoded on its own
+(``TokenPieces.shown``). ``start`` is the context position of ``tokens[0]`` (the peak is
 ``tokens[peak - start]``); ``acts`` are the feature's activations on those tokens. ``n_contexts``
 counts contexts where the feature fires (overall, or within a band). A feature that never fires
 has empty top contexts, quantiles and histogram.
@@ -66,7 +68,7 @@ class TokenStrings:
 
     def __call__(self, token_id: int) -> str:
         if token_id not in self.cache:
-            self.cache[token_id] = self.tokenizer.decode([token_id])
+            self.cache[token_id] = self.pieces.shown(token_id)
         return self.cache[token_id]
 
     def of(self, ids: Tensor) -> list:
@@ -114,6 +116,7 @@ def _block_lists(t: AnalysisTensors, block: slice, strings: TokenStrings) -> dic
         if prefix + "tokens" in rows:  # context position of each window's first shown token
             first = (rows[prefix + "tokens"] >= 0).int().argmax(-1)
             rows[prefix + "start"] = rows[prefix + "peak"] - t.window + first
+            rows[prefix + "ids"] = rows[prefix + "tokens"]
     return {k: strings.of(v) if k.endswith("_tokens") else v.tolist() for k, v in rows.items()}
 
 
@@ -157,13 +160,14 @@ def _examples(r: dict, prefix: str) -> list[dict]:
     for slot, context_id in enumerate(r[prefix + "context_id"]):
         if context_id < 0:
             break  # empty slots come last
-        tokens, acts = r[prefix + "tokens"][slot], r[prefix + "acts"][slot]
+        tokens, ids, acts = r[prefix + "tokens"][slot], r[prefix + "ids"][slot], r[prefix + "acts"][slot]
         examples.append({
             "context_id": context_id,
             "peak": r[prefix + "peak"][slot],
             "max": r[prefix + "max"][slot],
             "start": r[prefix + "start"][slot],
             "tokens": [token for token in tokens if token is not None],
+            "token_ids": [i for token, i in zip(tokens, ids) if token is not None],
             "acts": [a for token, a in zip(tokens, acts) if token is not None],
         })
     return examples

@@ -12,7 +12,10 @@ byte-level BPE token may hold only part of a character's UTF-8 bytes, which alon
   token, which applies the tokenizer's own decoder (WordPiece's ``##``, SentencePiece's ``▁``).
 
 ``row(ids)`` decodes a window's pieces as one UTF-8 stream and gives each token the characters
-it completes, so a character split over two tokens is shown once, whole, on the second.
+it completes, so a character split over two tokens is shown once, whole, on the second (the
+first shows ""). Bytes that complete no character (a window cut inside one, invalid UTF-8) are
+shown as ``<0xNN>``, never as an indistinguishable U+FFFD; so is a lone token's partial
+character in ``shown(id)``, the form of a token outside any window (a logit effect's).
 """
 
 from __future__ import annotations
@@ -22,6 +25,14 @@ import re
 from collections.abc import Sequence
 
 BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+HEX_BYTES = "lm_saes.hex_bytes"  # the codecs error handler writing undecodable bytes as <0xNN>
+
+
+def _hex_bytes(error: UnicodeDecodeError) -> tuple[str, int]:
+    return "".join(f"<0x{b:02X}>" for b in error.object[error.start:error.end]), error.end
+
+
+codecs.register_error(HEX_BYTES, _hex_bytes)
 
 
 def gpt2_byte_decoder() -> dict[str, int]:
@@ -65,12 +76,17 @@ class TokenPieces:
         return True
 
     def text(self, token_id: int) -> str:
-        """The token's piece as text (a partial character as U+FFFD: use ``row`` for windows)."""
-        return self.piece(token_id).decode("utf-8", "replace")
+        """The token's piece as text (a partial character as ``<0xNN>``: use ``row`` for windows)."""
+        return self.piece(token_id).decode("utf-8", HEX_BYTES)
+
+    def shown(self, token_id: int) -> str:
+        """The token on its own, as the tokenizer decodes it when its bytes are whole characters,
+        else its bytes with the partial characters as ``<0xNN>`` (``decode`` would give U+FFFD)."""
+        return self.tokenizer.decode([token_id]) if self.whole(token_id) else self.text(token_id)
 
     def row(self, ids: Sequence[int]) -> list[str]:
         """The pieces of consecutive tokens, each with the characters it completes."""
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        decoder = codecs.getincrementaldecoder("utf-8")(HEX_BYTES)
         texts = [decoder.decode(self.piece(i)) for i in ids]
         if texts:
             texts[-1] += decoder.decode(b"", final=True)  # an unfinished character at the end

@@ -2,7 +2,8 @@
 feature's true activations on them.
 
 The first ``negative_contexts`` contexts of the cache are cut into windows as wide as the
-analysis's (2 * window + 1 tokens, side by side from each context's first token) and encoded
+analysis's (2 * window + 1 tokens, or the whole context when that is shorter, as the analysis's
+own windows are then; side by side from each context's first token) and encoded
 with the dictionary (no model runs: the cache holds the activations), zero where the analysis
 counts no token (BOS, unless it was included). The pool keeps each window's text (the model's
 tokenizer, one token at a time, as the analysis decodes its own windows) and, sparsely, every
@@ -101,7 +102,7 @@ def build_pool(
     if dictionary.d_in != cache.d_model:
         raise CacheError(f"{cache_dir} holds d_model={cache.d_model} activations; the dictionary expects "
                          f"d_in={dictionary.d_in}")
-    width = 2 * window + 1
+    width = 2 * window + 1  # cut to the contexts' length below, as the analysis's windows are
     tokens: list[list[str]] = []
     origins: list[tuple[int, int]] = []
     parts: list[tuple[np.ndarray, ...]] = []
@@ -109,6 +110,7 @@ def build_pool(
     with torch.inference_mode():
         for batch in batches:
             n, ctx, d = batch.activations.shape
+            width = min(width, ctx)
             acts = dictionary.encode(batch.activations.view(n * ctx, d)).view(n, ctx, -1)  # [n, ctx, d_sae]
             acts = acts * batch.analyzed[..., None]  # the analysis's zeros: positions it does not count
             valid = batch.valid.sum(1).tolist()  # right-padded: the first `valid` positions are text

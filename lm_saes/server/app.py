@@ -9,14 +9,15 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from starlette.middleware.gzip import GZipMiddleware
 
 from lm_saes.config import StoreConfig
 from lm_saes.errors import StoreError
 from lm_saes.server.deps import StoreHolder
 from lm_saes.server.errors import install_error_handlers
 from lm_saes.server.inference import InferenceEngine
-from lm_saes.server.routers import dictionaries, features, health, inference, sweeps
-from lm_saes.server.static import mount_ui
+from lm_saes.server.routers import dictionaries, features, health, inference, steering, sweeps
+from lm_saes.server.static import mount_ui, stored_page
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ def create_app(store_cfg: StoreConfig | None = None, static_dir: Path | None = N
     )
 
     install_error_handlers(app)
-    for module in (health, dictionaries, features, inference, sweeps):
+    app.add_middleware(GZipMiddleware, minimum_size=1024)  # the UI's bundle, feature documents
+    for module in (health, dictionaries, features, inference, steering, sweeps):
         app.include_router(module.router, prefix="/api")
-    mount_ui(app, static_dir)
+    mount_ui(app, static_dir, exists=stored_page)
     return app

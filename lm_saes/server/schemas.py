@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from lm_saes.store.documents import INT64_MAX
+
 
 class Health(BaseModel):
     status: str
@@ -97,6 +99,16 @@ class ExplanationSummary(BaseModel):
     scores: ExplanationScores = ExplanationScores()
 
 
+class SummaryLine(BaseModel):
+    """The one line a feature is known by (lm_saes.store.summaries): a person's interpretation, else
+    its explanation, else its most characteristic tokens."""
+
+    source: Literal["interpretation", "explanation", "tokens"]
+    text: str = Field(description="The line; for 'tokens', the tokens as JSON strings.")
+    tokens: list[str] = Field([], description="For 'tokens': the peak tokens of its top contexts, the most "
+                              "frequent first, as they read (whitespace kept).")
+
+
 class FeatureSummary(BaseModel):
     index: int
     density: float
@@ -105,6 +117,7 @@ class FeatureSummary(BaseModel):
     n_fired: int | None = None
     interpretation: str | None = None
     explanation: ExplanationSummary | None = None
+    summary: SummaryLine | None = Field(None, description="Null for a feature that never fired.")
 
 
 class FeaturePage(BaseModel):
@@ -118,6 +131,8 @@ class Example(BaseModel):
     max: float
     start: int
     tokens: list[str]
+    token_ids: list[int] | None = Field(None, description="The tokens' ids (null in analyses written before "
+                                        "they were stored).")
     acts: list[float]
 
 
@@ -148,6 +163,7 @@ class Logits(BaseModel):
 class Neighbor(BaseModel):
     index: int
     cosine: float
+    summary: SummaryLine | None = None
 
 
 class FeatureDetail(FeatureSummary):
@@ -211,6 +227,7 @@ class TokenMatch(BaseModel):
     density: float
     max_activation: float
     matches: int = Field(description="How many of the feature's top contexts peak on the token.")
+    summary: SummaryLine | None = None
 
 
 class TokenSearch(BaseModel):
@@ -222,6 +239,8 @@ class InferRequest(BaseModel):
 
     text: str = Field(min_length=1, max_length=2000, description="Text to run through the model.")
     top: int = Field(5, ge=1, le=100, description="Most active features kept per token.")
+    feature: int | None = Field(None, ge=0, le=INT64_MAX, description="Also this feature's activation at every "
+                                "token (feature_acts).")
 
 
 class TokenFeature(BaseModel):
@@ -229,10 +248,65 @@ class TokenFeature(BaseModel):
     act: float
 
 
+class IndexedLine(SummaryLine):
+    index: int
+
+
 class InferResponse(BaseModel):
     tokens: list[str]
+    token_ids: list[int] = []
     features: list[list[TokenFeature]]
+    feature: int | None = None
+    feature_acts: list[float] | None = Field(None, description="The activation of `feature` at every token.")
+    summaries: list[IndexedLine] = Field([], description="The summary line of each feature listed, by index.")
     truncated: bool = Field(False, description="Whether the text was cut to the model's context length.")
+
+
+MAX_NEW_TOKENS = 64
+MAX_STRENGTH = 10_000.0
+MAX_STEER_SECONDS = 30.0
+
+
+class SteerRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    prompt: str = Field(min_length=1, max_length=2000, description="Text to continue (its end is kept if "
+                        "it does not fit the model's context with the new tokens).")
+    mode: Literal["add", "clamp"] = Field("add", description="'add': strength times the feature's decoder "
+                                          "direction is added at every position; 'clamp': the feature is set "
+                                          "to the activation `strength` at every position.")
+    strength: float = Field(ge=-MAX_STRENGTH, le=MAX_STRENGTH, allow_inf_nan=False,
+                            description="The coefficient of the decoder direction (add), or the activation (clamp).")
+    max_new_tokens: int = Field(24, ge=1, le=MAX_NEW_TOKENS)
+    temperature: float = Field(1.0, gt=0, le=2, allow_inf_nan=False, description="Of the sampled continuations.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Of the sampled continuations (both use the same noise).")
+    timeout_s: float = Field(10.0, gt=0, le=MAX_STEER_SECONDS, allow_inf_nan=False,
+                             description="Generation stops after this many seconds (stopped = 'time').")
+    hook: str | None = Field(None, min_length=1, max_length=200, description="The hook point to steer at; "
+                             "default the dictionary's output hook (where its decoder writes).")
+
+
+class Continuation(BaseModel):
+    text: str
+    tokens: list[str]
+    token_ids: list[int]
+
+
+class ContinuationPair(BaseModel):
+    greedy: Continuation
+    sampled: Continuation
+
+
+class SteerResponse(BaseModel):
+    feature: int
+    hook: str
+    mode: Literal["add", "clamp"]
+    strength: float
+    prompt_tokens: list[str]
+    prompt_truncated: bool
+    stopped: Literal["length", "time"] = Field(description="'time': timeout_s ran out before max_new_tokens.")
+    unsteered: ContinuationPair
+    steered: ContinuationPair
 
 
 class SweepSummary(BaseModel):

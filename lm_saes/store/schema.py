@@ -9,7 +9,7 @@ Collections (one database, ``StoreConfig.database``)::
     analyses         {_id: run id, dictionary, name, status, created_at, host, pid, meta,
                       n_features, n_written, completed_at, summary, error}
     features         {analysis_id, dictionary, analysis, index, density, max_activation,
-                      interpretation?, peak_tokens?, <the feature's other top-level scalars>}
+                      interpretation?, peak_tokens?, top_tokens?, <the feature's other top-level scalars>}
     feature_details  {analysis_id, index, json: <the feature's lists and dicts as one JSON string>}
     sweeps           {name (unique), updated_at, output_dir, status, varied, rows: [...]}
                      one document per `lm-saes sweep` (see lm_saes.sweep.record)

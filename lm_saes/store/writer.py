@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo.errors import BulkWriteError
 
 from lm_saes.errors import StoreError
-from lm_saes.store.documents import FeatureParts, peak_tokens, plain, split_feature, stored_details
+from lm_saes.store.documents import FeatureParts, peak_tokens, plain, split_feature, stored_details, top_tokens
 from lm_saes.store.schema import ANALYSES, COMPLETE, DETAILS, FAILED, FEATURES, RUNNING, now
 
 if TYPE_CHECKING:
@@ -133,6 +133,8 @@ class AnalysisWriter:
             peaks = peak_tokens(parts.details.get("top_contexts"))
             if peaks:  # for Store.search_tokens: the small document answers token search
                 parts.summary["peak_tokens"] = peaks
+            if tops := top_tokens(parts.details.get("top_contexts")):  # a summary line without details
+                parts.summary["top_tokens"] = tops
             if self.n_features is not None and parts.index >= self.n_features:
                 raise StoreError(f"feature index {parts.index} is out of range for {self.n_features} features")
             if chunk and (len(chunk) >= CHUNK_FEATURES or size + parts.n_bytes > CHUNK_BYTES):

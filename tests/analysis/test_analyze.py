@@ -18,6 +18,7 @@ from lm_saes.activations.reader import open_cache
 from lm_saes.analysis import analyze, analyze_features
 from lm_saes.analysis.bands import priorities
 from lm_saes.config import AnalyzeConfig, GenerateConfig, load_config
+from lm_saes.data.pieces import TokenPieces
 from lm_saes.dictionaries import Dictionary
 from lm_saes.errors import CacheError
 from lm_saes.evaluation.metrics import FeatureFiring
@@ -49,6 +50,7 @@ def expected_example(truth, tokenizer, c: int, f: int, window: int) -> dict:
     return {
         "context_id": int(truth.context_ids[c]), "peak": peak, "max": float(values[f]), "start": shown[0],
         "tokens": [tokenizer.decode([int(truth.tokens[c, p])]) for p in shown],
+        "token_ids": [int(truth.tokens[c, p]) for p in shown],
         "acts": [float(truth.acts[c, p, f]) for p in shown],
     }
 
@@ -160,9 +162,17 @@ def test_logit_effects_equal_a_direct_product(result, dictionary_dir, W_U, token
     for f, doc in enumerate(docs):
         for sign, side in ((1, "positive"), (-1, "negative")):
             top = (sign * effects[f]).topk(n)
-            expected = [{"token": tokenizer.decode([i]), "token_id": i, "value": sign * v}
+            expected = [{"token": alone(tokenizer, i), "token_id": i, "value": sign * v}
                         for v, i in zip(top.values.tolist(), top.indices.tolist())]
             assert_same(doc["logits"][side], expected)
+
+
+def alone(tokenizer, token_id: int) -> str:
+    """A token decoded on its own; a partial character (decoded as U+FFFD) as its bytes, <0xNN>."""
+    text = tokenizer.decode([token_id])
+    if "\ufffd" not in text:
+        return text
+    return "".join(f"<0x{b:02X}>" for b in TokenPieces(tokenizer).piece(token_id))
 
 
 def test_neighbors_equal_brute_force_cosine(result, dictionary_dir):

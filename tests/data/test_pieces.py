@@ -60,3 +60,17 @@ def test_show_prints_a_bert_context_as_text(bert_dir):
     doc = {"index": 0, "density": 0.1, "max_activation": 1.0, "top_contexts": [
         {"max": 1.0, "tokens": tokens, "acts": [0.0] * len(tokens)}]}
     assert render_feature(doc, "bert-sae").splitlines()[-1].endswith("[CLS] the names at your wedding[SEP]")
+
+
+def test_bytes_that_complete_no_character_are_shown_as_hex_never_as_a_replacement_character(gpt2):
+    ids = gpt2(TEXT, add_special_tokens=False)["input_ids"]
+    pieces = TokenPieces(gpt2)
+    first = next(k for k, i in enumerate(ids) if not pieces.whole(i))  # the first token of a split character
+    lead = pieces.piece(ids[first])
+    hexed = "".join(f"<0x{b:02X}>" for b in lead)
+    assert pieces.row(ids[first:first + 1]) == [hexed]  # the window ends inside the character
+    tail = pieces.row(ids[first + 1:first + 2])  # the window starts inside it
+    assert tail[0].startswith("<0x") and "\ufffd" not in tail[0]
+    assert pieces.shown(ids[first]) == hexed and gpt2.decode([ids[first]]) == "\ufffd"  # a logit token
+    whole = next(i for i in ids if pieces.whole(i))
+    assert pieces.shown(whole) == gpt2.decode([whole])

@@ -44,3 +44,10 @@ def test_windows_hold_each_features_true_activations(analyzed):
         silent_somewhere += len(silent)
         fired_somewhere += sum(bool(truth(w).any()) for w in range(len(pool.tokens)))
     assert silent_somewhere > 0 and fired_somewhere > 0  # both checks above had something to check
+
+
+def test_a_window_wider_than_the_contexts_is_cut_to_their_length(analyzed):
+    ctx = open_cache(analyzed.cache).manifest.config["data"]["context_size"]
+    pool = build_pool(analyzed.cache, analyzed.dictionary_dir, "blocks.1.hook_resid_post", ctx, n_contexts=8,
+                      include_bos=True, batch_size=8, device="cpu")  # 2 * ctx + 1 tokens: wider than any context
+    assert pool.tokens and all(len(t) == ctx for t in pool.tokens) and all(start == 0 for _, start in pool.origins)

@@ -7,6 +7,7 @@ baselines) recorded in the same store, its first member analyzed too."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import NamedTuple
 
@@ -47,7 +48,7 @@ def stored(tmp_path_factory, model_dir, dataset_file) -> Stored:
     ]))
     store = StoreConfig(data_dir=root / "store", timeout_s=2)
     run_analysis(AnalyzeConfig(
-        dictionary=dictionary_dir, cache=root / "cache" / HOOK, dictionary_name=NAME, top_k=5, window=3,
+        dictionary=dictionary_dir, cache=root / "cache" / HOOK, dictionary_name=NAME, top_k=5, window=10,
         n_bands=3, per_band=2, device="cpu", progress=False, store=store,
     ))
     run_interpret(InterpretConfig(dictionary=NAME, store=store, device="cpu", progress=False))
@@ -83,11 +84,13 @@ def swept(stored, tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def client(stored, tmp_path_factory) -> TestClient:
-    """The app over the stored analysis, serving a fake UI build (index.html + one asset)."""
+    """The app over the stored analysis, serving a fake UI build (index.html, one asset, the UI's
+    routes.json)."""
     static = tmp_path_factory.mktemp("static")
     (static / "assets").mkdir()
     (static / "index.html").write_text("<!doctype html><div id=root>UI</div>")
-    (static / "assets" / "app.js").write_text("console.log('ui')")
+    (static / "assets" / "app.js").write_text("console.log('ui') // " + "x" * 2000)  # worth compressing
+    shutil.copy(Path(__file__).parents[2] / "ui" / "src" / "routes.json", static / "routes.json")
     with TestClient(create_app(stored.store, static_dir=static, device="cpu")) as c:
         yield c
 

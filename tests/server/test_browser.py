@@ -2,10 +2,13 @@
 
 The server is started exactly as a user would (the CLI, a free port, the session's stored
 analysis and sweep record, whose first member links to the analyzed dictionary); the node script
-drives Debian's chromium through playwright-core, compares what the pages show with the API's
-documents, and saves screenshots (to $LM_SAES_SCREENSHOTS, e.g. docs/screenshots, or a
-temporary directory). Needs the built UI and chromium; scripts/test.sh
-provides both.
+drives Debian's chromium through playwright-core, one spec per page (ui/e2e/pages/), at 1280x900
+and at 390x844 with touch: it compares what the pages draw with the API's documents (every token
+of every context, its shading and peak mark; a newline peak; test-on-my-text; steering at a strong
+and a zero strength; the summary line in the feature list, token search, feature page, nearest
+features and inference; 404 statuses), checks by element geometry that no text leaves a phone's
+screen, and saves screenshots (to $LM_SAES_SCREENSHOTS, e.g. docs/screenshots, or a temporary
+directory). Needs the built UI and chromium; scripts/test.sh provides both.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from tests.server.served import NAME, SWEEP
 
@@ -45,6 +50,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise AssertionError(f"lm-saes serve did not answer at {url} within {timeout} s")
 
 
+@pytest.mark.slow  # ~30-40 s on two shared cores: two viewports, a model load, steering
 def test_the_ui_shows_the_stored_features_in_chromium(stored, swept, tmp_path):
     assert (ROOT / "lm_saes/server/static/index.html").is_file(), \
         "the UI is not built: npm --prefix ui ci && npm --prefix ui run build (scripts/test.sh does it)"
@@ -62,8 +68,10 @@ def test_the_ui_shows_the_stored_features_in_chromium(stored, swept, tmp_path):
                "LM_SAES_SCREENSHOTS": str(shots), "LM_SAES_CHROMIUM": CHROMIUM}
         run = subprocess.run(["node", str(ROOT / "ui/e2e/run.mjs")], env=env, capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-        for name in ("dictionary.png", "feature.png", "infer.png", "sweep.png"):
-            assert (shots / name).stat().st_size > 10_000
+        print(run.stdout)  # every step with its time (pytest -rP shows it)
+        for name in ("dictionary.png", "feature.png", "feature-mobile.png", "test-text.png", "steer.png", "infer.png",
+                     "sweep.png"):
+            assert (shots / name).stat().st_size > 10_000, name
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) is not None

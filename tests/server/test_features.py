@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lm_saes.store.documents import token_key
+from lm_saes.store.summaries import summary_line
 from tests.server.served import BARE, D_SAE, NAME
 
 SUMMARY_KEYS = ("index", "density", "max_activation", "mean_activation", "n_fired")
@@ -19,7 +20,8 @@ def test_a_page_matches_the_store_sorted_filtered_and_counted(client, store):
     expected = store.features(NAME, sort="density", descending=True, skip=2, limit=7)
     assert [item["index"] for item in body["items"]] == [doc["index"] for doc in expected]
     for item, doc in zip(body["items"], expected):
-        assert item == {**{k: doc[k] for k in SUMMARY_KEYS}, "interpretation": None, "explanation": explanation(doc)}
+        assert item == {**{k: doc[k] for k in SUMMARY_KEYS}, "interpretation": None, "explanation": explanation(doc),
+                        "summary": summary_line(doc)}
     densities = [item["density"] for item in body["items"]]
     assert densities == sorted(densities, reverse=True)
 
@@ -61,10 +63,14 @@ def test_one_feature_is_the_stored_document_with_neighbours(client, store):
     best = store.features(NAME, sort="density", descending=True, limit=1)[0]["index"]
     doc = store.feature(NAME, best)
     body = client.get(f"/api/dictionaries/{NAME}/features/{best}").json()
-    for key in (*SUMMARY_KEYS, "n_contexts", "decoder_norm", "top_contexts", "quantiles", "histogram",
-                "logits", "neighbors"):
+    for key in (*SUMMARY_KEYS, "n_contexts", "decoder_norm", "top_contexts", "quantiles", "histogram", "logits"):
         assert body[key] == doc[key], key
     assert body["top_contexts"] and body["quantiles"] and body["neighbors"]
+    assert all(len(c["token_ids"]) == len(c["tokens"]) for c in body["top_contexts"])
+    assert body["summary"] == summary_line(doc) and body["summary"]["text"]
+    assert [{k: n[k] for k in ("index", "cosine")} for n in body["neighbors"]] == doc["neighbors"]
+    for n in body["neighbors"]:  # each neighbour with its own summary line (None if it never fired)
+        assert n["summary"] == summary_line(store.feature(NAME, n["index"]))
     assert body["interpretation"] is None
     assert "analysis_id" not in body and "peak_tokens" not in body
     assert (body["prev"], body["next"]) == (best - 1 if best else None, best + 1 if best < D_SAE - 1 else None)
@@ -74,7 +80,8 @@ def test_one_feature_is_the_stored_document_with_neighbours(client, store):
 
 
 def test_missing_features_are_404_and_negative_422(client):
-    assert client.get(f"/api/dictionaries/{NAME}/features/{D_SAE}").status_code == 404
+    response = client.get(f"/api/dictionaries/{NAME}/features/{D_SAE}")
+    assert response.status_code == 404 and f"its features are 0-{D_SAE - 1}" in response.json()["detail"]
     assert client.get("/api/dictionaries/nope/features/0").status_code == 404
     assert client.get(f"/api/dictionaries/{BARE}/features/0").status_code == 404
     assert client.get(f"/api/dictionaries/{NAME}/features/0", params={"analysis": "other"}).status_code == 404
@@ -105,6 +112,7 @@ def test_token_search_finds_the_features_peaking_on_a_token(client, store):
     for item in body["items"]:
         assert item["density"] == by_index[item["index"]]["density"]
         assert item["max_activation"] == by_index[item["index"]]["max_activation"]
+        assert item["summary"] == summary_line(by_index[item["index"]]) and item["summary"]["text"]
     limited = client.get(f"/api/dictionaries/{NAME}/search", params={"q": token, "limit": 1}).json()
     assert limited["items"] == body["items"][:1]
     assert client.get(f"/api/dictionaries/{NAME}/search", params={"q": "zzzqqq"}).json() == {"items": []}

@@ -9,7 +9,7 @@ import torch
 from lm_saes.config import ModelConfig
 from lm_saes.dictionaries import Dictionary
 from lm_saes.models.backend import load_language_model
-from tests.server.served import BAD_HOOK, BARE, HOOK, NAME
+from tests.server.served import BAD_HOOK, BARE, D_SAE, HOOK, NAME
 
 TEXT = "To be, or not to be, that is the question."
 
@@ -25,8 +25,8 @@ def test_infer_matches_the_dictionary_on_the_model_activations(client, stored):
     with torch.no_grad():
         acts = Dictionary.from_pretrained(stored.dictionary_dir).encode(x)  # [n, d_sae]
 
-    assert body["tokens"] == [lm.tokenizer.decode([i]) for i in ids]
-    assert body["truncated"] is False
+    assert body["tokens"] == [lm.tokenizer.decode([i]) for i in ids] and body["token_ids"] == ids
+    assert body["truncated"] is False and body["feature"] is None and body["feature_acts"] is None
     assert len(body["features"]) == len(ids)
     for position, row in enumerate(body["features"]):
         fired = acts[position]
@@ -34,6 +34,25 @@ def test_infer_matches_the_dictionary_on_the_model_activations(client, stored):
         assert [f["index"] for f in row] == [i for _, i in expected]
         assert [f["act"] for f in row] == pytest.approx([v for v, _ in expected], rel=1e-5, abs=1e-6)
     assert any(body["features"])
+
+
+def test_one_features_activation_at_every_token_comes_from_the_same_run(client, store):
+    top = client.post(f"/api/dictionaries/{NAME}/infer", json={"text": TEXT, "top": 3}).json()
+    feature = top["features"][2][0]["index"]  # the strongest at the third token
+    body = client.post(f"/api/dictionaries/{NAME}/infer", json={"text": TEXT, "top": 3, "feature": feature}).json()
+    assert body["feature"] == feature and len(body["feature_acts"]) == len(body["tokens"])
+    assert body["feature_acts"][2] == top["features"][2][0]["act"]
+    for row, act in zip(body["features"], body["feature_acts"]):  # where it is among the top 3, the same value
+        assert [f["act"] for f in row if f["index"] == feature] in ([], [act])
+    listed = sorted({f["index"] for row in body["features"] for f in row} | {feature})
+    summaries = {line["index"]: line for line in body["summaries"]}
+    assert sorted(summaries) == [i for i in listed if store.feature(NAME, i)["density"] > 0]
+    assert all(line["text"] for line in summaries.values())
+
+
+def test_a_feature_out_of_range_is_422(client):
+    response = client.post(f"/api/dictionaries/{NAME}/infer", json={"text": TEXT, "feature": D_SAE})
+    assert response.status_code == 422 and f"0-{D_SAE - 1}" in response.json()["detail"]
 
 
 def test_infer_cuts_a_long_text_to_the_model_context(client):

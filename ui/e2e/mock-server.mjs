@@ -23,12 +23,13 @@ const density = (i) => (dead(i) ? 0 : Math.round(10 ** (-4 + 3 * rand(i)) * 1e6)
 const maxAct = (i) => (dead(i) ? 0 : Math.round((1 + 9 * rand(i + 100)) * 1000) / 1000);
 const SCORES = ['simulation', 'detection', 'fuzzing'];
 const explanation = (i) => (dead(i) ? null : { text: `"${WORDS[i % WORDS.length].trim() || 'nl'}" 0.500, "the" 0.200`, explainer: 'lexical', kind: 'lexical', status: 'scored', scores: { simulation: Math.round(rand(i + 7) * 1000) / 1000, detection: Math.round((0.5 + rand(i + 8) / 2) * 1000) / 1000, fuzzing: Math.round((0.5 + rand(i + 9) / 2) * 1000) / 1000 } });
-const row = (i) => ({ index: i, density: density(i), max_activation: maxAct(i), mean_activation: Math.round(maxAct(i) * 300) / 1000, n_fired: Math.round(density(i) * 1e5), interpretation: i % 3 === 0 ? `mentions of animal ${i}` : null, explanation: explanation(i) });
+const summary = (i) => (i % 3 === 0 ? { source: 'interpretation', text: `mentions of animal ${i}`, tokens: [] } : explanation(i) ? { source: 'explanation', text: explanation(i).text, tokens: [] } : null);
+const row = (i) => ({ index: i, density: density(i), max_activation: maxAct(i), mean_activation: Math.round(maxAct(i) * 300) / 1000, n_fired: Math.round(density(i) * 1e5), interpretation: i % 3 === 0 ? `mentions of animal ${i}` : null, explanation: explanation(i), summary: summary(i) });
 const context = (i, c, scale) => {
   const tokens = Array.from({ length: 12 }, (_, t) => WORDS[(i + c * 3 + t) % WORDS.length]);
   const acts = tokens.map((_, t) => (rand(i * 31 + c * 7 + t) > 0.6 ? Math.round(maxAct(i) * scale * rand(t + c + i) * 1e4) / 1e4 : 0));
   acts[5] = Math.round(maxAct(i) * scale * 1e4) / 1e4;
-  return { context_id: i * 100 + c, peak: 5, max: acts[5], start: c * 4, tokens, acts };
+  return { context_id: i * 100 + c, peak: c * 4 + 5, max: acts[5], start: c * 4, tokens, token_ids: tokens.map((t) => 100 + WORDS.indexOf(t)), acts };
 };
 function featureDetail(i) {
   const d = dead(i);
@@ -38,7 +39,7 @@ function featureDetail(i) {
     quantiles: d ? [] : [{ band: '0.5-1.0', low: maxAct(i) / 2, high: maxAct(i), n_contexts: 5, examples: [context(i, 5, 0.6)] }, { band: '0-0.5', low: 0, high: maxAct(i) / 2, n_contexts: 20, examples: [context(i, 6, 0.3)] }],
     histogram: { edges: Array.from({ length: 11 }, (_, k) => (k * maxAct(i)) / 10), counts: Array.from({ length: 10 }, (_, k) => (d ? 0 : Math.round(500 / (k + 1)))) },
     logits: { positive: [0, 1, 2].map((k) => ({ token: WORDS[(i + k) % WORDS.length], token_id: 1000 + k, value: 3 - k * 0.5 })), negative: [0, 1].map((k) => ({ token: WORDS[(i + k + 5) % WORDS.length], token_id: 2000 + k, value: -2 + k * 0.5 })) },
-    neighbors: [1, 2, 3].map((k) => ({ index: (i + k * 7) % D_SAE, cosine: 0.9 - k * 0.1 })),
+    neighbors: [1, 2, 3].map((k) => ({ index: (i + k * 7) % D_SAE, cosine: 0.9 - k * 0.1, summary: summary((i + k * 7) % D_SAE) })),
     prev: i > 0 ? i - 1 : null, next: i < D_SAE - 1 ? i + 1 : null,
   };
 }
@@ -98,14 +99,14 @@ function api(method, url, body) {
   }
   if (p[3] === 'features' && p.length === 5) {
     const i = Number(p[4]);
-    if (!Number.isInteger(i) || i < 0 || i >= D_SAE) return [404, { detail: `feature ${p[4]} not found` }];
+    if (!Number.isInteger(i) || i < 0 || i >= D_SAE) return [404, { detail: `dictionary '${d.name}' has no feature ${p[4]}; its features are 0-${D_SAE - 1}` }];
     return [200, featureDetail(i)];
   }
   if (p[3] === 'random') return [200, { index: Math.floor(Math.random() * D_SAE) }];
   if (p[3] === 'search') {
     const text = (q.get('q') ?? '').trim().toLowerCase();
     const items = Array.from({ length: D_SAE }, (_, i) => featureDetail(i))
-      .map((f) => ({ index: f.index, density: f.density, max_activation: f.max_activation, matches: f.top_contexts.flatMap((c) => c.tokens.filter((t, k) => c.acts[k] > 0 && t.trim().toLowerCase() === text)).length }))
+      .map((f) => ({ index: f.index, density: f.density, max_activation: f.max_activation, summary: f.summary, matches: f.top_contexts.flatMap((c) => c.tokens.filter((t, k) => c.acts[k] > 0 && t.trim().toLowerCase() === text)).length }))
       .filter((r) => r.matches > 0).sort((a, b) => b.matches - a.matches).slice(0, Number(q.get('limit') ?? 20));
     return [200, { items }];
   }
@@ -114,7 +115,18 @@ function api(method, url, body) {
     const tokens = body.text.match(/\s*\S+|\s+/g) ?? [];
     const top = body.top ?? 5;
     const features = tokens.map((t, k) => Array.from({ length: top }, (_, j) => ({ index: (t.length * 7 + k + j * 5) % D_SAE, act: Math.round((top - j) * rand(k + j) * 1000) / 1000 })).sort((a, b) => b.act - a.act));
-    return [200, { tokens, features }];
+    const f = body.feature ?? null;
+    const listed = [...new Set([...features.flat().map((x) => x.index), ...(f === null ? [] : [f])])].sort((a, b) => a - b);
+    return [200, { tokens, token_ids: tokens.map((_, k) => 100 + k), features, feature: f,
+      feature_acts: f === null ? null : tokens.map((_, k) => (rand(f + k) > 0.5 ? Math.round(maxAct(f) * rand(k) * 1000) / 1000 : 0)),
+      summaries: listed.filter((i) => summary(i)).map((i) => ({ index: i, ...summary(i) })), truncated: false }];
+  }
+  if (p[3] === 'features' && p[5] === 'steer' && method === 'POST') {
+    if (typeof body?.prompt !== 'string' || !Number.isFinite(body?.strength)) return [422, { detail: 'prompt, strength: field required' }];
+    const n = body.max_new_tokens ?? 24;
+    const cont = (steered, sampled) => { const tokens = Array.from({ length: n }, (_, k) => WORDS[(k * (sampled ? 3 : 1) + (steered && body.strength ? Number(p[4]) : 0)) % WORDS.length]); return { text: tokens.join(''), tokens, token_ids: tokens.map((t) => 100 + WORDS.indexOf(t)) }; };
+    return [200, { feature: Number(p[4]), hook: 'blocks.6.hook_resid_post', mode: body.mode ?? 'add', strength: body.strength, prompt_tokens: [body.prompt], prompt_truncated: false, stopped: 'length',
+      unsteered: { greedy: cont(false, false), sampled: cont(false, true) }, steered: { greedy: cont(true, false), sampled: cont(true, true) } }];
   }
   return [404, { detail: 'Not Found' }];
 }
@@ -123,10 +135,24 @@ async function serveStatic(res, pathname) {
   const file = normalize(join(STATIC_DIR, pathname));
   const inside = file.startsWith(STATIC_DIR);
   let target = join(STATIC_DIR, 'index.html');
+  let status = 200;
   if (inside && (await stat(file).then((s) => s.isFile(), () => false))) target = file;
   else if (pathname.startsWith('/assets/')) { res.writeHead(404).end(); return; }
-  res.writeHead(200, { 'Content-Type': TYPES[extname(target)] ?? 'application/octet-stream' });
+  else status = isPage(pathname) ? 200 : 404;
+  res.writeHead(status, { 'Content-Type': TYPES[extname(target)] ?? 'application/octet-stream' });
   res.end(await readFile(target));
+}
+
+/** Whether a path is a page of the UI's route table that the canned data has (as `lm-saes serve` answers). */
+function isPage(pathname) {
+  const s = pathname.replace(/\/+$/, '').split('/').filter(Boolean).map(decodeURIComponent);
+  if (s.length === 0) return true;
+  if (s[0] === 'sweeps') return s.length === 2 && SWEEPS.some((w) => w.name === s[1]);
+  const d = s[0] === 'dictionaries' && DICTS.find((x) => x.name === s[1]);
+  if (!d) return false;
+  if (s.length === 2) return true;
+  if (s.length === 3) return s[2] === 'infer';
+  return s.length === 4 && s[2] === 'features' && /^\d+$/.test(s[3]) && Number(s[3]) < d.d_sae;
 }
 
 export function startMockServer(port = 0, { down = false } = {}) {

@@ -1,4 +1,5 @@
-// The route table: each URL pattern maps to one page in src/pages.
+// The route table: each named URL pattern of routes.json maps to one page in src/pages. The server
+// reads the same routes.json (from the build) to answer 404 for any other path.
 import type { ReactNode } from 'react';
 import { NotFound } from './components/Status';
 import { Dictionary } from './pages/Dictionary';
@@ -7,24 +8,25 @@ import { Home } from './pages/Home';
 import { Infer } from './pages/Infer';
 import { Sweep } from './pages/Sweep';
 import { Link, matchPath, useLocation } from './router';
+import ROUTES from './routes.json';
 
 type Page = (params: Record<string, string>, search: URLSearchParams) => ReactNode;
 
-const ROUTES: [string, Page][] = [
-  ['/', () => <Home />],
-  ['/dictionaries/:name', (p, s) => <Dictionary key={p.name} name={p.name} search={s} />],
-  ['/dictionaries/:name/features/:index', (p, s) => <Feature name={p.name} index={p.index} search={s} />],
-  ['/dictionaries/:name/infer', (p, s) => <Infer key={p.name} name={p.name} search={s} />],
-  ['/sweeps/:name', (p, s) => <Sweep key={p.name} name={p.name} search={s} />],
-];
+const PAGES: Record<keyof typeof ROUTES, Page> = {
+  home: () => <Home />,
+  dictionary: (p, s) => <Dictionary key={p.name} name={p.name} search={s} />,
+  feature: (p, s) => <Feature name={p.name} index={p.index} search={s} />,
+  infer: (p, s) => <Infer key={p.name} name={p.name} search={s} />,
+  sweep: (p, s) => <Sweep key={p.name} name={p.name} search={s} />,
+};
 
 export function App() {
   const { pathname, search } = useLocation();
   let page: ReactNode = <NotFound />;
-  for (const [pattern, render] of ROUTES) {
+  for (const [name, pattern] of Object.entries(ROUTES) as [keyof typeof ROUTES, string][]) {
     const params = matchPath(pattern, pathname);
     if (params) {
-      page = render(params, search);
+      page = PAGES[name](params, search);
       break;
     }
   }

@@ -121,6 +121,14 @@ export interface FeatureListQuery {
   limit?: number;
 }
 
+/** The one line a feature is known by: a person's interpretation, its explanation, or its most
+ * characteristic tokens (the peak tokens of its top contexts, most frequent first). */
+export interface SummaryLine {
+  source: 'interpretation' | 'explanation' | 'tokens';
+  text: string;
+  tokens: string[];
+}
+
 export interface FeatureRow {
   index: number;
   density: number;
@@ -129,6 +137,7 @@ export interface FeatureRow {
   n_fired: number | null;
   interpretation: string | null;
   explanation: ExplanationSummary | null;
+  summary: SummaryLine | null;
 }
 
 export interface FeatureList {
@@ -142,6 +151,8 @@ export interface ContextSample {
   max: number;
   start: number;
   tokens: string[];
+  /** Absent in analyses written before token ids were stored. */
+  token_ids?: number[] | null;
   acts: number[];
 }
 
@@ -171,22 +182,59 @@ export interface FeatureDetail {
   quantiles: QuantileBand[];
   histogram: { edges: number[]; counts: number[] };
   logits: { positive: LogitEntry[]; negative: LogitEntry[] };
-  neighbors: { index: number; cosine: number }[];
+  neighbors: { index: number; cosine: number; summary: SummaryLine | null }[];
   interpretation: string | null;
   explanation: ExplanationSummary | null;
+  summary: SummaryLine | null;
   prev: number | null;
   next: number | null;
 }
 
 export interface TokenSearchResult {
-  items: { index: number; density: number; max_activation: number; matches: number }[];
+  items: { index: number; density: number; max_activation: number; matches: number; summary: SummaryLine | null }[];
 }
 
 export interface InferResult {
   tokens: string[];
+  token_ids: number[];
   features: { index: number; act: number }[][];
+  /** The feature asked for, and its activation at every token. */
+  feature: number | null;
+  feature_acts: number[] | null;
+  summaries: (SummaryLine & { index: number })[];
   /** Set by the server when the text was cut to the model's context length. */
   truncated?: boolean;
+}
+
+export interface SteerRequest {
+  prompt: string;
+  /** 'add': strength x the decoder direction at every position; 'clamp': the feature set to strength. */
+  mode: 'add' | 'clamp';
+  strength: number;
+  max_new_tokens?: number;
+  temperature?: number;
+  seed?: number;
+  timeout_s?: number;
+  hook?: string;
+}
+
+export interface Continuation {
+  text: string;
+  tokens: string[];
+  token_ids: number[];
+}
+
+export interface SteerResult {
+  feature: number;
+  hook: string;
+  mode: 'add' | 'clamp';
+  strength: number;
+  prompt_tokens: string[];
+  prompt_truncated: boolean;
+  /** 'time': the server's time limit ran out before max_new_tokens. */
+  stopped: 'length' | 'time';
+  unsteered: { greedy: Continuation; sampled: Continuation };
+  steered: { greedy: Continuation; sampled: Continuation };
 }
 
 export interface SweepSummary {
@@ -318,8 +366,13 @@ export const api = {
     request<{ index: number }>(`${dict(name)}/random` + queryString({ analysis })),
   search: (name: string, q: string, limit = 20, analysis?: string, signal?: AbortSignal) =>
     request<TokenSearchResult>(`${dict(name)}/search` + queryString({ q, limit, analysis }), { signal }),
-  infer: (name: string, text: string, top = 5) =>
-    request<InferResult>(`${dict(name)}/infer`, { method: 'POST', body: JSON.stringify({ text, top }) }),
+  infer: (name: string, text: string, top = 5, feature?: number, analysis?: string) =>
+    request<InferResult>(`${dict(name)}/infer` + queryString({ analysis }), {
+      method: 'POST',
+      body: JSON.stringify({ text, top, ...(feature === undefined ? {} : { feature }) }),
+    }),
+  steer: (name: string, index: number, body: SteerRequest) =>
+    request<SteerResult>(`${dict(name)}/features/${index}/steer`, { method: 'POST', body: JSON.stringify(body) }),
   sweeps: (signal?: AbortSignal) => request<SweepSummary[]>('/api/sweeps', { signal }),
   sweep: (name: string, signal?: AbortSignal) =>
     request<SweepDetail>(`/api/sweeps/${encodeURIComponent(name)}`, { signal }),

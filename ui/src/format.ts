@@ -20,3 +20,28 @@ export function utc(iso: string | null | undefined): string {
   const d = new Date(iso);
   return Number.isNaN(d.getTime()) ? iso : `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }
+
+/**
+ * A firing density, the one convention of every page: a percentage with three significant digits
+ * (`12.5%`, `0.0312%`), in scientific notation below 0.001% (`4.1e-4%`); `0%` for a dead feature.
+ */
+export function density(v: number | null | undefined): string {
+  if (v === null || v === undefined || Number.isNaN(v)) return '—';
+  if (v === 0) return '0%';
+  const p = v * 100;
+  if (Math.abs(p) < 1e-3) return `${p.toExponential(1)}%`;
+  return `${p.toPrecision(3)}%`;
+}
+
+/** `1 token`, `2 tokens`, `1,024 contexts`: the count formatted and the word in the right number. */
+export function plural(n: number | null | undefined, word: string, many = `${word}s`): string {
+  if (n === null || n === undefined || Number.isNaN(n)) return `— ${many}`;
+  return `${fmt(n)} ${n === 1 ? word : many}`;
+}
+
+/** 10⁻⁵-style powers of ten for a log10 axis tick (a non-integer exponent as 10^-5.2). */
+export function powerOfTen(exponent: number): string {
+  if (!Number.isInteger(exponent)) return `10^${exponent.toFixed(1)}`;
+  const sup: Record<string, string> = { '-': '⁻', '0': '⁰', '1': '¹', '2': '²', '3': '³', '4': '⁴', '5': '⁵', '6': '⁶', '7': '⁷', '8': '⁸', '9': '⁹' };
+  return '10' + String(exponent).split('').map((c) => sup[c]).join('');
+}

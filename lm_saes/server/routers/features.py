@@ -16,6 +16,7 @@ from lm_saes.server.schemas import (
 from lm_saes.store.documents import INT64_MAX
 from lm_saes.store.explanations import feature_explanations
 from lm_saes.store.search import search_tokens as find_by_token
+from lm_saes.store.summaries import summary_line, summary_lines
 
 router = APIRouter(prefix="/dictionaries/{name}", tags=["features"])
 
@@ -43,22 +44,29 @@ def list_features(
     filters = dict(min_density=min_density, max_density=max_density, search=search)
     items = store.features(name, analysis, sort=sort, descending=order == "desc", skip=skip, limit=limit, **filters)
     return FeaturePage(total=store.count_features(name, analysis, scored=sort, **filters),
-                       items=[FeatureSummary.model_validate(doc) for doc in items])
+                       items=[FeatureSummary.model_validate({**doc, "summary": summary_line(doc)}) for doc in items])
 
 
 @router.get("/features/{index}", response_model=FeatureDetail)
 def get_feature(
     store: StoreDep, name: str, index: int = Path(ge=0, le=INT64_MAX), analysis: str = AnalysisQuery,
 ) -> FeatureDetail:
-    """The whole feature document, with the indices before and after it."""
+    """The whole feature document with its summary line, its neighbours' summary lines, and the
+    indices before and after it."""
     record = require_dictionary(store, name)
     run = require_analysis(store, name, analysis)
+    d_sae = record.get("d_sae") or run.get("n_features")
     doc = store.feature(name, index, analysis)
     if doc is None:
-        raise HTTPException(404, f"dictionary {shown(name)} has no feature {index} in analysis {shown(analysis)}")
-    d_sae = record.get("d_sae") or run.get("n_features") or index + 1
+        valid = f"; its features are 0-{d_sae - 1}" if d_sae else ""
+        raise HTTPException(404, f"dictionary {shown(name)} has no feature {index} in analysis {shown(analysis)}{valid}")
+    d_sae = d_sae or index + 1
+    neighbors = doc.get("neighbors") or []
+    lines = summary_lines(store, run, [n["index"] for n in neighbors if isinstance(n, dict) and "index" in n])
     return FeatureDetail.model_validate({
-        **doc, "prev": index - 1 if index > 0 else None, "next": index + 1 if index + 1 < d_sae else None,
+        **doc, "summary": summary_line(doc),
+        "neighbors": [{**n, "summary": lines.get(n.get("index"))} for n in neighbors if isinstance(n, dict)],
+        "prev": index - 1 if index > 0 else None, "next": index + 1 if index + 1 < d_sae else None,
     })
 
 
@@ -99,7 +107,8 @@ def search_tokens(
     if not q.strip():
         raise HTTPException(422, "q must contain a non-whitespace token")
     require_dictionary(store, name)
-    require_analysis(store, name, analysis)
+    run = require_analysis(store, name, analysis)
     found = find_by_token(store, name, q, analysis, limit)
-    return TokenSearch(items=[TokenMatch.model_validate(doc) for doc in found])
+    lines = summary_lines(store, run, [doc["index"] for doc in found])
+    return TokenSearch(items=[TokenMatch.model_validate({**doc, "summary": lines.get(doc["index"])}) for doc in found])
 

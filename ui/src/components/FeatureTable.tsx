@@ -1,11 +1,12 @@
 // The filterable, sortable, paginated feature list; all its state lives in the URL query.
 import { useState, type FormEvent } from 'react';
 import { api, SCORE_NAMES, type FeatureListQuery, type FeatureSort, type ScoreName, type SortOrder } from '../api';
-import { fmt } from '../format';
+import { density, fmt } from '../format';
 import { Link, navigate, paths } from '../router';
 import { useApi } from '../useApi';
-import { ExplainerBadge, SCORE_HELP } from './Explanation';
+import { SCORE_HELP } from './Explanation';
 import { Await } from './Status';
+import { SummaryLine } from './SummaryLine';
 
 const SORTS: FeatureSort[] = ['index', 'density', 'max_activation', ...SCORE_NAMES];
 const SHORT: Record<ScoreName, string> = { simulation: 'Sim', detection: 'Det', fuzzing: 'Fuzz' };
@@ -37,12 +38,16 @@ interface Props {
   search: URLSearchParams;
 }
 
+/** A density in the URL (a fraction, as the API takes it) as the percentage typed in the filter, and back. */
+const toPercent = (fraction: string | null) => (num(fraction) === undefined ? '' : String(Number((num(fraction)! * 100).toPrecision(6))));
+const toFraction = (percent: string) => (num(percent) === undefined ? '' : String(num(percent)! / 100));
+
 export function FeatureTable({ name, search }: Props) {
   const q = readQuery(search);
   const key = JSON.stringify([name, q]);
   const page = useApi(key, (signal) => api.features(name, q, signal));
-  const [minDensity, setMinDensity] = useState(search.get('min_density') ?? '');
-  const [maxDensity, setMaxDensity] = useState(search.get('max_density') ?? '');
+  const [minDensity, setMinDensity] = useState(toPercent(search.get('min_density')));
+  const [maxDensity, setMaxDensity] = useState(toPercent(search.get('max_density')));
   const [text, setText] = useState(search.get('search') ?? '');
 
   // Write changed keys into the URL; any filter change returns to the first page.
@@ -59,7 +64,7 @@ export function FeatureTable({ name, search }: Props) {
 
   const applyFilters = (e: FormEvent) => {
     e.preventDefault();
-    update({ min_density: minDensity.trim(), max_density: maxDensity.trim(), search: text.trim() });
+    update({ min_density: toFraction(minDensity), max_density: toFraction(maxDensity), search: text.trim() });
   };
 
   const skip = q.skip ?? 0;
@@ -92,18 +97,18 @@ export function FeatureTable({ name, search }: Props) {
           </select>
         </label>
         <label>
-          Min density
+          Min density (%)
           <input
             inputMode="decimal"
-            placeholder="e.g. 1e-4"
+            placeholder="e.g. 0.01"
             value={minDensity}
             onChange={(e) => setMinDensity(e.target.value)}
             data-testid="min-density"
           />
         </label>
         <label>
-          Max density
-          <input inputMode="decimal" placeholder="e.g. 0.1" value={maxDensity} onChange={(e) => setMaxDensity(e.target.value)} />
+          Max density (%)
+          <input inputMode="decimal" placeholder="e.g. 10" value={maxDensity} onChange={(e) => setMaxDensity(e.target.value)} />
         </label>
         <label className="grow">
           Interpretation or explanation contains
@@ -119,10 +124,9 @@ export function FeatureTable({ name, search }: Props) {
                 <thead>
                   <tr>
                     <th className="num">#</th>
+                    <th>Summary</th>
                     <th className="num">Density</th>
                     <th className="num">Max act</th>
-                    <th className="num">Mean act</th>
-                    <th className="num">Fired</th>
                     {SCORE_NAMES.map((s) => (
                       <th key={s} className="num" aria-sort={q.sort === s ? (q.order === 'desc' ? 'descending' : 'ascending') : undefined}>
                         <button type="button" className="sort" onClick={() => sortBy(s)} data-testid={`sort-score-${s}`} title={`sort by ${s} score: ${SCORE_HELP[s]}`}>
@@ -131,7 +135,6 @@ export function FeatureTable({ name, search }: Props) {
                         </button>
                       </th>
                     ))}
-                    <th>Explanation</th>
                   </tr>
                 </thead>
                 <tbody>
@@ -142,25 +145,16 @@ export function FeatureTable({ name, search }: Props) {
                           {f.index}
                         </Link>
                       </td>
-                      <td className="num">{fmt(f.density)}</td>
+                      <td className="summary-cell">
+                        <SummaryLine line={f.summary} />
+                      </td>
+                      <td className="num">{density(f.density)}</td>
                       <td className="num">{fmt(f.max_activation)}</td>
-                      <td className="num">{fmt(f.mean_activation)}</td>
-                      <td className="num">{fmt(f.n_fired)}</td>
                       {SCORE_NAMES.map((s) => (
                         <td key={s} className="num" data-testid={`score-${s}`} data-value={f.explanation?.scores[s] ?? ''}>
                           {fmt(f.explanation?.scores[s], 2)}
                         </td>
                       ))}
-                      <td className="explanation-cell">
-                        {f.interpretation && <div>{f.interpretation}</div>}
-                        {f.explanation ? (
-                          <div data-testid="row-explanation">
-                            <ExplainerBadge e={f.explanation} /> {f.explanation.text}
-                          </div>
-                        ) : (
-                          !f.interpretation && <span className="muted">—</span>
-                        )}
-                      </td>
                     </tr>
                   ))}
                 </tbody>

@@ -3,6 +3,7 @@ import type { ReactNode } from 'react';
 import type { ApiError } from '../api';
 import type { Loadable } from '../useApi';
 import { Link } from '../router';
+import { useTitle } from '../title';
 
 export function Loading({ what = 'Loading' }: { what?: string }) {
   return (
@@ -13,6 +14,7 @@ export function Loading({ what = 'Loading' }: { what?: string }) {
 }
 
 export function NotFound({ message }: { message?: string }) {
+  useTitle('not found');
   return (
     <section data-testid="not-found" className="notice">
       <h1>404 — not found</h1>

@@ -1,10 +1,11 @@
 // Search features by the tokens they fire on (`/search`); the query is kept in `?q=`.
 import { useState, type FormEvent } from 'react';
 import { api } from '../api';
-import { fmt } from '../format';
+import { density, fmt, plural } from '../format';
 import { Link, navigate, paths } from '../router';
 import { useApi } from '../useApi';
 import { Await } from './Status';
+import { SummaryLine } from './SummaryLine';
 
 export function TokenSearch({ name, search }: { name: string; search: URLSearchParams }) {
   const q = search.get('q') ?? '';
@@ -39,12 +40,15 @@ export function TokenSearch({ name, search }: { name: string; search: URLSearchP
             data.items.length === 0 ? (
               <p className="muted">No feature fires on “{q}” in its top contexts.</p>
             ) : (
-              <ul className="chips" data-testid="token-search-results">
+              <ul className="feature-lines" data-testid="token-search-results">
                 {data.items.map((it) => (
                   <li key={it.index}>
-                    <Link href={paths.feature(name, it.index, analysis)}>#{it.index}</Link>{' '}
-                    <span className="muted">
-                      {it.matches} matches · density {fmt(it.density)} · max {fmt(it.max_activation)}
+                    <Link href={paths.feature(name, it.index, analysis)} data-testid="search-link">
+                      #{it.index}
+                    </Link>{' '}
+                    <SummaryLine line={it.summary} />{' '}
+                    <span className="muted small nowrap">
+                      {plural(it.matches, 'top context')} peak on it · density {density(it.density)} · max {fmt(it.max_activation)}
                     </span>
                   </li>
                 ))}

@@ -6,8 +6,9 @@ import { FeatureTable } from '../components/FeatureTable';
 import { Histogram } from '../components/Histogram';
 import { Await } from '../components/Status';
 import { TokenSearch } from '../components/TokenSearch';
-import { fmt, pct } from '../format';
+import { fmt, pct, plural } from '../format';
 import { Link, navigate, paths } from '../router';
+import { useTitle } from '../title';
 import { useApi } from '../useApi';
 
 function MetricsTable({ d }: { d: DictionaryDetail }) {
@@ -18,9 +19,11 @@ function MetricsTable({ d }: { d: DictionaryDetail }) {
     ['d_out', fmt(d.d_out)],
     ['transcoder', d.transcoder === null ? '—' : d.transcoder ? 'yes' : 'no'],
   ];
+  // Scalars only: a nested record (eval.density_histogram) is drawn, not printed.
   for (const [group, values] of Object.entries(d.metrics ?? {})) {
     for (const [k, v] of Object.entries(values ?? {})) {
-      rows.push([`${group}.${k}`, typeof v === 'number' ? fmt(v, 4) : String(v)]);
+      if (typeof v === 'number') rows.push([`${group}.${k}`, fmt(v, 4)]);
+      else if (typeof v === 'string' || typeof v === 'boolean') rows.push([`${group}.${k}`, String(v)]);
     }
   }
   if (d.analysis) {
@@ -118,6 +121,20 @@ function RandomButton({ name, analysis }: { name: string; analysis?: string }) {
   );
 }
 
+/** Ticks of a log10-density axis at whole powers of ten, in the pages' density convention (%). */
+function densityTicks(edges: number[]): number[] {
+  const lo = Math.ceil(edges[0]);
+  const hi = Math.floor(edges[edges.length - 1]);
+  const all = Array.from({ length: Math.max(0, hi - lo + 1) }, (_, i) => lo + i);
+  const step = Math.ceil(all.length / 5) || 1; // at most about five labels
+  return all.filter((_, i) => i % step === 0);
+}
+
+function Titled({ name }: { name: string }) {
+  useTitle(name);
+  return null;
+}
+
 export function Dictionary({ name, search }: { name: string; search: URLSearchParams }) {
   const analysis = search.get('analysis') ?? undefined;
   const detail = useApi(JSON.stringify([name, analysis]), (signal) => api.dictionary(name, analysis, signal));
@@ -125,6 +142,7 @@ export function Dictionary({ name, search }: { name: string; search: URLSearchPa
     <Await value={detail}>
       {(d) => (
         <>
+          <Titled name={d.name} />
           <header className="page-head">
             <h1 data-testid="dictionary-name">{d.name}</h1>
             <div className="actions">
@@ -136,20 +154,17 @@ export function Dictionary({ name, search }: { name: string; search: URLSearchPa
           </header>
           <div className="columns">
             <section>
-              <h2>Metrics</h2>
-              <MetricsTable d={d} />
-              {d.interpretations.length > 0 && <h2>Explanation scores</h2>}
-              <InterpretationTable d={d} />
-            </section>
-            <section>
               <h2>Feature density</h2>
               {d.analysis?.density_histogram ? (
                 <Histogram
                   testId="density-histogram"
-                  title={`log10 density of alive features; ${d.analysis.density_histogram.dead.toLocaleString('en-US')} dead`}
+                  title={`Firing density of the alive features; ${plural(d.analysis.density_histogram.dead, 'dead feature')} not shown`}
+                  xLabel="firing density (share of tokens, log scale)"
+                  yLabel="features"
                   edges={d.analysis.density_histogram.log10_edges}
                   counts={d.analysis.density_histogram.counts}
-                  label={(e) => `1e${e.toFixed(1)}`}
+                  ticks={densityTicks(d.analysis.density_histogram.log10_edges)}
+                  label={(e) => `${Number((100 * 10 ** e).toPrecision(2))}%`}
                 />
               ) : d.analysis ? (
                 <p className="muted">The analysis stores no density histogram.</p>
@@ -159,6 +174,12 @@ export function Dictionary({ name, search }: { name: string; search: URLSearchPa
                 </p>
               )}
             </section>
+            {d.interpretations.length > 0 && (
+              <section className="wide">
+                <h2>Explanation scores</h2>
+                <InterpretationTable d={d} />
+              </section>
+            )}
           </div>
           {d.analysis && (
             <>
@@ -171,6 +192,12 @@ export function Dictionary({ name, search }: { name: string; search: URLSearchPa
               />
             </>
           )}
+          <details className="metrics" data-testid="metrics-details">
+            <summary>
+              <h2>Metrics and configuration</h2>
+            </summary>
+            <MetricsTable d={d} />
+          </details>
         </>
       )}
     </Await>

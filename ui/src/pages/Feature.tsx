@@ -1,12 +1,20 @@
-// `/dictionaries/:name/features/:index`: one feature's statistics, contexts, logits and neighbours.
+// `/dictionaries/:name/features/:index`: one feature, read top down: its summary line and numbers,
+// its top contexts (above the fold on a phone), test on your text, steering, activation bands,
+// histogram, logits, nearest features, and its explanation's scores and records.
 import { useEffect } from 'react';
 import { api, type FeatureDetail, type LogitEntry } from '../api';
+import { ColorLegend } from '../components/ColorLegend';
 import { ExplanationPanel } from '../components/Explanation';
 import { Histogram } from '../components/Histogram';
 import { Await, NotFound } from '../components/Status';
-import { ContextView } from '../components/Tokens';
-import { fmt, pct } from '../format';
+import { SteerPanel } from '../components/Steer';
+import { SummaryLine } from '../components/SummaryLine';
+import { ContextView } from '../components/TokenStrip';
+import { TryText } from '../components/TryText';
+import { density, fmt, plural } from '../format';
 import { Link, navigate, paths } from '../router';
+import { useTitle } from '../title';
+import { shownToken } from '../tokens';
 import { useApi } from '../useApi';
 
 function Logits({ title, items, testId }: { title: string; items: LogitEntry[]; testId: string }) {
@@ -18,14 +26,20 @@ function Logits({ title, items, testId }: { title: string; items: LogitEntry[]; 
       ) : (
         <table>
           <tbody>
-            {items.map((l) => (
-              <tr key={l.token_id}>
-                <td>
-                  <code title={`token id ${l.token_id}`}>{JSON.stringify(l.token)}</code>
-                </td>
-                <td className="num">{fmt(l.value)}</td>
-              </tr>
-            ))}
+            {items.map((l) => {
+              const shown = shownToken(l.token);
+              return (
+                <tr key={l.token_id}>
+                  <td>
+                    <code className={shown.glyph ? 'glyph' : undefined} data-testid="logit-token">
+                      {shown.text}
+                    </code>{' '}
+                    <span className="muted small">#{l.token_id}</span>
+                  </td>
+                  <td className="num">{fmt(l.value)}</td>
+                </tr>
+              );
+            })}
           </tbody>
         </table>
       )}
@@ -33,12 +47,12 @@ function Logits({ title, items, testId }: { title: string; items: LogitEntry[]; 
   );
 }
 
-/** ArrowLeft/k go to the previous feature, ArrowRight/j to the next. */
+/** ArrowLeft/k go to the previous feature, ArrowRight/j to the next (not while typing or on a token). */
 function useFeatureKeys(name: string, f: FeatureDetail | null, analysis?: string) {
   useEffect(() => {
     if (!f) return;
     const onKey = (e: KeyboardEvent) => {
-      if (e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) return;
+      if (e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) return;
       const el = e.target as HTMLElement | null;
       if (el && (el.tagName === 'INPUT' || el.tagName === 'TEXTAREA' || el.tagName === 'SELECT' || el.isContentEditable)) return;
       const target = e.key === 'ArrowRight' || e.key === 'j' ? f.next : e.key === 'ArrowLeft' || e.key === 'k' ? f.prev : undefined;
@@ -51,13 +65,33 @@ function useFeatureKeys(name: string, f: FeatureDetail | null, analysis?: string
   }, [name, f, analysis]);
 }
 
+/** Bands from the strongest down; the first that holds examples is open. */
+function Bands({ f }: { f: FeatureDetail }) {
+  const bands = [...f.quantiles].reverse();
+  const open = bands.findIndex((q) => q.examples.length > 0);
+  return (
+    <section data-testid="quantiles">
+      <h2>Samples by activation band</h2>
+      {bands.map((q, i) => (
+        <details key={String(q.band)} open={i === open} data-testid="band" data-examples={q.examples.length}>
+          <summary>
+            {fmt(q.low, 2)} – {fmt(q.high, 2)} <span className="muted">({plural(q.n_contexts, 'context')})</span>
+          </summary>
+          {q.examples.length === 0 ? <p className="muted small">No context peaks in this band.</p> : q.examples.map((c, j) => <ContextView key={j} ctx={c} max={f.max_activation} />)}
+        </details>
+      ))}
+    </section>
+  );
+}
+
 function FeatureBody({ name, f, analysis }: { name: string; f: FeatureDetail; analysis?: string }) {
   useFeatureKeys(name, f, analysis);
+  useTitle(`feature ${f.index} · ${name}`);
   const max = f.max_activation;
   const stats: [string, string][] = [
-    ['density', pct(f.density)],
-    ['fired', `${fmt(f.n_fired)} tokens`],
-    ['contexts', fmt(f.n_contexts)],
+    ['density', density(f.density)],
+    ['fired on', plural(f.n_fired, 'token')],
+    ['in', plural(f.n_contexts, 'context')],
     ['max act', fmt(max)],
     ['mean act', fmt(f.mean_activation)],
     ['decoder norm', fmt(f.decoder_norm)],
@@ -68,7 +102,7 @@ function FeatureBody({ name, f, analysis }: { name: string; f: FeatureDetail; an
         <h1>
           <Link href={paths.dictionary(name)}>{name}</Link> / feature <span data-testid="feature-index">{f.index}</span>
         </h1>
-        <nav className="actions" data-testid="prev-next">
+        <nav className="actions" data-testid="prev-next" title="Keys: ← / k previous, → / j next">
           {f.prev !== null ? (
             <Link href={paths.feature(name, f.prev, analysis)} data-testid="prev" className="button">
               ← #{f.prev}
@@ -85,13 +119,9 @@ function FeatureBody({ name, f, analysis }: { name: string; f: FeatureDetail; an
           )}
         </nav>
       </header>
-      <p className="muted small">Keys: ← / k previous, → / j next.</p>
-      {f.interpretation && (
-        <p className="interpretation" data-testid="interpretation">
-          {f.interpretation}
-        </p>
-      )}
-      <ExplanationPanel name={name} index={f.index} analysis={analysis} shown={f.explanation} />
+      <p className="feature-summary">
+        <SummaryLine line={f.summary} />
+      </p>
       <dl className="stats" data-testid="feature-stats">
         {stats.map(([k, v]) => (
           <div key={k}>
@@ -100,52 +130,52 @@ function FeatureBody({ name, f, analysis }: { name: string; f: FeatureDetail; an
           </div>
         ))}
       </dl>
+      <section data-testid="top-contexts">
+        <h2>Top activating contexts</h2>
+        {f.top_contexts.length === 0 ? (
+          <p className="muted">This feature never fired in the analysed contexts.</p>
+        ) : (
+          <>
+            <ColorLegend max={max} />
+            {f.top_contexts.map((c, i) => (
+              <ContextView key={i} ctx={c} max={max} />
+            ))}
+          </>
+        )}
+      </section>
+      <TryText name={name} index={f.index} max={max} analysis={analysis} />
+      <SteerPanel key={f.index} name={name} index={f.index} max={max} />
+      {f.quantiles.length > 0 && <Bands f={f} />}
       <div className="columns">
         <section>
           <h2>Activation histogram</h2>
-          <Histogram testId="activation-histogram" title="non-zero activations" edges={f.histogram.edges} counts={f.histogram.counts} logY />
+          <Histogram testId="activation-histogram" title="Non-zero activations" xLabel="activation" yLabel="tokens" edges={f.histogram.edges} counts={f.histogram.counts} logY />
         </section>
         <section className="logit-pair">
           <Logits title="Top positive logits" items={f.logits.positive} testId="logits-positive" />
           <Logits title="Top negative logits" items={f.logits.negative} testId="logits-negative" />
         </section>
       </div>
-      <section data-testid="top-contexts">
-        <h2>Top activating contexts</h2>
-        {f.top_contexts.length === 0 ? (
-          <p className="muted">This feature never fired in the analysed contexts.</p>
-        ) : (
-          f.top_contexts.map((c, i) => <ContextView key={i} ctx={c} max={max} />)
-        )}
-      </section>
-      {f.quantiles.length > 0 && (
-        <section data-testid="quantiles">
-          <h2>Samples by activation band</h2>
-          {f.quantiles.map((q, i) => (
-            <details key={i} open={i === 0}>
-              <summary>
-                Band {String(q.band)}: {fmt(q.low)} – {fmt(q.high)} <span className="muted">({fmt(q.n_contexts)} contexts)</span>
-              </summary>
-              {q.examples.map((c, j) => (
-                <ContextView key={j} ctx={c} max={max} />
-              ))}
-            </details>
-          ))}
-        </section>
-      )}
       <section data-testid="neighbors">
         <h2>Nearest features (decoder cosine)</h2>
         {f.neighbors.length === 0 ? (
           <p className="muted">None.</p>
         ) : (
-          <ul className="chips">
+          <ul className="feature-lines">
             {f.neighbors.map((n) => (
               <li key={n.index}>
-                <Link href={paths.feature(name, n.index, analysis)}>#{n.index}</Link> <span className="muted">{n.cosine.toFixed(3)}</span>
+                <Link href={paths.feature(name, n.index, analysis)} data-testid="neighbor-link">
+                  #{n.index}
+                </Link>{' '}
+                <span className="muted num">{fmt(n.cosine)}</span> <SummaryLine line={n.summary} />
               </li>
             ))}
           </ul>
         )}
+      </section>
+      <section>
+        <h2>Explanation and scores</h2>
+        <ExplanationPanel name={name} index={f.index} analysis={analysis} shown={f.explanation} />
       </section>
     </>
   );

@@ -3,6 +3,7 @@ import { api, type DictionarySummary } from '../api';
 import { Await } from '../components/Status';
 import { fmt, pct, utc } from '../format';
 import { Link, paths } from '../router';
+import { useTitle } from '../title';
 import { useApi } from '../useApi';
 
 function metric(d: DictionarySummary, key: string): number | undefined {
@@ -61,6 +62,7 @@ function Sweeps() {
 }
 
 export function Home() {
+  useTitle('dictionaries');
   const list = useApi('dictionaries', (signal) => api.dictionaries(signal));
   return (
     <>

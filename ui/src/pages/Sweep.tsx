@@ -4,10 +4,12 @@ import { api, type SweepDetail, type SweepRow } from '../api';
 import { ParetoPlot, PlotLegend, baselineMarkers } from '../components/ParetoPlot';
 import { Await } from '../components/Status';
 import { SweepTable, rowId } from '../components/SweepTable';
-import { utc } from '../format';
+import { plural, utc } from '../format';
+import { useTitle } from '../title';
 import { useApi } from '../useApi';
 
 function SweepBody({ sweep, search }: { sweep: SweepDetail; search: URLSearchParams }) {
+  useTitle(`sweep ${sweep.name}`);
   const [selected, setSelected] = useState<string | null>(null);
   const markers = baselineMarkers(sweep.rows);
   const members = sweep.rows.filter((r) => r.kind === 'member');
@@ -25,7 +27,7 @@ function SweepBody({ sweep, search }: { sweep: SweepDetail; search: URLSearchPar
         </span>
       </header>
       <p className="muted small">
-        {members.length} members: {count('finished')} finished, {count('failed')} failed
+        {plural(members.length, 'member')}: {count('finished')} finished, {count('failed')} failed
         {count('pending') > 0 && `, ${count('pending')} pending`}; updated {utc(sweep.updated_at)}
         {sweep.output_dir && (
           <>
