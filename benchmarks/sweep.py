@@ -1,10 +1,12 @@
 """Benchmark a sweep over one read of the cache against the same members trained one by one.
 
 Writes a synthetic 1d cache (``--tokens`` x ``--d-model``, bfloat16) and warms the page cache,
-then times, side by side in one process and alternating (``--repeats``; medians reported):
+runs both kinds once untimed on two batches (the first run of a process pays one-off costs), then
+times, side by side in one process and alternating which goes first (``--repeats``; medians):
 
 - together: ``train_together`` on ``--members`` TopK members (k = 8, 16, 24, ... by default):
-  each batch read once and fed to every member;
+  each batch read once, the members stepped as one stacked model (``--members-per-stack``; the
+  sweep's default: all on a GPU, one a stack on the CPU, where stacks are slower);
 - sequential: ``lm_saes.train`` on each member's own TrainConfig in turn (eight reads).
 
 Every member's weights must come out bit-identical both ways (checked; a mismatch fails the
@@ -44,6 +46,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--members-per-stack", type=int, default=0,
+                        help="members to a stacked model (0: the sweep's choice, all on a GPU, 1 on the CPU)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating timed runs of each kind (medians)")
     parser.add_argument("--dir", type=Path, help="work here and keep the files (default: temp)")
     return parser.parse_args()
@@ -57,6 +61,15 @@ def sweep_config(args: argparse.Namespace, cache: Path, out: Path) -> SweepConfi
                   "dictionary": {"kind": "topk", "d_sae": args.d_sae, "k": 8}},
         "grid": {"dictionary.k": [8 * (i + 1) for i in range(args.members)]},
     })
+
+
+def run_together(members: list, members_per_stack: int) -> None:
+    train_together(members, stream_seed=0, members_per_stack=members_per_stack)
+
+
+def run_alone(members: list, out: Path) -> None:
+    for m in members:
+        train(m.train.model_copy(update={"output_dir": out / m.name}))
 
 
 def timed(action) -> float:
@@ -77,12 +90,17 @@ def main() -> None:
         write_synthetic_cache(cache, args.tokens, args.d_model, n_shards=4)
         for _ in lm_saes.open_cache(cache).batches(args.batch_size):  # warm the page cache
             pass
+        warm = argparse.Namespace(**{**vars(args), "tokens": 2 * args.batch_size})
+        run_together(expand_members(sweep_config(warm, cache, root / "warm-together")), args.members_per_stack)
+        run_alone(expand_members(sweep_config(warm, cache, root / "warm-together")), root / "warm-alone")
         together, sequential = [], []
         for r in range(args.repeats):  # alternate, so neither kind always runs first
             members = expand_members(sweep_config(args, cache, root / f"together-{r}"))
-            together.append(timed(lambda: train_together(members, stream_seed=0)))
+            kinds = [(together, lambda: run_together(members, args.members_per_stack)),
+                     (sequential, lambda: run_alone(members, root / f"alone-{r}"))]
+            for times, action in kinds[:: 1 if r % 2 == 0 else -1]:
+                times.append(timed(action))
             alone = [m.train.model_copy(update={"output_dir": root / f"alone-{r}" / m.name}) for m in members]
-            sequential.append(timed(lambda: [train(cfg) for cfg in alone]))
         identical = all(
             all(torch.equal(a, b) for a, b in zip(Dictionary.from_pretrained(m.train.output_dir).state_dict().values(),
                                                   Dictionary.from_pretrained(cfg.output_dir).state_dict().values()))
@@ -92,7 +110,8 @@ def main() -> None:
         member_tokens = args.members * (args.tokens // args.batch_size) * args.batch_size
         print(json.dumps({
             "device": str(torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "cpu"),
-            "threads": torch.get_num_threads(), "members": args.members, "tokens": args.tokens,
+            "threads": torch.get_num_threads(), "members": args.members, "members_per_stack": args.members_per_stack,
+            "tokens": args.tokens,
             "d_model": args.d_model, "d_sae": args.d_sae, "batch_size": args.batch_size,
             "together_s": round(together_s, 2), "sequential_s": round(sequential_s, 2),
             "together_runs_s": [round(t, 2) for t in together], "sequential_runs_s": [round(t, 2) for t in sequential],

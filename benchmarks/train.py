@@ -33,7 +33,11 @@ GPU, the points of PERF.md (bf16 autocast is the default on CUDA):
     python benchmarks/train.py --device cuda --d 2048 --m 65536 --k 64 --batch 4096 --steps 100 --warmup 10
 Add ``--variants`` for BatchTopK, JumpReLU and ReLU (lm-saes only), ``--profile`` for the top ops
 of each system's step (device time on CUDA), ``--dead-after-tokens 4096`` to time lm-saes with AuxK
-active, ``--systems`` to keep fewer systems in GPU memory at once.
+active, ``--systems`` to keep fewer systems in GPU memory at once. ``--twins`` also times lm-saes
+with each fast path of its TopK (and BatchTopK, with ``--variants``) flipped, one at a time
+(``lm_saes~sparse_backward``: the eager twin of the sparse encoder backward; ``~auxk_sync_free``
+matters only with AuxK active), and sums up each as twin / default tokens/s:
+    .venv-peers/bin/python benchmarks/train.py --systems lm_saes --twins --dead-after-tokens 1024
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from lm_saes.activations.reader import open_cache
 from lm_saes.activations.writer import ShardWriter, progress_dir, read_progress
 from lm_saes.config import TrainConfig, validate_config
 from lm_saes.data.synthetic import make_features, sample
+from lm_saes.dictionaries import VARIANTS as DICTIONARIES
 from lm_saes.dictionaries import build_dictionary
 from lm_saes.evaluation.metrics import explained_variance
 from lm_saes.training.data import cache_pairs
@@ -82,8 +87,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (steps split)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
     p.add_argument("--autocast", choices=["auto", "none", "bf16"], default="auto", help="auto: bf16 on cuda")
-    p.add_argument("--systems", default=",".join(SYSTEMS), help=f"subset of {','.join(SYSTEMS)}")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help=f"subset of {','.join(SYSTEMS)}, or lm_saes:<variant>")
     p.add_argument("--variants", action="store_true", help="also lm-saes BatchTopK, JumpReLU, ReLU")
+    p.add_argument("--twins", action="store_true", help="also lm-saes with each fast path flipped")
     p.add_argument("--lr", type=float, default=4e-4, help="Adam learning rate of every system")
     p.add_argument("--lr-warmup", type=int, default=None, help="warmup steps (default: 10%% of all)")
     p.add_argument("--pool", type=int, default=8, help="distinct training batches, cycled")
@@ -103,7 +109,8 @@ def parse_args() -> argparse.Namespace:
     args.total_steps = args.warmup + args.steps
     args.commit = lm_saes_commit()
     args.lr_warmup = max(1, args.total_steps // 10) if args.lr_warmup is None else args.lr_warmup
-    unknown = set(args.systems.split(",")) - set(SYSTEMS)
+    unknown = {s for s in args.systems.split(",") if s.partition(":")[0] not in SYSTEMS
+               or s.partition(":")[2] not in ("", "topk", *VARIANTS)}
     if unknown:
         p.error(f"--systems: unknown {sorted(unknown)}; choose from {','.join(SYSTEMS)}")
     return args
@@ -126,8 +133,9 @@ def make_data(args: argparse.Namespace) -> Data:
 # --- the systems --------------------------------------------------------------------------------
 
 
-def lm_saes_system(dictionary: dict, args: argparse.Namespace, head: list[Tensor]) -> System:
-    """A Trainer as ``train()`` builds it: validated config, seeded init, scales fit on ``head``."""
+def lm_saes_system(dictionary: dict, args: argparse.Namespace, head: list[Tensor], flip: str = "") -> System:
+    """A Trainer as ``train()`` builds it: validated config, seeded init, scales fit on ``head``;
+    ``flip``: a fast path (``Dictionary.fast_paths``) set to the opposite of its default."""
     cfg = validate_config(TrainConfig, {
         "dictionary": dictionary, "output_dir": str(Path(tempfile.gettempdir()) / "unused"),
         "total_tokens": args.total_steps * args.batch, "batch_size": args.batch, "lr": args.lr,
@@ -139,6 +147,8 @@ def lm_saes_system(dictionary: dict, args: argparse.Namespace, head: list[Tensor
     trainer = Trainer(cfg, build_dictionary(cfg.dictionary, args.d, args.d), args.device)
     trainer.initialize([(x, x) for x in head[: cfg.normalization_batches]])
     sae = trainer.dictionary
+    if flip:
+        setattr(sae, flip, not getattr(sae, flip))
 
     def evaluate(x: Tensor) -> tuple[Tensor, Tensor]:
         sae.eval()  # BatchTopK: the inference threshold
@@ -150,11 +160,23 @@ def lm_saes_system(dictionary: dict, args: argparse.Namespace, head: list[Tensor
 
 
 def build(name: str, args: argparse.Namespace, data: Data) -> System:
-    """A system by label: ``lm_saes``, ``lm_saes:<variant>``, or a peer/baseline name."""
+    """A system by label: ``lm_saes``, ``lm_saes:<variant>``, either with ``~<fast path>`` flipped,
+    or a peer/baseline name."""
+    name, _, flip = name.partition("~")
     name, _, kind = name.partition(":")
     if name == "lm_saes":
-        return lm_saes_system(variant_config(kind or "topk", args), args, data.pool)
+        return lm_saes_system(variant_config(kind or "topk", args), args, data.pool, flip)
     return {"sae_lens": sae_lens_system, "sparsify": sparsify_system, "naive": naive_system}[name](args, data)
+
+
+def twin_labels(labels: list[str]) -> list[str]:
+    """``label~switch`` for each fast path of each lm-saes label's dictionary."""
+    twins = []
+    for label in labels:
+        name, _, kind = label.partition(":")
+        if name == "lm_saes":
+            twins += [f"{label}~{switch}" for switch in DICTIONARIES[kind or "topk"].fast_paths]
+    return twins
 
 
 def variant_config(kind: str, args: argparse.Namespace) -> dict:
@@ -252,6 +274,7 @@ def emit(record: dict) -> None:
 def side_by_side(args: argparse.Namespace) -> None:
     data = make_data(args)
     labels = args.systems.split(",") + (["lm_saes:" + v for v in VARIANTS] if args.variants else [])
+    labels += twin_labels(labels) if args.twins else []
     runs: dict[str, tuple[System, Iterator[Tensor]]] = {}
     for label in labels:  # all resident at once, so that their timed rounds can alternate
         try:
@@ -279,6 +302,10 @@ def side_by_side(args: argparse.Namespace) -> None:
             ratio = results["lm_saes"]["tokens_per_s"] / results[peer]["tokens_per_s"]
             summary[f"lm_saes_over_{peer}"] = round(ratio, 3)
     summary["target_lm_saes_over_sparsify"] = 3.0  # PERF.md, on the GPU
+    for label, result in results.items():  # each fast path flipped against the default: below 1, the default wins
+        default = results.get(label.split("~")[0])
+        if "~" in label and default:
+            summary[f"{label}_over_default"] = round(result["tokens_per_s"] / default["tokens_per_s"], 3)
     emit(summary)
 
 

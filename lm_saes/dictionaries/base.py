@@ -12,9 +12,17 @@ Training sees inputs scaled by ``input_scale`` and targets by ``output_scale`` (
 have average norm sqrt(d)); ``save`` folds the scales into the weights so a loaded dictionary
 works on raw activations and reports scales of 1.
 
-A variant subclasses ``Dictionary``, sets ``kind``, implements ``activate`` and ``loss`` and, if
-it keeps unit-norm decoder rows, sets ``unit_norm_decoder = True``. Registering it is one line in
+A variant subclasses ``Dictionary``, sets ``kind``, implements ``activate`` and ``stacked_loss`` and,
+if it keeps unit-norm decoder rows, sets ``unit_norm_decoder = True``. Registering it is one line in
 ``lm_saes/dictionaries/__init__.py``.
+
+The training loss is written once, for a ``Stack``: M dictionaries of one kind and shape whose
+tensors carry a leading member axis [M, ...], so the matmuls of every member run as one batched
+matmul (a sweep trains its members of one shape this way, ``lm_saes.training.stack``). A dictionary
+alone is a stack of one: ``loss`` runs ``stacked_loss`` on views of its own tensors. Per-member knobs
+(k, coefficients, bandwidths) enter as floats when the members share them and as [M] tensors when
+not; every operation gives member i's slice the same bits whatever M is (on the CPU), so a member
+trained in a stack gets the weights it gets alone.
 """
 
 from __future__ import annotations
@@ -47,14 +55,21 @@ class DictionaryOutput(NamedTuple):
 
 
 class LossOutput(NamedTuple):
+    """One dictionary's loss; a stack's has a leading member axis on every field ([M], [M, d_sae])."""
+
     loss: Float[Tensor, ""]  # what the optimizer minimises
     terms: dict[str, Float[Tensor, ""]]  # every term, detached, for logging ("mse", "l1", "aux"...)
     fired: Bool[Tensor, "d_sae"] | None = None  # features active on some token of the batch (dead tracking)
 
+    def member(self, i: int) -> "LossOutput":
+        """Member i's loss, out of a stack's."""
+        return LossOutput(self.loss[i], {k: v[i] for k, v in self.terms.items()},
+                          None if self.fired is None else self.fired[i])
 
-def fired_features(acts: Float[Tensor, "batch d_sae"]) -> Bool[Tensor, "d_sae"]:
+
+def fired_features(acts: Float[Tensor, "... batch d_sae"]) -> Bool[Tensor, "... d_sae"]:
     """Features active on at least one token of the batch."""
-    return (acts.detach() != 0).any(dim=0)
+    return (acts.detach() != 0).any(dim=-2)
 
 
 def shape_mismatches(expected: dict[str, tuple[int, ...]], state: dict[str, Tensor]) -> list[str]:
@@ -79,15 +94,15 @@ def check_finite(state: dict[str, Tensor], where: str | Path) -> None:
 
 
 def reconstruction_mse(
-    recon: Float[Tensor, "batch d_out"], target: Float[Tensor, "batch d_out"]
-) -> Float[Tensor, ""]:
+    recon: Float[Tensor, "... batch d_out"], target: Float[Tensor, "... batch d_out"]
+) -> Float[Tensor, "..."]:
     """Squared L2 error summed over d_out, averaged over the batch (every variant's MSE)."""
-    return (recon - target).pow(2).sum(-1).mean()
+    return (recon - target).pow(2).sum(-1).mean(-1)
 
 
-def mean_l0(acts: Float[Tensor, "batch d_sae"], comm: Collectives = SINGLE_DEVICE) -> Float[Tensor, ""]:
+def mean_l0(acts: Float[Tensor, "... batch d_sae"], comm: Collectives = SINGLE_DEVICE) -> Float[Tensor, "..."]:
     """Active features per token (over every feature shard), averaged over the batch."""
-    return comm.feature_sum((acts != 0).float().sum(-1)).mean()
+    return comm.feature_sum((acts != 0).float().sum(-1)).mean(-1)
 
 
 class TrainingContext(NamedTuple):
@@ -97,10 +112,57 @@ class TrainingContext(NamedTuple):
     dead_mask: Tensor | None  # [d_sae] bool: features that have not fired for a while (AuxK)
 
 
+class Stack(NamedTuple):
+    """Dictionaries of one kind and shape as the training maths sees them."""
+
+    tensors: dict[str, Tensor]  # every parameter and buffer, with a leading member axis [M, ...]
+    members: list["Dictionary"]  # their configs, switches and collectives
+
+    @classmethod
+    def of(cls, dictionary: "Dictionary") -> "Stack":
+        """A dictionary alone: a stack of one, whose tensors are views of its own."""
+        tensors = {name: getattr(dictionary, name).unsqueeze(0) for name in dictionary.tensor_names()}
+        return cls(tensors, [dictionary])
+
+    @property
+    def comm(self) -> Collectives:
+        return self.members[0].comm
+
+    def per_member(self, values: list[float], like: Tensor) -> float | Tensor:
+        """A knob per member, for a [M] quantity: a float when the members share it (always alone),
+        else an [M] tensor (float32 products of the same float32 numbers: the same bits)."""
+        return values[0] if len(set(values)) == 1 else like.new_tensor(values, dtype=torch.float32)
+
+    def knob(self, name: str, like: Tensor) -> float | Tensor:
+        """``per_member`` of the members' config field ``name``."""
+        return self.per_member([getattr(m.cfg, name) for m in self.members], like)
+
+
+def stacked_bias(st: Stack) -> Float[Tensor, "M d_sae"]:
+    """The encoder's bias: b_enc, less b_dec W_enc for an SAE (see ``Dictionary.pre_acts``)."""
+    t, transcoder = st.tensors, st.members[0].transcoder
+    if transcoder:
+        return t["b_enc"]
+    return t["b_enc"] - torch.bmm(st.comm.enter(t["b_dec"]).unsqueeze(1), t["W_enc"]).squeeze(1)
+
+
+def stacked_pre_acts(
+    st: Stack, x: Float[Tensor, "M batch d_in"], bias: Float[Tensor, "M d_sae"]
+) -> Float[Tensor, "M batch d_sae"]:
+    """Every member's pre-activations, one batched matmul."""
+    return torch.baddbmm(bias.unsqueeze(1), st.comm.enter(x), st.tensors["W_enc"])
+
+
+def stacked_decode(st: Stack, acts: Float[Tensor, "M batch d_sae"]) -> Float[Tensor, "M batch d_out"]:
+    """Every member's reconstruction from dense activations, one batched matmul."""
+    return st.comm.reduce(torch.bmm(acts, st.tensors["W_dec"])) + st.tensors["b_dec"].unsqueeze(1)
+
+
 class Dictionary(nn.Module):
     """Weights, encode/decode, save/load. Variants add the activation function and the loss."""
 
     kind: ClassVar[str]
+    fast_paths: ClassVar[tuple[str, ...]] = ()  # switches (bool attributes) between a fast path and its eager twin
     unit_norm_decoder: ClassVar[bool] = False
     # The dimension that indexes features, for every tensor split across tensor-parallel ranks.
     feature_dims: ClassVar[dict[str, int]] = {"W_enc": 1, "b_enc": 0, "W_dec": 0}
@@ -200,7 +262,26 @@ class Dictionary(nn.Module):
     def loss(
         self, x: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_out"], ctx: TrainingContext
     ) -> LossOutput:
+        """The training loss of one batch: ``stacked_loss`` on a stack of one."""
+        return self.stacked_loss(Stack.of(self), x.unsqueeze(0), target.unsqueeze(0), [ctx]).member(0)
+
+    @classmethod
+    def stacked_loss(
+        cls, st: Stack, x: Float[Tensor, "M batch d_in"], target: Float[Tensor, "M batch d_out"],
+        ctxs: list[TrainingContext],
+    ) -> LossOutput:
+        """Every member's training loss on its (scaled) inputs and targets: a LossOutput of [M] fields."""
         raise NotImplementedError
+
+    def tensor_names(self) -> list[str]:
+        """The parameters and buffers, in a fixed order (the stacked tensors of ``Stack``)."""
+        return [*self._parameters, *self._buffers]
+
+    def stack_key(self) -> tuple:
+        """What the members of one stack share: kind, sizes, mode, the fast-path switches, and the
+        knobs that change the computation's shape (variants add theirs)."""
+        return (self.kind, self.d_in, self.d_out, self.d_sae, self.transcoder, self.training,
+                *(getattr(self, s) for s in self.fast_paths))
 
     # --- decoder constraint (variants with unit_norm_decoder) ----------------------------
 

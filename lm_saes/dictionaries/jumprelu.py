@@ -21,7 +21,8 @@ from torch import Tensor, nn
 from lm_saes.config import JumpReLUConfig
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
 from lm_saes.dictionaries.base import (
-    Dictionary, LossOutput, TrainingContext, fired_features, mean_l0, reconstruction_mse,
+    Dictionary, LossOutput, Stack, TrainingContext, fired_features, reconstruction_mse, stacked_bias,
+    stacked_decode, stacked_pre_acts,
 )
 
 UNFITTED_THRESHOLD = 1e-3  # until init_from_data fits the thresholds (a loaded dictionary has its own)
@@ -74,14 +75,14 @@ class _Step(torch.autograd.Function):
 
 
 def jumprelu(
-    pre: Float[Tensor, "batch d_sae"], threshold: Float[Tensor, "d_sae"], bandwidth: float
+    pre: Float[Tensor, "batch d_sae"], threshold: Float[Tensor, "d_sae"], bandwidth: float | Tensor
 ) -> Float[Tensor, "batch d_sae"]:
     """pre * H(pre - threshold), with the straight-through gradient wrt threshold."""
     return _JumpReLU.apply(pre, threshold, bandwidth)
 
 
 def step(
-    pre: Float[Tensor, "batch d_sae"], threshold: Float[Tensor, "d_sae"], bandwidth: float
+    pre: Float[Tensor, "batch d_sae"], threshold: Float[Tensor, "d_sae"], bandwidth: float | Tensor
 ) -> Float[Tensor, "batch d_sae"]:
     """H(pre - threshold), with the straight-through gradient wrt threshold."""
     return _Step.apply(pre, threshold, bandwidth)
@@ -129,40 +130,54 @@ class JumpReLUDictionary(Dictionary):
     def activate(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         return jumprelu(pre, self.threshold, self.cfg.bandwidth)
 
-    def loss(
-        self, x: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_out"], ctx: TrainingContext
+    def stack_key(self) -> tuple:
+        return (*super().stack_key(), self.cfg.sparsity_loss, self.cfg.pre_act_coefficient > 0)
+
+    @classmethod
+    def stacked_loss(
+        cls, st: Stack, x: Float[Tensor, "M batch d_in"], target: Float[Tensor, "M batch d_out"],
+        ctxs: list[TrainingContext],
     ) -> LossOutput:
-        pre = self.pre_acts(x)
-        acts = self.activate(pre)
-        mse = reconstruction_mse(self.decode(acts), target)
-        l0 = self.comm.reduce(step(pre, self.threshold, self.cfg.bandwidth).sum(-1)).mean()
+        cfg, comm, W_dec = st.members[0].cfg, st.comm, st.tensors["W_dec"]
+        pre = stacked_pre_acts(st, x, stacked_bias(st))  # [M, batch, d_sae]
+        threshold = st.tensors["log_threshold"].exp().unsqueeze(1)  # [M, 1, d_sae]
+        bandwidth = _broadcast(st.knob("bandwidth", pre))
+        acts = jumprelu(pre, threshold, bandwidth)
+        mse = reconstruction_mse(stacked_decode(st, acts), target)  # [M]
+        l0 = comm.reduce(step(pre, threshold, bandwidth).sum(-1)).mean(-1)
         terms = {"mse": mse.detach(), "l0": l0.detach()}
-        if self.cfg.sparsity_loss == "step":
+        if cfg.sparsity_loss == "step":  # shared by the stack (stack_key)
             sparsity = l0
         else:
-            sparsity = tanh_penalty(acts, self.W_dec, self.cfg.tanh_scale, self.comm)
+            sparsity = tanh_penalty(acts, W_dec, _broadcast(st.knob("tanh_scale", pre)), comm)
             terms["tanh_l0"] = sparsity.detach()
-        loss = mse + self.cfg.l0_coefficient * ctx.sparsity_scale * sparsity
-        if self.cfg.pre_act_coefficient > 0:
-            pre_act = pre_act_loss(pre, self.threshold, self.W_dec, self.comm)
-            loss = loss + self.cfg.pre_act_coefficient * pre_act
+        weight = st.per_member([m.cfg.l0_coefficient * c.sparsity_scale for m, c in zip(st.members, ctxs)], mse)
+        loss = mse + weight * sparsity
+        if cfg.pre_act_coefficient > 0:
+            pre_act = pre_act_loss(pre, threshold, W_dec, comm)
+            loss = loss + st.knob("pre_act_coefficient", mse) * pre_act
             terms["pre_act"] = pre_act.detach()
         return LossOutput(loss, terms, fired_features(acts))
 
 
+def _broadcast(knob: float | Tensor) -> float | Tensor:
+    """A per-member [M] knob shaped [M, 1, 1], to meet [M, batch, d_sae] tensors."""
+    return knob.view(-1, 1, 1) if isinstance(knob, Tensor) else knob
+
+
 def tanh_penalty(
-    acts: Float[Tensor, "batch d_sae"], W_dec: Float[Tensor, "d_sae d_out"], scale: float,
+    acts: Float[Tensor, "... batch d_sae"], W_dec: Float[Tensor, "... d_sae d_out"], scale: float | Tensor,
     comm: Collectives = SINGLE_DEVICE,
-) -> Float[Tensor, ""]:
+) -> Float[Tensor, "..."]:
     """mean_batch sum_i tanh(scale |f_i| ||W_dec,i||): a smooth L0 (about 1 per strongly active
     feature) whose gradient reaches the encoder through the activations (Anthropic, January 2025)."""
-    return comm.reduce(torch.tanh(scale * acts.abs() * W_dec.norm(dim=1)).sum(-1)).mean()
+    return comm.reduce(torch.tanh(scale * acts.abs() * W_dec.norm(dim=-1).unsqueeze(-2)).sum(-1)).mean(-1)
 
 
 def pre_act_loss(
-    pre: Float[Tensor, "batch d_sae"], threshold: Float[Tensor, "d_sae"], W_dec: Float[Tensor, "d_sae d_out"],
-    comm: Collectives = SINGLE_DEVICE,
-) -> Float[Tensor, ""]:
+    pre: Float[Tensor, "... batch d_sae"], threshold: Float[Tensor, "... 1 d_sae"],
+    W_dec: Float[Tensor, "... d_sae d_out"], comm: Collectives = SINGLE_DEVICE,
+) -> Float[Tensor, "..."]:
     """mean_batch sum_i ReLU(theta_i - pre_i) ||W_dec,i||: pulls pre-activations below their
     threshold up towards it, so features that stopped firing come back (Anthropic, January 2025)."""
-    return comm.reduce((torch.relu(threshold - pre) * W_dec.norm(dim=1)).sum(-1)).mean()
+    return comm.reduce((torch.relu(threshold - pre) * W_dec.norm(dim=-1).unsqueeze(-2)).sum(-1)).mean(-1)

@@ -15,17 +15,18 @@ from torch import Tensor
 
 from lm_saes.config import ReLUConfig
 from lm_saes.dictionaries.base import (
-    Dictionary, LossOutput, TrainingContext, fired_features, mean_l0, reconstruction_mse,
+    Dictionary, LossOutput, Stack, TrainingContext, fired_features, mean_l0, reconstruction_mse, stacked_bias,
+    stacked_decode, stacked_pre_acts,
 )
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
 
 
 def weighted_l1(
-    acts: Float[Tensor, "batch d_sae"], W_dec: Float[Tensor, "d_sae d_out"],
+    acts: Float[Tensor, "... batch d_sae"], W_dec: Float[Tensor, "... d_sae d_out"],
     comm: Collectives = SINGLE_DEVICE,
-) -> Float[Tensor, ""]:
+) -> Float[Tensor, "..."]:
     """sum_i acts_i ||W_dec,i||_2 (over every feature shard), averaged over the batch."""
-    return comm.reduce((acts * W_dec.norm(dim=1)).sum(-1)).mean()
+    return comm.reduce((acts * W_dec.norm(dim=-1).unsqueeze(-2)).sum(-1)).mean(-1)
 
 
 class ReLUDictionary(Dictionary):
@@ -44,12 +45,15 @@ class ReLUDictionary(Dictionary):
     def activate(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         return torch.relu(pre)
 
-    def loss(
-        self, x: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_out"], ctx: TrainingContext
+    @classmethod
+    def stacked_loss(
+        cls, st: Stack, x: Float[Tensor, "M batch d_in"], target: Float[Tensor, "M batch d_out"],
+        ctxs: list[TrainingContext],
     ) -> LossOutput:
-        recon, acts, _ = self(x)
-        mse = reconstruction_mse(recon, target)
-        l1 = weighted_l1(acts, self.W_dec, self.comm)
-        loss = mse + self.cfg.l1_coefficient * ctx.sparsity_scale * l1
-        terms = {"mse": mse.detach(), "l1": l1.detach(), "l0": mean_l0(acts.detach(), self.comm)}
-        return LossOutput(loss, terms, fired_features(acts))
+        acts = torch.relu(stacked_pre_acts(st, x, stacked_bias(st)))  # [M, batch, d_sae]
+        recon = stacked_decode(st, acts)
+        mse = reconstruction_mse(recon, target)  # [M]
+        l1 = weighted_l1(acts, st.tensors["W_dec"], st.comm)
+        weight = st.per_member([m.cfg.l1_coefficient * c.sparsity_scale for m, c in zip(st.members, ctxs)], mse)
+        terms = {"mse": mse.detach(), "l1": l1.detach(), "l0": mean_l0(acts.detach(), st.comm)}
+        return LossOutput(mse + weight * l1, terms, fired_features(acts))

@@ -7,9 +7,24 @@ AuxK lets the dead features (ctx.dead_mask) explain the residual e = target - re
 top-min(aux_k, n_dead) dead pre-activations (ReLU'd) reconstruct e_hat = aux_acts W_dec (no
 b_dec), and AuxK = ||e - e_hat||^2 normalised by the residual's variance. Its gradient reaches
 only the dead features, through their activations; e itself is a constant.
+
+Training never builds the dense [batch, d_sae] activations. The selection (each token's top k, and
+AuxK's top dead features) is made on pre-activations without gradients; the chosen pre-activations
+are then gathered, differentiably, and decoded sparsely. Three switches, each a fast path with an
+eager twin of the same signature and the same result (tests compare outputs and gradients):
+
+- ``sparse_backward``: W_enc's gradient only through the chosen pre-activations, O(batch k d_in)
+  (``sparse.sparse_gather``); False: autograd through the dense pre-activations, O(batch d_sae d_in).
+- ``sparse_decode``: the decoder as an embedding bag over the chosen features, O(batch k d_out);
+  False: dense activations times W_dec.
+- ``auxk_sync_free``: AuxK's dead features chosen by a top-k over the pre-activations with the live
+  ones masked, as tensors; False: the dead columns counted on the host (``int(...)``, a device
+  synchronisation each step on a GPU) and only those read.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +33,11 @@ from torch import Tensor
 
 from lm_saes.config import TopKConfig
 from lm_saes.dictionaries.base import (
-    Dictionary, DictionaryOutput, LossOutput, TrainingContext, fired_features, mean_l0, reconstruction_mse,
+    Dictionary, DictionaryOutput, LossOutput, Stack, TrainingContext, reconstruction_mse, stacked_bias,
+    stacked_pre_acts,
 )
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE, Collectives
+from lm_saes.dictionaries.sparse import dense_decode, dense_gather, embedding_decode, sparse_decode, sparse_gather
 
 
 def topk_select(
@@ -47,12 +64,108 @@ def topk_activation(
     return torch.zeros_like(pre).scatter(-1, indices, values)
 
 
-def sparse_decode(
-    values: Float[Tensor, "batch k"], indices: Int[Tensor, "batch k"], W_dec: Float[Tensor, "d_sae d_out"]
-) -> Float[Tensor, "batch d_out"]:
-    """sum_j values[b, j] W_dec[indices[b, j]]: the decoder product of k-sparse activations in
-    O(batch k d_out) instead of O(batch d_sae d_out). Its eager twin is a dense scatter + matmul."""
-    return F.embedding_bag(indices, W_dec, per_sample_weights=values.to(W_dec.dtype), mode="sum")
+class Selection(NamedTuple):
+    """Features chosen per token for each member of a stack, padded to a common width K."""
+
+    indices: Int[Tensor, "M batch K"]
+    keep: Bool[Tensor, "M batch K"]  # False at padding (and, under tensor parallelism, below the k-th value)
+    widths: list[int]  # each member's own slots (the first ones; the rest is padding)
+
+
+def _padded(parts: list[Tensor], width: int) -> Tensor:
+    """[batch, k_i] tensors, zero-padded on the right to [M, batch, width]."""
+    return torch.stack([F.pad(p, (0, width - p.shape[-1])) for p in parts])
+
+
+def _within(ks: list[int], width: int, like: Tensor) -> Bool[Tensor, "M 1 width"]:
+    """Position j < k_i: the slots of member i that hold a choice."""
+    positions = torch.arange(width, device=like.device)
+    return torch.stack([positions < k for k in ks]).unsqueeze(1)
+
+
+def select_topk(pre: Float[Tensor, "M batch d_sae"], ks: list[int], comm: Collectives = SINGLE_DEVICE) -> Selection:
+    """Each member's k_i largest pre-activations per token (no gradient flows through the choice).
+
+    Members of one k share one top-k call; otherwise each has its own (a top-k of k_i entries is
+    not always the first k_i of a wider one: exact ties may come out in another order)."""
+    width = min(max(ks), pre.shape[-1])
+    if len(set(ks)) == 1:
+        values, indices = pre.topk(width, dim=-1)
+        keep = torch.ones_like(indices, dtype=torch.bool)
+    else:
+        chosen = [p.topk(min(k, p.shape[-1]), dim=-1) for p, k in zip(pre.unbind(0), ks)]
+        values, indices = _padded([c.values for c in chosen], width), _padded([c.indices for c in chosen], width)
+        keep = _within(ks, width, pre).expand_as(indices)
+    if comm.tp_size > 1:  # keep what reaches the k-th largest of every shard's offers
+        kth = torch.stack([comm.kth_largest(v, k) for v, k in zip(values.unbind(0), ks)])  # [M, batch, 1]
+        keep = keep & (values >= kth)
+    return Selection(indices, keep, [min(k, pre.shape[-1]) for k in ks])
+
+
+def select_dead(
+    pre: Float[Tensor, "M batch d_sae"], dead: list[Bool[Tensor, "d_sae"] | None], aux_ks: list[int],
+    comm: Collectives = SINGLE_DEVICE, *, sync_free: bool,
+) -> tuple[Selection, Bool[Tensor, "M"]] | None:
+    """AuxK's choice: each member's top min(aux_k, n_dead) dead features per token, and whether it
+    has any dead feature; None if no member has a dead mask. ``sync_free``: a top-k over the
+    pre-activations with the live features masked; else (the twin, and under tensor parallelism)
+    the dead count read on the host and only the dead columns searched."""
+    if all(d is None for d in dead):
+        return None
+    masks = torch.stack([d if d is not None else torch.zeros(pre.shape[-1], dtype=torch.bool, device=pre.device)
+                         for d in dead])  # [M, d_sae]
+    if sync_free and comm.tp_size == 1:
+        width = min(max(aux_ks), pre.shape[-1])
+        masked = pre.masked_fill(~masks.unsqueeze(1), float("-inf"))
+        if len(set(aux_ks)) == 1:
+            indices = masked.topk(width, dim=-1).indices
+            keep = torch.ones_like(indices, dtype=torch.bool)
+        else:
+            chosen = [p.topk(min(k, p.shape[-1]), dim=-1).indices for p, k in zip(masked.unbind(0), aux_ks)]
+            indices = _padded(chosen, width)
+            keep = _within(aux_ks, width, pre).expand_as(indices)
+        keep = keep & masks.gather(1, indices.flatten(1)).view_as(indices)  # fewer dead than aux_k: live ones drop
+        return Selection(indices, keep, [min(k, pre.shape[-1]) for k in aux_ks]), masks.any(-1)
+    chosen: list[tuple[Tensor, Tensor]] = []
+    has_dead: list[bool] = []
+    for p, mask, k in zip(pre.unbind(0), masks.unbind(0), aux_ks):
+        n_dead = int(comm.feature_sum(mask.sum()))  # the host synchronisation
+        has_dead.append(n_dead > 0)
+        k = min(k, n_dead)
+        if k == 0:
+            chosen.append((p.new_zeros(len(p), 0, dtype=torch.long), p.new_zeros(len(p), 0, dtype=torch.bool)))
+        elif comm.tp_size == 1:
+            columns = mask.nonzero().squeeze(1)  # [n_dead]
+            picked = p.index_select(1, columns).topk(k, dim=-1).indices  # [batch, k]
+            chosen.append((columns[picked], torch.ones_like(picked, dtype=torch.bool)))
+        else:  # each shard offers its dead features' top k; keep what reaches the k-th of all offers
+            values, indices = p.masked_fill(~mask, float("-inf")).topk(min(k, p.shape[-1]), dim=-1)
+            chosen.append((indices, (values >= comm.kth_largest(values, k)) & values.isfinite()))
+    width = max(c[0].shape[-1] for c in chosen)
+    if width == 0:
+        return None
+    selection = Selection(_padded([c[0] for c in chosen], width), _padded([c[1] for c in chosen], width),
+                          [c[0].shape[-1] for c in chosen])
+    return selection, torch.tensor(has_dead, device=pre.device)
+
+
+def _kept(values: Float[Tensor, "M batch K"], keep: Bool[Tensor, "M batch K"]) -> Float[Tensor, "M batch K"]:
+    return torch.where(keep, torch.relu(values), 0.0)
+
+
+def auxk_from_reconstruction(
+    e_hat: Float[Tensor, "M batch d_out"], residual: Float[Tensor, "M batch d_out"], has_dead: Bool[Tensor, "M"],
+    comm: Collectives = SINGLE_DEVICE,
+) -> Float[Tensor, "M"]:
+    """mean_batch ||e - e_hat||^2 / mean_batch ||e - mean_batch e||^2 per member; 0 for a member with
+    no dead feature. The means run over the whole batch, across data-parallel ranks (the residual is
+    a constant, so these are plain reductions)."""
+    error = reconstruction_mse(e_hat, residual)
+    mean = comm.batch_mean(residual.mean(-2))  # [M, d_out]
+    variance = comm.batch_mean((residual - mean.unsqueeze(-2)).pow(2).sum(-1).mean(-1))  # [M]
+    # A residual constant over the batch (e.g. one token) has no variance to explain: the loss is 0.
+    has = (variance > 0) & has_dead
+    return torch.where(has, error / torch.where(has, variance, 1.0), 0.0)
 
 
 def auxk_loss(
@@ -63,36 +176,27 @@ def auxk_loss(
     aux_k: int,
     comm: Collectives = SINGLE_DEVICE,
 ) -> Float[Tensor, ""]:
-    """mean_batch ||e - e_hat||^2 / mean_batch ||e - mean_batch e||^2, or 0 if no feature is dead.
-
-    The means run over the whole batch, across data-parallel ranks (the residual is a constant,
-    so these are plain reductions). On one feature shard only the dead columns are read and
-    decoded; across tensor-parallel shards (unequal dead counts) the masked dense twin runs."""
-    n_dead = 0 if dead_mask is None else int(comm.feature_sum(dead_mask.sum()))
-    if n_dead == 0:
+    """AuxK of one dictionary, or 0 if no feature is dead (its gradient reaches ``pre`` and W_dec)."""
+    chosen = select_dead(pre.detach().unsqueeze(0), [dead_mask], [aux_k], comm, sync_free=False)
+    if chosen is None:
         return pre.new_zeros(())
-    residual = residual.detach()
-    if comm.tp_size == 1:
-        dead = dead_mask.nonzero().squeeze(1)  # [n_dead]
-        values, picked = pre.index_select(1, dead).topk(min(aux_k, n_dead), dim=-1)  # [batch, aux_k]
-        e_hat = sparse_decode(torch.relu(values), dead[picked], W_dec)
-    else:
-        aux_acts = topk_activation(pre.masked_fill(~dead_mask, float("-inf")), min(aux_k, n_dead), comm)
-        e_hat = comm.reduce(aux_acts @ W_dec)
-    error = reconstruction_mse(e_hat, residual)
-    mean = comm.batch_mean(residual.mean(0))
-    variance = comm.batch_mean((residual - mean).pow(2).sum(-1).mean())
-    # A residual constant over the batch (e.g. one token) has no variance to explain: the loss is 0.
-    has_variance = variance > 0
-    return torch.where(has_variance, error / torch.where(has_variance, variance, 1.0), 0.0)
+    (indices, keep, widths), has_dead = chosen
+    values = _kept(pre.unsqueeze(0).gather(-1, indices), keep)
+    decode = sparse_decode if comm.tp_size == 1 else dense_decode
+    e_hat = comm.reduce(decode(values, indices, W_dec.unsqueeze(0), widths))
+    return auxk_from_reconstruction(e_hat, residual.detach().unsqueeze(0), has_dead, comm)[0]
 
 
 class TopKDictionary(Dictionary):
     kind = "topk"
     unit_norm_decoder = True
     cfg: TopKConfig
+    fast_paths = ("sparse_backward", "sparse_decode", "auxk_sync_free")
 
-    sparse_decode = True  # False: the dense scatter + matmul twin (same outputs and gradients)
+    # Fast paths (False: their eager twins, same outputs and gradients; see the module docstring).
+    sparse_backward = True
+    sparse_decode = True
+    auxk_sync_free = False  # on the CPU the host count is free and searching only the dead columns is cheaper
 
     def activate(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         return topk_activation(pre, self.cfg.k, self.comm)
@@ -117,41 +221,65 @@ class TopKDictionary(Dictionary):
         common = self.comm.feature_sum(quantile.sum()) / self.d_sae  # their mean over every shard
         self.b_enc.sub_(quantile - common)
 
-    def sparse_forward(
-        self, x: Float[Tensor, "batch d_in"]
-    ) -> tuple[Float[Tensor, "batch d_sae"], Float[Tensor, "batch k"], Int[Tensor, "batch k"], Float[Tensor, "batch d_out"]]:
-        """(pre, values, indices, recon) without the dense [batch, d_sae] activations."""
-        pre = self.pre_acts(x)
-        values, indices = topk_select(pre, self.cfg.k, self.comm)  # [batch, k] each
-        recon = self.comm.reduce(sparse_decode(values, indices, self.W_dec)) + self.b_dec
-        return pre, values, indices, recon
-
     def forward(self, x: Float[Tensor, "batch d_in"]) -> DictionaryOutput:
         if not self.sparse_decode:
             return super().forward(x)
-        pre, values, indices, recon = self.sparse_forward(x)
+        pre = self.pre_acts(x)
+        values, indices = topk_select(pre, self.cfg.k, self.comm)  # [batch, k] each
+        recon = self.comm.reduce(embedding_decode(values, indices, self.W_dec)) + self.b_dec
         acts = torch.zeros_like(pre).scatter(-1, indices, values)
         return DictionaryOutput(recon=recon, acts=acts, pre=pre)
 
-    def loss(
-        self, x: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_out"], ctx: TrainingContext
+    @classmethod
+    def stacked_loss(
+        cls, st: Stack, x: Float[Tensor, "M batch d_in"], target: Float[Tensor, "M batch d_out"],
+        ctxs: list[TrainingContext],
     ) -> LossOutput:
-        if not self.sparse_decode:
-            recon, acts, pre = self(x)
-            return self.topk_loss(pre, recon, target, ctx, fired_features(acts), mean_l0(acts.detach(), self.comm))
-        pre, values, indices, recon = self.sparse_forward(x)
-        active = (values.detach() > 0).float()  # [batch, k]
-        fired = pre.new_zeros(pre.shape[-1]).index_add_(0, indices.flatten(), active.flatten()) > 0
-        l0 = self.comm.feature_sum(active.sum(-1)).mean()
-        return self.topk_loss(pre, recon, target, ctx, fired, l0)
+        """MSE + aux_coefficient * AuxK per member, from each token's k chosen features."""
+        first, comm = st.members[0], st.comm
+        sparse_backward = first.sparse_backward and comm.tp_size == 1
+        bias = stacked_bias(st)  # [M, d_sae]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not sparse_backward):
+            pre = stacked_pre_acts(st, x, bias)  # [M, batch, d_sae]
+        chosen = select_topk(pre.detach(), [m.cfg.k for m in st.members], comm)
+        dead = select_dead(pre.detach(), [c.dead_mask for c in ctxs], [m.cfg.aux_k for m in st.members], comm,
+                           sync_free=first.auxk_sync_free)
+        indices = chosen.indices if dead is None else torch.cat([chosen.indices, dead[0].indices], -1)
+        gather = sparse_gather if sparse_backward else dense_gather
+        picked = gather(pre, x, st.tensors["W_enc"], bias, indices)  # [M, batch, K (+ aux K)]
+        k = chosen.indices.shape[-1]
+        values = _kept(picked[..., :k], chosen.keep)
+        decode = sparse_decode if first.sparse_decode and comm.tp_size == 1 else dense_decode
+        recon = comm.reduce(decode(values, chosen.indices, st.tensors["W_dec"], chosen.widths))
+        recon = recon + st.tensors["b_dec"].unsqueeze(1)
+        fired, l0 = code_stats(values, chosen.indices, st, x.shape[1])
+        return topk_loss(st, recon, target, picked[..., k:], dead, decode, fired, l0)
 
-    def topk_loss(
-        self, pre: Float[Tensor, "batch d_sae"], recon: Float[Tensor, "batch d_out"],
-        target: Float[Tensor, "batch d_out"], ctx: TrainingContext, fired: Bool[Tensor, "d_sae"],
-        l0: Float[Tensor, ""],
-    ) -> LossOutput:
-        """MSE + aux_coefficient * AuxK."""
-        mse = reconstruction_mse(recon, target)
-        aux = auxk_loss(pre, target - recon, self.W_dec, ctx.dead_mask, self.cfg.aux_k, self.comm)
-        loss = mse + self.cfg.aux_coefficient * aux
-        return LossOutput(loss, {"mse": mse.detach(), "aux": aux.detach(), "l0": l0}, fired)
+
+def code_stats(
+    values: Float[Tensor, "M rows K"], indices: Int[Tensor, "M rows K"], st: Stack, n_tokens: int,
+) -> tuple[Bool[Tensor, "M d_sae"], Float[Tensor, "M"]]:
+    """Which features fired, and the active features per token (over every shard), of a sparse code
+    (a TopK code [M, batch, k]; a BatchTopK one as its token-feature pairs [M, 1, n])."""
+    active = (values.detach() > 0).float().flatten(1)  # [M, rows K]
+    n_features = st.tensors["W_dec"].shape[1]  # this shard's
+    fired = torch.zeros(len(active), n_features, device=active.device).scatter_add(1, indices.flatten(1), active) > 0
+    return fired, st.comm.feature_sum(active.sum(-1)) / n_tokens  # counts are exact: the mean over tokens
+
+
+def topk_loss(
+    st: Stack, recon: Float[Tensor, "M batch d_out"], target: Float[Tensor, "M batch d_out"],
+    aux_picked: Float[Tensor, "M batch A"], dead: tuple[Selection, Bool[Tensor, "M"]] | None, decode,
+    fired: Bool[Tensor, "M d_sae"], l0: Float[Tensor, "M"],
+) -> LossOutput:
+    """MSE + aux_coefficient * AuxK per member (TopK's and BatchTopK's): AuxK decodes the dead
+    features' gathered pre-activations ``aux_picked`` (AuxK's choice ``dead``) with ``decode``."""
+    mse = reconstruction_mse(recon, target)  # [M]
+    if dead is None:
+        aux = torch.zeros_like(mse)
+    else:
+        (aux_indices, aux_keep, widths), has_dead = dead
+        e_hat = st.comm.reduce(decode(_kept(aux_picked, aux_keep), aux_indices, st.tensors["W_dec"], widths))
+        aux = auxk_from_reconstruction(e_hat, (target - recon).detach(), has_dead, st.comm)
+    loss = mse + st.knob("aux_coefficient", mse) * aux
+    return LossOutput(loss, {"mse": mse.detach(), "aux": aux.detach(), "l0": l0}, fired)

@@ -168,7 +168,7 @@ def dictionary_source(cfg: LLCConfig, device: torch.device) -> LossSource:
     scales = meta.get("training_scales", {"input": 1.0, "output": 1.0})
     dictionary.unfold_scales(scales["input"], scales["output"])
     dictionary.train()  # the training loss (BatchTopK's batch-level selection)
-    for switch in ("sparse_decode", "update_threshold"):  # the dense, side-effect-free twins torch.func transforms
+    for switch in ("sparse_decode", "sparse_backward", "update_threshold"):  # the dense, side-effect-free twins torch.func transforms
         if hasattr(dictionary, switch):
             setattr(dictionary, switch, False)
     trained = _json_or_empty(cfg.model / "train_config.json")

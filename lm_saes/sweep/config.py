@@ -112,6 +112,9 @@ class SweepConfig(StrictModel):
     )
     members_per_pass: int = Field(0, ge=0, description="Members trained together in one read of the "
                                   "cache (0: all). Lower it when they do not fit in device memory.")
+    members_per_stack: int = Field(0, ge=0, description="Members of one shape stepped as one stacked model "
+                                   "(batched matmuls over the members). 0: all of them on an accelerator, one "
+                                   "on the CPU, where a stack only spills the cache (benchmarks/sweep.py).")
     eval: EvalSettings = Field(default_factory=lambda: EvalSettings(tokens=65_536, ce_tokens=8_192),
                                description="How much data each member's (and baseline's) metrics see.")
     baselines: list[BaselineName] = Field(

@@ -55,7 +55,10 @@ def run_sweep(cfg: SweepConfig) -> SweepResult | None:
         raise ConfigError("[analyze] takes dictionary members; a sweep of SPD decompositions has none: leave it out")
     output = rank_zero_first(lambda: _start(cfg, members, labels), lambda: claim_sweep(cfg, effects=False))
     with output:  # a sweep that fails before any member trained leaves no directory behind
-        (spd.train_decompositions if decompositions else train_together)(members, stream_seed, cfg.members_per_pass)
+        if decompositions:
+            spd.train_decompositions(members, stream_seed, cfg.members_per_pass)
+        else:
+            train_together(members, stream_seed, cfg.members_per_pass, cfg.members_per_stack)
     if rank != 0:
         return None
     if decompositions:  # measured by their own evaluation; no baselines

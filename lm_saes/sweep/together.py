@@ -1,15 +1,18 @@
 """Train a sweep's members together: each batch is read from the cache once and fed to every
-member on the device, in turn.
+member on the device; on an accelerator members of one shape step as one stacked model
+(``lm_saes.training.stack``: batched matmuls over the members), members of other shapes in their
+own stacks; on the CPU each member steps alone (``stack_width``), still on the one read.
 
 The stream is the one ``lm-saes train`` reads for the members' shared cache, batch size and the
-base seed, so a member trains on exactly the batches it would alone. Every member keeps its own
-directory, log and checkpoints (``DictionaryRun``); the sweep's state is only what is on disk:
+base seed, so a member trains on exactly the batches it would alone, and a stack gives each member
+the weights it gets alone. Every member keeps its own directory, log and checkpoints
+(``DictionaryRun``); the sweep's state is only what is on disk:
 
 - ``metrics.json`` in a member's directory: finished, never trained again;
 - ``failed.json``: it diverged (or ran out of memory); the error is kept, the others go on;
 - ``checkpoint/``: interrupted; it resumes from there. The stream restarts at the earliest
-  member's step and a member further on waits until the stream reaches its own step, so a
-  resumed member sees the same batches as in an uninterrupted sweep.
+  member's step and a member further on waits until the stream reaches its own step (then joins
+  the stack of its shape), so a resumed member sees the same batches as in an uninterrupted sweep.
 
 Under torchrun each rank trains its own share of the members (``members[rank::world_size]``)
 on its own device, reading the stream itself.
@@ -35,6 +38,7 @@ from lm_saes.models.backend import resolve_device
 from lm_saes.sweep.members import Member
 from lm_saes.training.data import Pair, cache_pairs
 from lm_saes.training.mesh import ParallelDims
+from lm_saes.training.stack import TrainerStack, stack_key
 from lm_saes.training.train import DictionaryRun, cache_widths, finished_with_another_config
 from lm_saes.training.trainer import TrainingDiverged
 
@@ -63,9 +67,11 @@ def failure(member: Member) -> str | None:
     return json.loads(path.read_text())["error"] if path.is_file() else None
 
 
-def train_together(members: list[Member], stream_seed: int, members_per_pass: int = 0) -> None:
+def train_together(members: list[Member], stream_seed: int, members_per_pass: int = 0,
+                   members_per_stack: int = 0) -> None:
     """Train every member that is neither finished nor failed, ``members_per_pass`` at a time
-    (0: all in one pass over the stream). Returns when each is finished or failed."""
+    (0: all in one pass over the stream), members of one shape ``members_per_stack`` to a stacked
+    model (0: ``stack_width``'s choice). Returns when each is finished or failed."""
     check_finished_configs(members)
     rank, world_size = init_distributed()
     todo = [m for m in members if not is_finished(m) and failure(m) is None][rank::world_size]
@@ -74,12 +80,13 @@ def train_together(members: list[Member], stream_seed: int, members_per_pass: in
         return
     size = members_per_pass or _members_that_fit(todo)
     for start in range(0, len(todo), size):
-        _one_pass(todo[start:start + size], stream_seed)
+        _one_pass(todo[start:start + size], stream_seed, members_per_stack)
     barrier()  # rank 0 reads every member's outcome from disk next
 
 
 def _members_that_fit(members: list[Member]) -> int:
-    """All of them on the CPU; on a GPU as many as 80% of its free memory holds."""
+    """All of them on the CPU; on a GPU as many as 80% of its free memory holds (stacked: every
+    member's step runs at once)."""
     device = resolve_device(members[0].train.device)
     if device.type != "cuda":
         return len(members)
@@ -91,19 +98,29 @@ def _members_that_fit(members: list[Member]) -> int:
 def member_bytes(train: TrainConfig, d_in: int, d_out: int) -> tuple[int, int]:
     """(bytes a member holds for the whole pass, bytes its step needs while it runs): float32
     weights, gradients and Adam's two moments; the [batch, d_sae] pre-activations, activations and
-    their gradients (one member steps at a time, so the second is needed once)."""
+    their gradients."""
     d_sae = train.dictionary.d_sae
     parameters = d_in * d_sae + d_sae * d_out + d_sae + d_out
     return 4 * 4 * parameters, 3 * 4 * train.batch_size * d_sae
 
 
 def fitting_members(budget: int, sizes: list[tuple[int, int]]) -> int:
-    """How many members (at least 1) fit ``budget`` bytes: their held bytes plus the largest step."""
+    """How many members (at least 1) fit ``budget`` bytes: their held bytes plus their steps (the
+    members of a stack step at once), counted at the largest member's."""
     held, step = max(h for h, _ in sizes), max(s for _, s in sizes)
-    return max(1, min(len(sizes), (budget - step) // held))
+    return max(1, min(len(sizes), budget // (held + step)))
 
 
-def _one_pass(members: list[Member], stream_seed: int) -> None:
+def stack_width(device: torch.device, members_per_stack: int) -> int | None:
+    """Members to a stack (None: all of one shape). On the CPU a stack computes what its members
+    compute alone, but its [members, batch, d_sae] pre-activations spill the cache: 8 members of
+    d_sae 2048 stepped 0.8x as fast stacked as one by one (benchmarks/sweep.py), so one a stack."""
+    if members_per_stack:
+        return members_per_stack
+    return 1 if device.type == "cpu" else None
+
+
+def _one_pass(members: list[Member], stream_seed: int, members_per_stack: int = 0) -> None:
     first = members[0].train
     device = resolve_device(first.device)
     d_in, d_out = cache_widths(first)
@@ -114,7 +131,7 @@ def _one_pass(members: list[Member], stream_seed: int) -> None:
             runs[m.name] = DictionaryRun.open(m.train, d_in, d_out, transcoder, device, ONE_DEVICE, SINGLE_DEVICE,
                                               progress={"desc": m.name, "position": i, "leave": True},
                                               ground_truth=truth)
-        _feed(members, runs, _stream(first, stream_seed, device, runs))
+        _feed(members, runs, _stream(first, stream_seed, device, runs), stack_width(device, members_per_stack))
 
 
 @contextmanager
@@ -149,23 +166,39 @@ def _stream(
     return enumerate(itertools.chain(head, pairs))
 
 
-def _feed(members: list[Member], runs: dict[str, DictionaryRun], stream: Iterator[tuple[int, Pair]]) -> None:
+def _feed(members: list[Member], runs: dict[str, DictionaryRun], stream: Iterator[tuple[int, Pair]],
+          width: int | None) -> None:
     active = {m.name: m for m in members}
+    keys = {name: stack_key(run.trainer) for name, run in runs.items()}
+    stacks: dict[tuple[str, ...], TrainerStack] = {}
     for step, (x, y) in stream:
-        for name, member in list(active.items()):
-            run = runs[name]
-            if run.trainer.step > step:  # resumed from a later checkpoint: wait for the stream
+        # Members at this step (one resumed from a later checkpoint waits for the stream), by shape.
+        groups: dict[tuple, list[str]] = {}
+        for name in active:
+            if runs[name].trainer.step == step:
+                groups.setdefault(keys[name], []).append(name)
+        previous, stacks = stacks, {}
+        chunks = [group[i:i + (width or len(group))] for group in groups.values()
+                  for i in range(0, len(group), width or len(group))]
+        for names in map(tuple, chunks):
+            try:  # a stack lives while its members do; one leaving or joining restacks its shape
+                stack = stacks[names] = previous.pop(names, None) or TrainerStack([runs[n].trainer for n in names])
+                outs = stack.step(x, y)
+            except torch.OutOfMemoryError as e:  # the whole stack: its members step together
+                for name in names:
+                    _mark_failed(active.pop(name), runs.pop(name), e)
                 continue
-            try:
-                run.trainer.advance((x, y), run.on_log, run.on_checkpoint)
-            except (TrainingDiverged, torch.OutOfMemoryError) as e:
-                _mark_failed(member, run, e)
-                del active[name], runs[name]  # its device memory goes back to the others
-                continue
-            if run.trainer.steps_left == 0:
-                run.close()
-                run.save()
-                del active[name], runs[name]
+            for name, out in zip(names, outs):
+                run = runs[name]
+                try:
+                    run.trainer.advance((x, y), run.on_log, run.on_checkpoint, out)
+                except TrainingDiverged as e:
+                    _mark_failed(active.pop(name), runs.pop(name), e)  # its device memory goes back to the others
+                    continue
+                if run.trainer.steps_left == 0:
+                    run.close()
+                    run.save()
+                    del active[name], runs[name]
         if not active:
             return
 

@@ -82,11 +82,13 @@ class TrainingLoop:
         return self.plan.steps - self.step
 
     def advance(self, batch: tuple, on_log: Callable[[dict[str, float]], None],
-                on_checkpoint: Callable[[], None]) -> None:
-        """One step of ``fit``: train, then log and checkpoint when their turn comes."""
+                on_checkpoint: Callable[[], None], out: Any = None) -> None:
+        """One step of ``fit``: train (unless a stack of trainers already took this step: its
+        ``out``), then log and checkpoint when their turn comes."""
         if self._clock is None:
             self._clock = (time.perf_counter(), self.step)
-        out = self.train_step(*batch)
+        if out is None:
+            out = self.train_step(*batch)
         last = self.steps_left == 0
         if self.step % self.plan.log_every == 0 or last:
             self.check_finite()

@@ -10,6 +10,7 @@ optimizer, dead counters, step). The loop adds the log's rate and the NaN guard.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from lm_saes.training.resample import resample_dead
 from lm_saes.training.schedules import (
     checkpoint_interval, dead_after_tokens, lr_at, peak_lr, sparsity_scale_at, total_steps,
 )
+from lm_saes.training.stack import TrainerStack
 
 
 class Trainer(TrainingLoop):
@@ -51,22 +53,29 @@ class Trainer(TrainingLoop):
     # --- the layers under the shared loop (``fit`` iterates, ``advance`` logs and checkpoints) --
 
     def forward_backward(self, x: Tensor, y: Tensor) -> LossOutput:
-        # No feature can be dead before the dead window has passed: skip the mask (and AuxK) till then.
-        can_be_dead = self.step * self.cfg.batch_size >= self.dead.dead_after
-        ctx = TrainingContext(sparsity_scale_at(self.step, self.cfg), self.dead.dead_mask() if can_be_dead else None)
-        x = x * self.dictionary.input_scale
-        y = y * self.dictionary.output_scale
-        with self._autocast():
-            out = self.dictionary.loss(x, y, ctx)
-        out.loss.backward()
-        self.comm.average_gradients(list(self.dictionary.parameters()))
-        return out
+        """The loss and gradients of one batch: the stacked maths with a stack of one (so that a sweep
+        member trained in a stack of many gets the same weights; ``lm_saes.training.stack``)."""
+        return TrainerStack([self]).forward_backward(x, y)[0]
 
     def train_step(self, x: Tensor, y: Tensor) -> LossOutput:
+        return TrainerStack([self]).step(x, y)[0]
+
+    def context(self) -> TrainingContext:
+        """What this step's loss needs beyond the batch. No feature can be dead before the dead window
+        has passed: no mask (and no AuxK) till then."""
+        can_be_dead = self.step * self.cfg.batch_size >= self.dead.dead_after
+        return TrainingContext(sparsity_scale_at(self.step, self.cfg), self.dead.dead_mask() if can_be_dead else None)
+
+    def begin_step(self) -> None:
+        """Before a step's forward-backward: this step's learning rate, no gradients."""
+        if self._clock is None:
+            self._clock = (time.perf_counter(), self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
         self.optimizer.zero_grad(set_to_none=True)
-        out = self.forward_backward(x, y)
+
+    def end_step(self, out: LossOutput, x: Tensor, y: Tensor) -> None:
+        """After a step's forward-backward (``out``, on the batch x, y): the Adam step and the bookkeeping."""
         self.dictionary.remove_parallel_grad()
         self.optimizer.step()
         self.dictionary.normalize_decoder()
@@ -75,7 +84,6 @@ class Trainer(TrainingLoop):
         self.step += 1
         if self.cfg.resample_every and self.step % self.cfg.resample_every == 0:
             self.resample(x, y)
-        return out
 
     def resample(self, x: Tensor, y: Tensor) -> None:
         """Resample the dead features from this batch (seeded by the step, so resume is exact)."""
@@ -138,7 +146,7 @@ class Trainer(TrainingLoop):
         return {"mmcs": float(best.mean()), "features_recovered": float((best >= RECOVERED_COSINE).float().mean()),
                 "dictionary_mmcs": float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")}
 
-    def _autocast(self):
+    def autocast(self):
         if self.cfg.autocast == "bfloat16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -148,7 +156,8 @@ class Trainer(TrainingLoop):
     def state_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
-            "dictionary": self.dictionary.state_dict(),
+            # copies: in a stack the tensors are views of every member's storage, which torch.save would write whole
+            "dictionary": {k: v.clone() for k, v in self.dictionary.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "dead": self.dead.state_dict(),
         }

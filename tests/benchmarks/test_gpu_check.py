@@ -17,6 +17,7 @@ TARGETS = [  # a piece of the measure of each target's row
     "batchtopk tokens/s", "jumprelu tokens/s", "relu tokens/s", "TopK d=85",
     "training from the page-cached cache", "reader / gathering from memory", "reader GB/s",
     "generation / min(model forward, disk)", "sweep of 2 together", "analysis time / the encoder's own pass",
+    "topk d=32 m=256 k=8: sparse_backward flipped / default", "batchtopk d=32 m=256 k=8: sparse_backward flipped",
     "SPD", "LLC", "training from a cold cache", "tokens each system needs",
 ]
 
@@ -40,7 +41,7 @@ def test_smoke_run_measures_every_target_or_says_why_not(tmp_path):
     # Every benchmark that exists ran to the end and was understood: none has rotted.
     assert {name: run["status"] for name, run in result["runs"].items()} == {
         "train_d768": "ok", "train_d2048": "ok", "train_from_cache": "ok", "read": "ok", "generate": "ok",
-        "sweep": "ok", "analyze": "ok",
+        "sweep": "ok", "sweep_small": "ok", "train_twins": "ok", "analyze": "ok",
         "spd": "ok" if (REPO / "benchmarks" / "spd.py").exists() else "absent",
         "llc": "ok" if (REPO / "benchmarks" / "llc.py").exists() else "absent",
     }

@@ -112,23 +112,27 @@ def test_the_residual_is_a_constant_target():
     assert residual.grad is None and pre.grad[:, 0].ne(0).all() and (pre.grad[:, 1] == 0).all()
 
 
-@pytest.mark.parametrize("transcoder", [False, True])
-def test_sparse_decode_equals_its_dense_twin_with_gradients(transcoder):
-    from lm_saes.config import TopKConfig
-    from lm_saes.dictionaries import build_dictionary
+FAST_PATHS = [(kind, switch) for kind in ("topk", "batchtopk")
+              for switch in ("sparse_backward", "sparse_decode", "auxk_sync_free")]
+
+
+@pytest.mark.parametrize("transcoder", [False, True], ids=["sae", "transcoder"])
+@pytest.mark.parametrize("kind, switch", FAST_PATHS, ids=[f"{k}-{s}" for k, s in FAST_PATHS])
+def test_each_fast_path_equals_its_eager_twin_with_gradients(kind, switch, transcoder):
+    from lm_saes.dictionaries import build_dictionary, dictionary_config
 
     torch.manual_seed(0)
     d_out = 12 if transcoder else 10
-    fast = build_dictionary(TopKConfig(d_sae=40, k=5, aux_k=8), 10, d_out, transcoder)
+    fast = build_dictionary(dictionary_config({"kind": kind, "d_sae": 40, "k": 5, "aux_k": 8}), 10, d_out, transcoder)
     with torch.no_grad():
         fast.b_enc.normal_()
         fast.b_dec.normal_()
     slow = build_dictionary(fast.cfg, 10, d_out, transcoder)
     slow.load_state_dict(fast.state_dict())
-    slow.sparse_decode = False
+    setattr(slow, switch, not getattr(fast, switch))
     x, y = torch.randn(16, 10), torch.randn(16, d_out)
     dead = torch.zeros(40, dtype=torch.bool)
-    dead[::3] = True
+    dead[::3] = True  # AuxK on: 14 dead features, more than aux_k
     outs, losses = [], []
     for dictionary in (fast, slow):
         out = dictionary.loss(x, y if transcoder else x, TrainingContext(1.0, dead))
@@ -137,9 +141,21 @@ def test_sparse_decode_equals_its_dense_twin_with_gradients(transcoder):
         outs.append((dictionary(x), {n: p.grad for n, p in dictionary.named_parameters()}))
     (fast_out, fast_grads), (slow_out, slow_grads) = outs
     assert torch.equal(losses[0].fired, losses[1].fired) and losses[0].fired.sum() > 5
+    assert losses[0].terms["aux"] > 0
     for name in ("mse", "aux", "l0"):
         torch.testing.assert_close(losses[0].terms[name], losses[1].terms[name])
     for a, b in zip(fast_out, slow_out):
         torch.testing.assert_close(a, b)
     for name in slow_grads:
         torch.testing.assert_close(fast_grads[name], slow_grads[name])
+    assert fast_grads["W_enc"].ne(0).any() and fast_grads["W_dec"].ne(0).any()
+
+
+def test_a_stack_of_members_with_other_ks_selects_each_members_own_k():
+    from lm_saes.dictionaries.topk import select_topk
+
+    pre = torch.tensor([[[3.0, 1.0, 2.0, 0.5]], [[0.1, 0.4, 0.3, 0.2]]])  # [M=2, batch=1, d_sae=4]
+    chosen = select_topk(pre, [1, 3])
+    assert chosen.widths == [1, 3] and chosen.indices.shape == (2, 1, 3)
+    assert chosen.indices[0, 0, 0] == 0 and chosen.keep[0, 0].tolist() == [True, False, False]
+    assert chosen.indices[1, 0].tolist() == [1, 2, 3] and chosen.keep[1, 0].all()

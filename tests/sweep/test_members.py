@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from lm_saes.config import validate_config
 from lm_saes.errors import ConfigError
@@ -112,6 +113,15 @@ def test_members_per_pass_on_a_gpu_by_hand():
     held, step = member_bytes(cfg, d_in=32, d_out=32)
     assert held == 16 * (32 * 64 * 2 + 64 + 32)  # weights, grads, two Adam moments, float32
     assert step == 12 * 256 * 64
-    assert fitting_members(step + 3 * held, [(held, step)] * 8) == 3
-    assert fitting_members(step + 100 * held, [(held, step)] * 8) == 8
+    # A stack's members step at once: each needs its held bytes and its step's.
+    assert fitting_members(3 * (held + step) + step, [(held, step)] * 8) == 3
+    assert fitting_members(100 * (held + step), [(held, step)] * 8) == 8
     assert fitting_members(10, [(held, step)] * 8) == 1  # never fewer than one
+
+
+def test_members_per_stack_all_on_an_accelerator_one_on_the_cpu_unless_set():
+    from lm_saes.sweep.together import stack_width
+
+    assert stack_width(torch.device("cpu"), 0) == 1
+    assert stack_width(torch.device("cuda"), 0) is None  # every member of one shape
+    assert stack_width(torch.device("cpu"), 3) == 3

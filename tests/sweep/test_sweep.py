@@ -36,7 +36,7 @@ def sweep_data(cache: Path, out: Path, **extra) -> dict:
     """Two TopK members (k = 2, 6; 8 steps) and a ReLU member (16 steps) over the tiny cache."""
     data = {
         "name": "tiny", "output_dir": str(out), "record": False, "progress": False,
-        "baselines": ["pca", "neurons"],
+        "baselines": ["pca", "neurons"], "members_per_stack": 2,  # the TopK pair steps as one stacked model
         "train": {"cache": str(cache), "total_tokens": 2048, "batch_size": 128, "lr": 3e-3,
                   "lr_warmup_steps": 2, "log_every": 4, "checkpoint_every": 4, "device": "cpu",
                   "normalization_batches": 2},
