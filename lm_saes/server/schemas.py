@@ -35,16 +35,6 @@ class AnalysisSummary(BaseModel):
     created_at: str | None = None
 
 
-class DictionarySummary(BaseModel):
-    name: str
-    kind: str | None = None
-    d_sae: int | None = None
-    d_in: int | None = None
-    analyses: list[str] = []
-    metrics: dict[str, Any] = {}
-    source: dict[str, Any] = {}
-
-
 class MeanScore(BaseModel):
     n: int = Field(description="Features scored.")
     mean: float
@@ -346,3 +336,103 @@ class SweepDetail(BaseModel):
     interpretability_explainer: str | None = Field(
         None, description="Whose mean simulation score the 'interpretability' metric is, once rows are interpreted.")
     rows: list[SweepRow] = []
+
+
+class ModuleSummary(BaseModel):
+    """One decomposed matrix of a decomposition, as the store lists it."""
+
+    name: str
+    kind: str | None = Field(None, description="'linear', 'conv1d', 'embedding' or 'identity'.")
+    d_in: int | None = None
+    d_out: int | None = None
+    C: int = Field(description="Its subcomponents.")
+    first: int = Field(description="The feature index of its subcomponent 0 (component c is feature first + c).")
+    live: int = Field(description="Subcomponents whose causal importance passed the threshold in the analysis.")
+    tied_to: str | None = None
+    metrics: dict[str, Any] = Field({}, description="Its own metrics (ci_l0, alive, mmcs, ml2r, final_ci_l0...).")
+
+
+class DictionarySummary(BaseModel):
+    name: str
+    kind: str | None = None
+    d_sae: int | None = None
+    d_in: int | None = None
+    analyses: list[str] = []
+    metrics: dict[str, Any] = {}
+    source: dict[str, Any] = {}
+    modules: list[ModuleSummary] = Field([], description="A decomposition's matrices; [] for a dictionary.")
+
+
+class Plane(BaseModel):
+    """A matrix with a side of width 2 (TMS 5-2's): its target's feature directions in that plane and
+    each subcomponent's direction for the feature it weighs most (lm_saes.analysis.decomposition.plane)."""
+
+    target: list[list[float]] = Field(description="Each feature's 2-d direction in the target's matrix.")
+    components: list[list[float]] = Field(description="Each subcomponent's 2-d direction, in component order.")
+    feature: list[int] = Field(description="The feature each subcomponent weighs most.")
+
+
+class ComponentSummary(BaseModel):
+    index: int = Field(description="Its feature index in the analysis.")
+    component: int
+    density: float
+    max_activation: float
+    mean_activation: float | None = None
+    n_fired: int | None = None
+    decoder_norm: float | None = Field(None, description="|V_c| |U_c|: the Frobenius norm of its rank-one matrix.")
+    v_norm: float | None = None
+    u_norm: float | None = None
+
+
+class ModuleDetail(ModuleSummary):
+    plane: Plane | None = None
+    components: list[ComponentSummary] = Field([], description="Its subcomponents, densest first.")
+
+
+class DecompositionDetail(BaseModel):
+    name: str
+    path: str | None = None
+    d_sae: int | None = Field(None, description="Subcomponents of all matrices together.")
+    config: dict[str, Any] = Field({}, description="The SPD settings it was trained with.")
+    source: dict[str, Any] = Field({}, description="Its target (a toy directory or a language model and its data).")
+    metrics: dict[str, Any] = {}
+    ci_threshold: float | None = Field(None, description="A subcomponent fires where its causal importance exceeds this.")
+    analysis: AnalysisSummary | None = None
+    modules: list[ModuleDetail] = []
+
+
+class ToyInput(BaseModel):
+    features: list[int] = Field(description="The input's nonzero features, largest magnitude first.")
+    values: list[float]
+
+
+class ComponentExample(Example):
+    inner: list[float] | None = Field(None, description="The inner activation x . V_c at every shown token.")
+    input: ToyInput | None = Field(None, description="A toy's input (instead of text).")
+
+
+class ComponentBand(Band):
+    examples: list[ComponentExample]
+
+
+class Coactivation(BaseModel):
+    index: int
+    module: str
+    component: int
+    count: int = Field(description="Analyzed tokens on which both fired.")
+    p: float = Field(description="P(it fires | this one fires).")
+    jaccard: float = Field(description="Tokens both fired on over tokens either fired on.")
+
+
+class ComponentDetail(ComponentSummary):
+    module: str
+    C: int = Field(description="Subcomponents of its matrix.")
+    first: int = Field(description="The feature index of its matrix's subcomponent 0.")
+    n_contexts: int | None = None
+    top_contexts: list[ComponentExample] = []
+    quantiles: list[ComponentBand] = []
+    histogram: Histogram = Histogram()
+    coactivations: list[Coactivation] | None = Field(None, description="Null when the analysis counted none "
+                                                     "(over 4096 subcomponents).")
+    prev: int | None = None
+    next: int | None = None
