@@ -332,7 +332,8 @@ class SweepDetail(BaseModel):
     varied: list[str] = Field([], description="The swept fields' column labels, in table order.")
     paths: dict[str, str] = Field({}, description="Each label's dotted config field path.")
     metrics: list[str] = Field([], description="The metric columns, in table order.")
-    frontiers: dict[str, str] = Field({}, description="Metric -> label of each plot against L0.")
+    frontiers: dict[str, str] = Field({}, description="Metric -> label of each plot against `x`.")
+    x: str = Field("l0", description="The fronts' other axis: 'l0', or an SPD sweep's 'ci_l0' (lm_saes.sweep.spd).")
     interpretability_explainer: str | None = Field(
         None, description="Whose mean simulation score the 'interpretability' metric is, once rows are interpreted.")
     rows: list[SweepRow] = []

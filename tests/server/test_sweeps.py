@@ -83,3 +83,14 @@ def test_interpreted_rows_gain_the_interpretability_column(client, stored, swept
         assert rows[row]["metrics"]["interpretability"] == result.means["simulation"]["mean"]
     assert all("interpretability" not in r["metrics"] for n, r in rows.items() if n not in ("topk-k2", "pca-l0-2"))
     assert {p.name for p in outcome.files} == {"report.json", "report.csv"}
+
+
+def test_the_fronts_other_axis_is_the_records_x(client, store, swept):
+    """A dictionary sweep's fronts are against L0 (no ``x`` stored); an SPD sweep records its own
+    axis, CI-L0 (lm_saes.sweep.spd.X), which the Pareto page plots."""
+    from lm_saes.sweep.spd import X
+
+    assert "x" not in swept and client.get(f"/api/sweeps/{SWEEP}").json()["x"] == "l0"
+    record = {k: v for k, v in copy.deepcopy(swept).items() if k != "name"}
+    store.upsert_sweep("spd-axis-sweep", {**record, "x": X})
+    assert client.get("/api/sweeps/spd-axis-sweep").json()["x"] == X == "ci_l0"

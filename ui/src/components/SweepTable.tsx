@@ -2,6 +2,7 @@
 import type { ReactNode } from 'react';
 import type { SweepDetail, SweepRow } from '../api';
 import { fmt } from '../format';
+import { xLabel } from './ParetoPlot';
 import { Link, navigate, paths } from '../router';
 
 type Value = number | string | undefined;
@@ -17,7 +18,7 @@ interface Column {
 
 /** A metric column's header: its plot label when it has one. */
 function metricLabel(sweep: SweepDetail, metric: string): string {
-  return metric === 'l0' ? 'L0' : (sweep.frontiers[metric] ?? metric.replace(/_/g, ' '));
+  return metric === 'l0' || metric === sweep.x ? xLabel(metric) : (sweep.frontiers[metric] ?? metric.replace(/_/g, ' '));
 }
 
 /** Missing values sort last in either order; ties keep the record's order. */
@@ -78,7 +79,7 @@ function columns(sweep: SweepDetail): Column[] {
     {
       key: 'frontier', label: '★', value: (r) => r.frontier.length,
       cell: (r) => r.frontier.length > 0 && (
-        <span className="star" title={`on the Pareto frontier of L0 against ${labels(r)}`} data-testid="frontier">★</span>
+        <span className="star" title={`on the Pareto frontier of ${xLabel(sweep.x)} against ${labels(r)}`} data-testid="frontier">★</span>
       ),
     },
     { key: 'name', label: 'Name', value: (r) => r.name, cell: (r) => <NameCell r={r} root={sweep.output_dir} /> },
