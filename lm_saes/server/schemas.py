@@ -437,3 +437,31 @@ class ComponentDetail(ComponentSummary):
                                                      "(over 4096 subcomponents).")
     prev: int | None = None
     next: int | None = None
+
+
+class ImportanceRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    text: str = Field(min_length=1, max_length=2000, description="Text to run through the target model.")
+    module: str | None = Field(None, min_length=1, max_length=200, description="The decomposed matrix; default "
+                               "the first.")
+    top: int = Field(10, ge=1, le=1000, description="Most important subcomponents kept per token.")
+
+
+class TokenComponent(BaseModel):
+    index: int = Field(description="Its feature index (the matrix's first + component).")
+    component: int
+    ci: float = Field(description="Its causal importance at the token.")
+
+
+class ImportanceResponse(BaseModel):
+    tokens: list[str]
+    token_ids: list[int] = []
+    module: str
+    first: int
+    C: int
+    ci_threshold: float
+    components: list[list[TokenComponent]] = Field(description="Per token: the subcomponents above the threshold, "
+                                                   "most important first (at most `top`).")
+    l0: list[int] = Field(description="Per token: how many of the matrix's subcomponents are above the threshold.")
+    truncated: bool = Field(False, description="Whether the text was cut to the decomposition's context length.")

@@ -27,7 +27,7 @@ from lm_saes.sweep.run import run_sweep
 from lm_saes.training.train import train
 from lm_saes.spd.config import load_train_config
 from lm_saes.spd.train import train_spd
-from tests.server.served import BAD_HOOK, BARE, CTX, D_SAE, HOOK, NAME, SHORT_SPD, SPD, SWEEP, SWEPT_MEMBER
+from tests.server.served import BAD_HOOK, BARE, CTX, D_SAE, HOOK, LM_SPD, NAME, SHORT_SPD, SPD, SWEEP, SWEPT_MEMBER
 
 class Stored(NamedTuple):
     store: StoreConfig
@@ -106,6 +106,20 @@ def decomposed(stored, tms_5_2_spd) -> Path:
     """The session's full TMS 5-2 decomposition (tests/conftest.py), analyzed as SPD."""
     analyze_decomposition_into(stored.store, tms_5_2_spd.output_dir, SPD)
     return tms_5_2_spd.output_dir
+
+
+@pytest.fixture(scope="session")
+def lm_decomposed(stored, model_dir, dataset_file, tmp_path_factory) -> Path:
+    """Two SPD steps on two matrices of the tiny model (a few seconds), analyzed as LM_SPD."""
+    out = tmp_path_factory.mktemp("spd") / "lm"
+    train_spd(load_train_config(None, [
+        "target.kind=language_model", f"target.model.name={model_dir}", f"target.data.path={dataset_file}",
+        f"target.data.context_size={CTX}", "target.data.max_tokens=1024", f"output_dir={out}", "steps=2",
+        "batch_size=2", "eval_examples=2", "spd.C=4", 'spd.modules=["transformer.h.0.mlp.c_fc", "transformer.h.1.attn.c_proj"]',
+        "spd.importance_coefficient=1e-3", "spd.faithfulness_warmup_steps=2", "progress=false", "device=cpu"]))
+    run_analysis(AnalyzeConfig(dictionary=out, target_inputs=8, dictionary_name=LM_SPD, top_k=3, window=2, n_bands=0,
+                               device="cpu", progress=False, store=stored.store))
+    return out
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 
 from lm_saes.analysis.decomposition import toy_inputs
 from lm_saes.spd import load_decomposition
-from tests.server.served import NAME, SHORT_SPD
+from tests.server.served import LM_SPD, NAME, SHORT_SPD
 
 C = 20  # examples/spd_tms_5-2.toml's subcomponents per matrix
 
@@ -95,3 +95,36 @@ def test_unknown_names_components_and_analyses_are_404s_that_say_what_exists(cli
     other = client.get(f"/api/decompositions/{SHORT_SPD}/components/0", params={"analysis": "other"})
     assert other.status_code == 404 and "complete analyses: default" in other.json()["detail"]
     assert client.get(f"/api/decompositions/{SHORT_SPD}", params={"analysis": "other"}).json()["analysis"] is None
+
+
+def test_live_inference_gives_each_tokens_important_subcomponents_of_a_matrix(client, lm_decomposed):
+    from lm_saes.config import ModelConfig
+    from lm_saes.data.framing import context_frame
+    from lm_saes.models.backend import load_tokenizer
+
+    module = "transformer.h.0.mlp.c_fc"  # the first matrix: the default
+    text = "the king and the queen"
+    body = client.post(f"/api/decompositions/{LM_SPD}/infer", json={"text": text, "top": 4}).json()
+    spd = load_decomposition(lm_decomposed)
+    tok = load_tokenizer(ModelConfig.model_validate(spd.record["target"]["model"]))
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    frame = context_frame(tok)
+    ci = spd.causal_importances(torch.tensor([[*frame.start, *ids, *frame.end]]))[module][0, len(frame.start):][:len(ids)]
+    assert body["token_ids"] == ids and len(body["tokens"]) == len(ids) and not body["truncated"]
+    assert (body["module"], body["first"], body["C"], body["ci_threshold"]) == (module, 0, 4, 0.1)
+    assert body["l0"] == (ci > 0.1).sum(-1).tolist() and sum(body["l0"]) > 0
+    for row, want in zip(body["components"], ci):
+        above = sorted(((float(v), c) for c, v in enumerate(want.tolist()) if v > 0.1), key=lambda t: (-t[0], t[1]))
+        assert [(r["component"], r["index"]) for r in row] == [(c, c) for _, c in above]
+        assert [r["ci"] for r in row] == pytest.approx([v for v, _ in above], abs=1e-5)
+    other = client.post(f"/api/decompositions/{LM_SPD}/infer", json={"text": text, "module": "transformer.h.1.attn.c_proj"})
+    assert other.json()["first"] == 4 and len(other.json()["l0"]) == len(ids)  # the second matrix's features follow
+
+
+def test_live_inference_refuses_unknown_matrices_toys_and_dictionaries(client, lm_decomposed, short_decomposed):
+    bad = client.post(f"/api/decompositions/{LM_SPD}/infer", json={"text": "a", "module": "nope"})
+    assert bad.status_code == 422 and "transformer.h.0.mlp.c_fc, transformer.h.1.attn.c_proj" in bad.json()["detail"]
+    toy = client.post(f"/api/decompositions/{SHORT_SPD}/infer", json={"text": "a"})
+    assert toy.status_code == 409 and "only a language model's decomposition runs on text" in toy.json()["detail"]
+    assert client.post(f"/api/decompositions/{NAME}/infer", json={"text": "a"}).status_code == 404
+    assert client.post(f"/api/decompositions/{LM_SPD}/infer", json={"text": ""}).status_code == 422

@@ -8,6 +8,7 @@
 //      LM_SAES_DICTIONARY (dictionary to test; default the first listed with a 'default' analysis),
 //      LM_SAES_SWEEP (a sweep whose page to test as well; with --mock the mock's sweep),
 //      LM_SAES_DECOMPOSITION (a TMS 5-2 decomposition whose pages to test as well),
+//      LM_SAES_LM_DECOMPOSITION (a language model's decomposition whose live inference to test),
 //      LM_SAES_CHROMIUM (default /usr/bin/chromium).
 // Exits 1 with a message naming the failed step; a screenshot of the failure goes next to the others.
 import { mkdir } from 'node:fs/promises';
@@ -45,7 +46,7 @@ if (!base) {
   process.exit(2);
 }
 
-const state = { dict: process.env.LM_SAES_DICTIONARY, sweep: process.env.LM_SAES_SWEEP || (mock ? 'topk-k' : undefined), spd: process.env.LM_SAES_DECOMPOSITION, browser: null };
+const state = { dict: process.env.LM_SAES_DICTIONARY, sweep: process.env.LM_SAES_SWEEP || (mock ? 'topk-k' : undefined), spd: process.env.LM_SAES_DECOMPOSITION, lmSpd: process.env.LM_SAES_LM_DECOMPOSITION, browser: null };
 const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
 state.browser = browser;
 const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });

@@ -96,6 +96,21 @@ export interface Coactivation {
   jaccard: number;
 }
 
+/** `POST /api/decompositions/NAME/infer`: a matrix's important subcomponents at each token. */
+export interface ImportanceResult {
+  tokens: string[];
+  token_ids: number[];
+  module: string;
+  first: number;
+  C: number;
+  ci_threshold: number;
+  /** Per token: the subcomponents above the threshold, most important first. */
+  components: { index: number; component: number; ci: number }[][];
+  /** Per token: how many of the matrix's subcomponents are above the threshold. */
+  l0: number[];
+  truncated: boolean;
+}
+
 export interface ComponentDetail extends ComponentSummary {
   module: string;
   C: number;
@@ -463,6 +478,11 @@ export const api = {
     request<DecompositionDetail>(`/api/decompositions/${encodeURIComponent(name)}` + queryString({ analysis }), { signal }),
   component: (name: string, index: number, analysis?: string, signal?: AbortSignal) =>
     request<ComponentDetail>(`/api/decompositions/${encodeURIComponent(name)}/components/${index}` + queryString({ analysis }), { signal }),
+  importances: (name: string, text: string, module: string) =>
+    request<ImportanceResult>(`/api/decompositions/${encodeURIComponent(name)}/infer`, {
+      method: 'POST',
+      body: JSON.stringify({ text, module, top: 20 }),
+    }),
   sweeps: (signal?: AbortSignal) => request<SweepSummary[]>('/api/sweeps', { signal }),
   sweep: (name: string, signal?: AbortSignal) =>
     request<SweepDetail>(`/api/sweeps/${encodeURIComponent(name)}`, { signal }),

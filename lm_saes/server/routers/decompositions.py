@@ -1,17 +1,25 @@
 """SPD decompositions analyzed by `lm-saes analyze` (kind "decomposition" among the dictionaries):
-one decomposition with its matrices and their subcomponents, and one subcomponent."""
+one decomposition with its matrices and their subcomponents, one subcomponent, and (for a language
+model's) which subcomponents of a matrix are important at each token of a text."""
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from lm_saes.server.deps import StoreDep, require_analysis, require_dictionary
+from lm_saes.server.deps import EngineDep, StoreDep, require_analysis, require_dictionary
 from lm_saes.server.errors import shown
-from lm_saes.server.schemas import AnalysisSummary, ComponentDetail, DecompositionDetail
+from lm_saes.server.inference import InferenceInputError, InferenceUnavailable
+from lm_saes.server.schemas import (
+    AnalysisSummary, ComponentDetail, DecompositionDetail, ImportanceRequest, ImportanceResponse, TokenComponent,
+)
+from lm_saes.server.spd_inference import importances
 from lm_saes.store import Store
 from lm_saes.store.documents import INT64_MAX
 from lm_saes.store.store import MAX_PAGE
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/decompositions", tags=["decompositions"])
 
 AnalysisQuery = Query("default", min_length=1, description="Analysis name.")
@@ -76,3 +84,29 @@ def get_component(
         **doc, "C": module.get("C", 0), "first": module.get("first", 0),
         "prev": index - 1 if index > 0 else None, "next": index + 1 if index + 1 < total else None,
     })
+
+
+@router.post("/{name}/infer", response_model=ImportanceResponse)
+def infer(store: StoreDep, engine: EngineDep, name: str, body: ImportanceRequest) -> ImportanceResponse:
+    """Run the target model on ``text`` and give, at each token, the subcomponents of ``module`` whose
+    causal importance exceeds the decomposition's threshold (loaded on first use; writes nothing)."""
+    record = require_decomposition(store, name)
+    modules = {m["name"]: m for m in record.get("modules", [])}
+    module = body.module or next(iter(modules), "")
+    if module not in modules:
+        raise HTTPException(422, f"module {shown(module)} is not decomposed in {shown(name)}; decomposed: "
+                                 f"{', '.join(modules)}")
+    try:
+        result = importances(engine, record, body.text, module, body.top)
+    except InferenceInputError as e:
+        raise HTTPException(422, str(e)) from e
+    except InferenceUnavailable as e:
+        log.warning("%s: %s", e, e.__cause__ or "")  # the cause names paths: for the log, not the body
+        raise HTTPException(409, str(e)) from e
+    first = modules[module]["first"]
+    return ImportanceResponse(
+        tokens=result.tokens, token_ids=result.token_ids, module=module, first=first, C=modules[module]["C"],
+        ci_threshold=record["config"]["ci_threshold"],
+        components=[[TokenComponent(index=first + c, component=c, ci=v) for c, v in row] for row in result.components],
+        l0=result.l0, truncated=result.truncated,
+    )

@@ -2,7 +2,8 @@
 // TMS 5-2 decomposition): the matrices with the API's live counts and CI-L0, each matrix's live
 // subcomponents densest first, the plane plot (the target's five directions, each live
 // subcomponent's arrow on one of them), a component's top inputs shaded by causal importance with
-// their inner activation, its co-activations, a 404 with the valid range, and all of it at 390 px.
+// their inner activation, its co-activations, a 404 with the valid range, and all of it at 390 px;
+// live inference on LM_SAES_LM_DECOMPOSITION (a language model's decomposition), if given.
 import { join } from 'node:path';
 import { check, checkStrip, enc, fmt, harness } from '../lib.mjs';
 import { fits } from './mobile.mjs';
@@ -103,6 +104,27 @@ export default async function decomposition(t) {
     const text = await tid('error').or(tid('not-found')).first().textContent();
     check(text.includes(`0-${spd.d_sae - 1}`), `the error view does not give the valid range: ${JSON.stringify(text)}`);
   });
+
+  if (state.lmSpd) {
+    await t.step('live inference: each token shaded by its important subcomponents, a picked token lists them', async () => {
+      const text = 'the king and the queen';
+      await page.goto(`${t.base}/decompositions/${enc(state.lmSpd)}`);
+      await tid('spd-infer-text').fill(text);
+      const module = await tid('spd-infer-module').inputValue();
+      await tid('spd-infer-run').click();
+      await t.modelResult(tid('spd-infer-tokens'));
+      const { body } = await t.postJson(`/api/decompositions/${enc(state.lmSpd)}/infer`, { text, module, top: 20 });
+      check(body.l0.some((n) => n > 0), `no subcomponent of ${module} is important on ${JSON.stringify(text)}: nothing to check`);
+      const max = Math.max(...body.l0);
+      const peak = body.l0.indexOf(max);
+      await checkStrip(tid('spd-infer-tokens'), { tokens: body.tokens, acts: body.l0, max, peak, where: 'live inference' });
+      const listed = await tid('spd-infer-component').evaluateAll((lis) => lis.map((li) => [Number(li.dataset.index), Number(li.dataset.ci)]));
+      check(JSON.stringify(listed) === JSON.stringify(body.components[peak].map((c) => [c.index, c.ci])),
+        `token ${peak} lists ${JSON.stringify(listed)}, API ${JSON.stringify(body.components[peak])}`);
+      await page.mouse.move(0, 0);
+      await page.screenshot({ path: join(t.shots, 'decomposition-infer.png'), fullPage: true });
+    });
+  }
 
   const context = await state.browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true });
   const m = harness(await context.newPage(), t.base, t.shots, state);

@@ -1,9 +1,11 @@
 // `/decompositions/:name`: an SPD decomposition: its target and settings, each decomposed matrix with
 // its CI-L0 and metrics, the plane of a 2-d matrix (TMS 5-2: the pentagon and the subcomponents on
-// it), each matrix's subcomponents densest first, and the training metrics.
+// it), live inference for a language model's (SpdInfer), each matrix's subcomponents densest first,
+// and the training metrics.
 import { api, type DecompositionDetail, type ModuleDetail } from '../api';
 import { PlanePlot } from '../components/PlanePlot';
 import { Stats } from '../components/PageHead';
+import { SpdInfer } from '../components/SpdInfer';
 import { Await } from '../components/Status';
 import { density, fmt, num, plural } from '../format';
 import { Link, paths } from '../router';
@@ -94,7 +96,7 @@ function Components({ name, m, analysis }: { name: string; m: ModuleDetail; anal
       </h2>
       {m.components.length === 0 ? (
         <p className="muted">Not analysed (run lm-saes analyze).</p>
-      ) : (
+      ) : fired.length === 0 ? null : (
         <div className="table-wrap">
           <table data-testid="components">
             <thead>
@@ -171,6 +173,7 @@ function DecompositionBody({ name, d, analysis }: { name: string; d: Decompositi
           </div>
         </section>
       )}
+      {target.kind === 'language_model' && <SpdInfer name={name} modules={d.modules} analysis={analysis} />}
       {d.modules.map((m) => (
         <Components key={m.name} name={name} m={m} analysis={analysis} />
       ))}
