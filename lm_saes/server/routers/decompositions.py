@@ -11,9 +11,10 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from lm_saes.server.deps import EngineDep, StoreDep, require_analysis, require_dictionary
 from lm_saes.server.errors import shown
 from lm_saes.server.inference import InferenceInputError, InferenceUnavailable
-from lm_saes.server.schemas import (
-    AnalysisSummary, ComponentDetail, DecompositionDetail, ImportanceRequest, ImportanceResponse, TokenComponent,
+from lm_saes.server.decomposition_schemas import (
+    ComponentDetail, DecompositionDetail, ImportanceRequest, ImportanceResponse, TokenComponent,
 )
+from lm_saes.server.schemas import AnalysisSummary
 from lm_saes.server.spd_inference import importances
 from lm_saes.store import Store
 from lm_saes.store.documents import INT64_MAX

@@ -53,6 +53,8 @@ export default async function sweepPage(t) {
     for (const metric of Object.keys(sweep.frontiers)) {
       const want = sweep.rows.filter((r) => r.status === 'finished' && typeof r.metrics.l0 === 'number' && typeof r.metrics[metric] === 'number');
       const plot = page.locator(`[data-testid="sweep-plot"][data-metric="${metric}"]`);
+      const axis = sweep.x === 'ci_l0' ? 'CI-L0' : 'L0'; // an SPD sweep's record plots against CI-L0
+      check((await plot.locator('figcaption').textContent()).startsWith(`${axis} against`), `the ${metric} plot's axis is not ${axis} (record x ${sweep.x})`);
       const names = await plot.locator('[data-testid="point"]').evaluateAll((els) => els.map((e) => e.getAttribute('data-name')));
       check(JSON.stringify([...names].sort()) === JSON.stringify(want.map((r) => r.name).sort()), `${metric} plot has points ${JSON.stringify(names)}, finished rows ${JSON.stringify(want.map((r) => r.name))}`);
       member ??= want.find((r) => r.kind === 'member');

@@ -8,7 +8,7 @@ import { fmt } from '../format';
 const L0 = 'l0';
 
 /** The x axis's label: L0, or an SPD sweep's CI-L0 (the record's `x`). */
-export function xLabel(x: string): string {
+export function xLabel(x: string = L0): string {
   return x === L0 ? 'L0' : x === 'ci_l0' ? 'CI-L0' : x.replace(/_/g, ' ');
 }
 
