@@ -322,6 +322,7 @@ class SweepRow(BaseModel):
     dictionary: str | None = Field(None, description="The row's dictionary name in the store, once analyzed "
                                    "(a baseline's: '<sweep>.<baseline>', analyzed by `lm-saes interpret`).")
     analyzed: bool = Field(False, description="Whether `dictionary` is in the store with a complete analysis.")
+    decomposition: bool = Field(False, description="Whether that analyzed `dictionary` is an SPD decomposition.")
 
 
 class SweepDetail(BaseModel):

@@ -365,6 +365,8 @@ export interface SweepRow {
   dictionary: string | null;
   /** Whether `dictionary` has a complete analysis, i.e. can be browsed. */
   analyzed: boolean;
+  /** Whether that analyzed dictionary is an SPD decomposition (browsed at /decompositions/NAME). */
+  decomposition?: boolean;
 }
 
 export interface SweepDetail {

@@ -39,7 +39,7 @@ export default async function sweepPage(t) {
       check(g.status === r.status, `${r.name}: status ${g.status} != API ${r.status}`);
       check(g.error === (r.error ?? null), `${r.name}: shows error ${JSON.stringify(g.error)}, API ${JSON.stringify(r.error)}`);
       check(g.star === r.frontier.length > 0, `${r.name}: frontier mark ${g.star}, API frontier ${JSON.stringify(r.frontier)}`);
-      const link = r.analyzed ? `/dictionaries/${enc(r.dictionary)}` : null;
+      const link = r.analyzed ? `/${r.decomposition ? 'decompositions' : 'dictionaries'}/${enc(r.dictionary)}` : null;
       check(g.href === link, `${r.name}: links to ${g.href}, expected ${link} (analyzed=${r.analyzed})`);
       const hint = !r.analyzed && r.kind === 'member' && r.status === 'finished' && Boolean(r.dictionary_dir);
       check(g.hint === hint, `${r.name}: analyze hint shown=${g.hint}, expected ${hint}`);

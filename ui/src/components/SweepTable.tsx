@@ -43,8 +43,9 @@ function shortDir(dir: string, root: string | null): string {
 /** The name, linked to the dictionary when analyzed; under it the error, or how to analyze it. */
 function NameCell({ r, root }: { r: SweepRow; root: string | null }) {
   if (r.analyzed && r.dictionary) {
+    const [href, what] = r.decomposition ? [paths.decomposition(r.dictionary), 'decomposition'] : [paths.dictionary(r.dictionary), 'dictionary'];
     return (
-      <Link href={paths.dictionary(r.dictionary)} title={`browse the features of dictionary ${r.dictionary}`} data-testid="row-name">
+      <Link href={href} title={`browse the ${what} ${r.dictionary}`} data-testid="row-name">
         {r.name}
       </Link>
     );
