@@ -12,6 +12,10 @@ examples) and stored the same way.
   features are the decomposition's alive subcomponents.
 - Every example stores the subcomponent's inner activation x . V_c beside its causal importance:
   ``inner``, one value per shown token, as ``acts``.
+- ``coactivations``: the subcomponents (of any matrix) that fire on the same analyzed tokens most
+  often, counted in the statistics pass over every analyzed token (``coactivation.py``).
+- A matrix with an input or output of width 2 (TMS 5-2's) gets ``plane`` in the summary: its
+  target's feature directions in that plane and each subcomponent's (``plane``).
 - Toy targets whose input is a feature vector (TMS, residual MLPs): ``target_inputs`` inputs drawn
   from the toy's own distribution (seeded by ``seed``), each a context of one position. Each
   example stores the input itself instead of text (``input``: its nonzero features, largest first,
@@ -37,6 +41,7 @@ from tqdm.auto import tqdm
 
 from lm_saes import __version__
 from lm_saes.analysis.analyze import Analysis, analysis_tensors, feature_passes, firing_summary
+from lm_saes.analysis.coactivation import MAX_FEATURES, CoFiring, top_coactivations
 from lm_saes.analysis.codes import FiringTokens, dense_codes
 from lm_saes.analysis.contexts import ContextBatch, analyzed_positions
 from lm_saes.analysis.documents import FEATURES_PER_BLOCK, TokenStrings, feature_documents
@@ -190,11 +195,17 @@ def analyze_decomposition(cfg: AnalyzeConfig, decomposition: Decomposition | Non
     threshold = decomposition.model.settings.ci_threshold
     source = decomposition_inputs(cfg, decomposition)
 
+    cofiring = CoFiring(index.total, device) if index.total <= MAX_FEATURES else None
+    passes = itertools.count()
+
     def encoded(desc: str) -> Iterator[tuple[ContextBatch, FiringTokens]]:
+        first_pass = next(passes) == 0  # the statistics pass: every analyzed token once
         with tqdm(total=len(source.inputs), unit="ctx", desc=desc, disable=not cfg.progress, dynamic_ncols=True) as bar:
             for batch, x in source.batches(device):
-                ci = index.flat(decomposition.causal_importances(x))  # [batch, (ctx,) n_features]
-                yield batch, importance_codes(batch, ci.view(*batch.tokens.shape, -1), threshold)
+                ci = index.flat(decomposition.causal_importances(x)).view(*batch.tokens.shape, -1)  # [batch, ctx, n]
+                if first_pass and cofiring is not None:
+                    cofiring.update(((ci > threshold) & batch.analyzed[..., None]).flatten(0, 1))  # [tokens, n]
+                yield batch, importance_codes(batch, ci, threshold)
                 bar.update(len(x))
 
     with torch.inference_mode():
@@ -204,6 +215,7 @@ def analyze_decomposition(cfg: AnalyzeConfig, decomposition: Decomposition | Non
         v_norms = torch.cat([p.V.norm(dim=0) for p in parts]).cpu()  # [n_features]
         u_norms = torch.cat([p.U.norm(dim=1) for p in parts]).cpu()
         tensors = analysis_tensors(cfg, stats, bands, v_norms * u_norms, None, None)
+    coactivations = top_coactivations(cofiring.counts) if cofiring is not None else None
     summary = _summary(cfg, decomposition, index, source, stats, time.perf_counter() - start)
 
     def inner(context_ids: list[int]) -> Float[Tensor, "n ctx n_features"]:
@@ -212,16 +224,21 @@ def analyze_decomposition(cfg: AnalyzeConfig, decomposition: Decomposition | Non
             acts = index.flat(decomposition.inner_activations(x)).cpu()
         return acts.view(len(context_ids), -1, index.total)
 
-    documents = (_with_component(doc, index, v_norms, u_norms, source.strings)
+    documents = (_with_component(doc, index, v_norms, u_norms, source.strings, coactivations)
                  for doc in feature_documents(tensors, source.strings))
     return Analysis(summary, with_inner_activations(documents, inner, cfg.batch_size))
 
 
-def _with_component(doc: dict, index: ComponentIndex, v_norms: Tensor, u_norms: Tensor, strings: Any) -> dict:
-    """A feature document with its subcomponent's identity and norms (and, for a toy, each example's input)."""
+def _with_component(doc: dict, index: ComponentIndex, v_norms: Tensor, u_norms: Tensor, strings: Any,
+                    coactivations: list[list[dict]] | None) -> dict:
+    """A feature document with its subcomponent's identity, norms and co-activating subcomponents
+    (and, for a toy, each example's input)."""
     feature = doc["index"]
     doc["module"], doc["component"] = index.locate(feature)
     doc["v_norm"], doc["u_norm"] = float(v_norms[feature]), float(u_norms[feature])
+    if coactivations is not None:
+        doc["coactivations"] = [{**c, **dict(zip(("module", "component"), index.locate(c["index"])))}
+                                for c in coactivations[feature]]
     if isinstance(strings, InputStrings):
         for example in _examples(doc):
             features, values = strings.active(example["context_id"])
@@ -267,7 +284,8 @@ def _summary(cfg: AnalyzeConfig, decomposition: Decomposition, index: ComponentI
         "kind": "decomposition",
         "d_in": None,
         "d_sae": index.total,
-        "modules": [{"name": m, "first": first, "C": size, "live": int(live[first:first + size].sum())}
+        "modules": [{"name": m, "first": first, "C": size, "live": int(live[first:first + size].sum()),
+                     **({"plane": p} if (p := plane(decomposition, m)) is not None else {})}
                     for m, first, size in zip(index.modules, index.first, index.sizes)],
         "ci_threshold": decomposition.model.settings.ci_threshold,
         **firing_summary(stats),
@@ -276,3 +294,25 @@ def _summary(cfg: AnalyzeConfig, decomposition: Decomposition, index: ComponentI
         "seconds": seconds,
         "lm_saes_version": __version__,
     }
+
+
+def plane(decomposition: Decomposition, module: str) -> dict | None:
+    """For a matrix W [d_in, d_out] (x @ W) with d_out == 2 (or d_in == 2): ``target``, the 2-d direction
+    of each of the other side's features (row i of W, or column i), and for each subcomponent
+    (``components``, in order) its own rank-one matrix's direction for the feature it weighs most
+    (V[i, c] U[c] with i = argmax |V[:, c]|, or U[c, i] V[:, c]) and that ``feature``; None for
+    other matrices."""
+    W = decomposition.model.weight(module).detach().float().cpu()  # [d_in, d_out]
+    parts = decomposition.subcomponents(module)
+    V, U = parts.V.float().cpu(), parts.U.float().cpu()  # [d_in, C], [C, d_out]
+    if W.shape[1] == 2:
+        feature = V.abs().argmax(dim=0)  # [C]: each subcomponent's strongest input
+        directions = V[feature, torch.arange(V.shape[1])][:, None] * U  # [C, 2]
+        target = W  # [d_in, 2]
+    elif W.shape[0] == 2:
+        feature = U.abs().argmax(dim=1)  # [C]: each subcomponent's strongest output
+        directions = U[torch.arange(U.shape[0]), feature][:, None] * V.T  # [C, 2]
+        target = W.T  # [d_out, 2]
+    else:
+        return None
+    return {"target": target.tolist(), "components": directions.tolist(), "feature": feature.tolist()}

@@ -129,7 +129,8 @@ def _decomposition_doc(directory: Path, summary: dict) -> dict:
     names = [m["name"] for m in summary["modules"]]
     metrics, per_module = split_by_module(json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}, names)
     modules = [{**record["modules"][m["name"]], "name": m["name"], "first": m["first"], "live": m["live"],
-                "metrics": per_module[m["name"]]} for m in summary["modules"]]
+                "metrics": per_module[m["name"]], **({"plane": m["plane"]} if "plane" in m else {})}
+               for m in summary["modules"]]
     return {
         "path": str(Path(directory).resolve()),
         "kind": "decomposition", "d_sae": summary["d_sae"], "modules": modules,

@@ -16,7 +16,7 @@ from lm_saes.errors import StoreError
 from lm_saes.server.deps import StoreHolder
 from lm_saes.server.errors import install_error_handlers
 from lm_saes.server.inference import InferenceEngine
-from lm_saes.server.routers import dictionaries, features, health, inference, steering, sweeps
+from lm_saes.server.routers import decompositions, dictionaries, features, health, inference, steering, sweeps
 from lm_saes.server.static import mount_ui, stored_page
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def create_app(store_cfg: StoreConfig | None = None, static_dir: Path | None = N
 
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)  # the UI's bundle, feature documents
-    for module in (health, dictionaries, features, inference, steering, sweeps):
+    for module in (health, dictionaries, decompositions, features, inference, steering, sweeps):
         app.include_router(module.router, prefix="/api")
     mount_ui(app, static_dir, exists=stored_page)
     return app

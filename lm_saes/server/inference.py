@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from lm_saes.data.framing import context_frame
@@ -75,7 +76,7 @@ class InferenceEngine:
             loaded = self._load(record)
             _check_feature(loaded, feature)
             tok = loaded.lm.tokenizer
-            prefix, ids, suffix, truncated = _framed(loaded, text, room=0)
+            prefix, ids, suffix, truncated = framed(loaded.lm.tokenizer, loaded.n_ctx, text, room=0)
             if not ids:
                 return TokenActivations([], [], [], [] if feature is not None else None, truncated)
             tokens = torch.tensor([prefix + ids + suffix], dtype=torch.long)  # [1, ctx]
@@ -108,7 +109,7 @@ class InferenceEngine:
                 activation=lambda x: dictionary.encode(x.to(dictionary.W_dec.device))[..., feature],
                 read_hook=loaded.hook,
             )
-            prefix, ids, _, truncated = _framed(loaded, prompt, room=max_new_tokens, keep="end")
+            prefix, ids, _, truncated = framed(loaded.lm.tokenizer, loaded.n_ctx, prompt, room=max_new_tokens, keep="end")
             if not ids:
                 raise InferenceInputError("the prompt holds no token")
             try:
@@ -119,29 +120,40 @@ class InferenceEngine:
             continuations = {row: Continuation(pieces.row(ids + new)[len(ids):], new) for row, new in zip(ROWS, out.ids)}
             return Steered(target, pieces.row(ids), truncated, continuations, out.stopped)
 
+    def using(self, key: tuple, load: Callable[[], Any], run: Callable[[Any], Any]) -> Any:
+        """``run(loaded)`` under the engine's lock, ``loaded`` kept under ``key`` (its first element the
+        record's name) and loaded by ``load()`` on first use: another model kind's entry point
+        (lm_saes.server.spd_inference)."""
+        with self._lock:
+            if key not in self._loaded:
+                self._keep(key, load())
+            return run(self._loaded[key])
+
     def _load(self, record: dict) -> _Loaded:
-        key = (record["name"], record.get("path"), record.get("updated_at"))
+        key = (record["name"], record.get("path"), record.get("updated_at"), "dictionary")
         if key in self._loaded:
             return self._loaded[key]
-        loaded = _load(record, self.device)
-        self._loaded = {k: v for k, v in self._loaded.items() if k[0] != record["name"]}
+        return self._keep(key, _load(record, self.device))
+
+    def _keep(self, key: tuple, loaded: Any) -> Any:
+        """Keep ``loaded`` (the newest MAX_LOADED), replacing an older load of the same record."""
+        self._loaded = {k: v for k, v in self._loaded.items() if k[0] != key[0]}
         while len(self._loaded) >= MAX_LOADED:
             self._loaded.pop(next(iter(self._loaded)))
         self._loaded[key] = loaded
         return loaded
 
 
-def _framed(loaded: _Loaded, text: str, room: int, keep: str = "start") -> tuple[list[int], list[int], list[int], bool]:
+def framed(tok: Any, n_ctx: int | None, text: str, room: int, keep: str = "start") -> tuple[list[int], list[int], list[int], bool]:
     """(prefix, text ids, suffix, truncated): ``text`` tokenized and framed as the model expects
     ([BOS] text, or [CLS] text [SEP]; no suffix when ``room`` is left for generation), cut to the
-    model's context less ``room`` tokens, keeping its ``keep`` ("start" or "end")."""
-    tok = loaded.lm.tokenizer
+    model's context (``n_ctx``) less ``room`` tokens, keeping its ``keep`` ("start" or "end")."""
     ids = list(tok(text, add_special_tokens=False)["input_ids"])
     frame = context_frame(tok)
     prefix, suffix = list(frame.start), [] if room else list(frame.end)
-    limit = loaded.n_ctx - len(prefix) - len(suffix) - room if loaded.n_ctx else None
+    limit = n_ctx - len(prefix) - len(suffix) - room if n_ctx else None
     if limit is not None and limit < 1:
-        raise InferenceInputError(f"the model's context ({loaded.n_ctx} tokens) leaves no room for a prompt "
+        raise InferenceInputError(f"the model's context ({n_ctx} tokens) leaves no room for a prompt "
                                   f"and {room} new tokens; ask for fewer")
     truncated = limit is not None and len(ids) > limit
     if truncated:

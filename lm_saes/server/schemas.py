@@ -35,16 +35,6 @@ class AnalysisSummary(BaseModel):
     created_at: str | None = None
 
 
-class DictionarySummary(BaseModel):
-    name: str
-    kind: str | None = None
-    d_sae: int | None = None
-    d_in: int | None = None
-    analyses: list[str] = []
-    metrics: dict[str, Any] = {}
-    source: dict[str, Any] = {}
-
-
 class MeanScore(BaseModel):
     n: int = Field(description="Features scored.")
     mean: float
@@ -332,6 +322,7 @@ class SweepRow(BaseModel):
     dictionary: str | None = Field(None, description="The row's dictionary name in the store, once analyzed "
                                    "(a baseline's: '<sweep>.<baseline>', analyzed by `lm-saes interpret`).")
     analyzed: bool = Field(False, description="Whether `dictionary` is in the store with a complete analysis.")
+    decomposition: bool = Field(False, description="Whether that analyzed `dictionary` is an SPD decomposition.")
 
 
 class SweepDetail(BaseModel):
@@ -342,7 +333,33 @@ class SweepDetail(BaseModel):
     varied: list[str] = Field([], description="The swept fields' column labels, in table order.")
     paths: dict[str, str] = Field({}, description="Each label's dotted config field path.")
     metrics: list[str] = Field([], description="The metric columns, in table order.")
-    frontiers: dict[str, str] = Field({}, description="Metric -> label of each plot against L0.")
+    frontiers: dict[str, str] = Field({}, description="Metric -> label of each plot against `x`.")
+    x: str = Field("l0", description="The fronts' other axis: 'l0', or an SPD sweep's 'ci_l0' (lm_saes.sweep.spd).")
     interpretability_explainer: str | None = Field(
         None, description="Whose mean simulation score the 'interpretability' metric is, once rows are interpreted.")
     rows: list[SweepRow] = []
+
+
+class ModuleSummary(BaseModel):
+    """One decomposed matrix of a decomposition, as the store lists it."""
+
+    name: str
+    kind: str | None = Field(None, description="'linear', 'conv1d', 'embedding' or 'identity'.")
+    d_in: int | None = None
+    d_out: int | None = None
+    C: int = Field(description="Its subcomponents.")
+    first: int = Field(description="The feature index of its subcomponent 0 (component c is feature first + c).")
+    live: int = Field(description="Subcomponents whose causal importance passed the threshold in the analysis.")
+    tied_to: str | None = None
+    metrics: dict[str, Any] = Field({}, description="Its own metrics (ci_l0, alive, mmcs, ml2r, final_ci_l0...).")
+
+
+class DictionarySummary(BaseModel):
+    name: str
+    kind: str | None = None
+    d_sae: int | None = None
+    d_in: int | None = None
+    analyses: list[str] = []
+    metrics: dict[str, Any] = {}
+    source: dict[str, Any] = {}
+    modules: list[ModuleSummary] = Field([], description="A decomposition's matrices; [] for a dictionary.")

@@ -91,15 +91,15 @@ def page_of(routes: dict[str, str], path: str) -> tuple[str, dict[str, str]] | N
 
 
 def stored_page(request: Request, route: str, params: dict[str, str]) -> bool:
-    """Whether the store holds what a page shows: its dictionary (and the feature index within its
-    size) or its sweep. A store that does not answer counts as yes: the page says what is wrong."""
+    """Whether the store holds what a page shows: its dictionary or decomposition (and the feature
+    or component index within its size) or its sweep. A store that does not answer counts as yes: the page says what is wrong."""
     try:
         store = request.app.state.stores.get()
         if route == "sweep":
             return store.sweep(params["name"]) is not None
         if "name" in params:  # every other page with a name is a dictionary's
             record = store.dictionary(params["name"])
-            if record is None:
+            if record is None or (route in ("decomposition", "component") and record.get("kind") != "decomposition"):
                 return False
             if "index" in params:
                 d_sae = record.get("d_sae")

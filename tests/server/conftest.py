@@ -3,7 +3,8 @@ trained TopK dictionary, `run_analysis` into a temporary store, its features exp
 by `lm-saes interpret`'s offline default (the lexical baseline); plus two dictionary records
 without analyses (one with no source model, one whose input hook is not in the model), and on
 request a real sweep over the same cache (two TopK members and a diverging one, PCA and ICA
-baselines) recorded in the same store, its first member analyzed too."""
+baselines) recorded in the same store, its first member analyzed too; and on request TMS 5-2 decompositions analyzed into the same store (a short
+SPD run, and the session's full one)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from lm_saes.store import open_store, stop_server
 from lm_saes.sweep.config import SweepConfig
 from lm_saes.sweep.run import run_sweep
 from lm_saes.training.train import train
-from tests.server.served import BAD_HOOK, BARE, CTX, D_SAE, HOOK, NAME, SWEEP, SWEPT_MEMBER
+from lm_saes.spd.config import load_train_config
+from lm_saes.spd.train import train_spd
+from tests.server.served import BAD_HOOK, BARE, CTX, D_SAE, HOOK, LM_SPD, NAME, SHORT_SPD, SPD, SWEEP, SWEPT_MEMBER
 
 class Stored(NamedTuple):
     store: StoreConfig
@@ -80,6 +83,43 @@ def swept(stored, tmp_path_factory) -> dict:
                                                          "n_bands": 0, "per_band": 0, "device": "cpu"}},
     }))
     return result.record
+
+
+def analyze_decomposition_into(store: StoreConfig, directory: Path, name: str) -> None:
+    run_analysis(AnalyzeConfig(dictionary=directory, target_inputs=4000, dictionary_name=name, top_k=6, n_bands=2,
+                               per_band=2, device="cpu", progress=False, store=store))
+
+
+@pytest.fixture(scope="session")
+def short_decomposed(stored, tms_5_2_dir, tmp_path_factory) -> Path:
+    """examples/spd_tms_5-2.toml for 600 steps (~6 s) on the session's TMS 5-2, analyzed as SHORT_SPD."""
+    out = tmp_path_factory.mktemp("spd") / "short"
+    example = Path(__file__).parents[2] / "examples" / "spd_tms_5-2.toml"
+    train_spd(load_train_config(example, [f"target.path={tms_5_2_dir}", f"output_dir={out}", "steps=600",
+                                          "progress=false", "device=cpu"]))
+    analyze_decomposition_into(stored.store, out, SHORT_SPD)
+    return out
+
+
+@pytest.fixture(scope="session")
+def decomposed(stored, tms_5_2_spd) -> Path:
+    """The session's full TMS 5-2 decomposition (tests/conftest.py), analyzed as SPD."""
+    analyze_decomposition_into(stored.store, tms_5_2_spd.output_dir, SPD)
+    return tms_5_2_spd.output_dir
+
+
+@pytest.fixture(scope="session")
+def lm_decomposed(stored, model_dir, dataset_file, tmp_path_factory) -> Path:
+    """Two SPD steps on two matrices of the tiny model (a few seconds), analyzed as LM_SPD."""
+    out = tmp_path_factory.mktemp("spd") / "lm"
+    train_spd(load_train_config(None, [
+        "target.kind=language_model", f"target.model.name={model_dir}", f"target.data.path={dataset_file}",
+        f"target.data.context_size={CTX}", "target.data.max_tokens=1024", f"output_dir={out}", "steps=2",
+        "batch_size=2", "eval_examples=2", "spd.C=4", 'spd.modules=["transformer.h.0.mlp.c_fc", "transformer.h.1.attn.c_proj"]',
+        "spd.importance_coefficient=1e-3", "spd.faithfulness_warmup_steps=2", "progress=false", "device=cpu"]))
+    run_analysis(AnalyzeConfig(dictionary=out, target_inputs=8, dictionary_name=LM_SPD, top_k=3, window=2, n_bands=0,
+                               device="cpu", progress=False, store=stored.store))
+    return out
 
 
 @pytest.fixture(scope="module")

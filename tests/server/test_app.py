@@ -75,6 +75,8 @@ def test_openapi_lists_the_read_only_api(client):
         ("/api/dictionaries/{name}/random", "get"), ("/api/dictionaries/{name}/search", "get"),
         ("/api/dictionaries/{name}/infer", "post"), ("/api/dictionaries/{name}/features/{index}/steer", "post"),
         ("/api/sweeps", "get"), ("/api/sweeps/{name}", "get"),
+        ("/api/decompositions/{name}", "get"), ("/api/decompositions/{name}/components/{index}", "get"),
+        ("/api/decompositions/{name}/infer", "post"),
     }
     assert client.get("/api/docs").status_code == 200
     assert client.post("/api/dictionaries").status_code == 405

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.server.served import BAD_HOOK, BARE, D_SAE, NAME, SWEPT_MEMBER
+from tests.server.served import BAD_HOOK, BARE, D_SAE, LM_SPD, NAME, SHORT_SPD, SPD, SWEPT_MEMBER
 
 
 def test_list_shows_every_dictionary_with_its_analyses(client, store):
     listed = {d["name"]: d for d in client.get("/api/dictionaries").json()}
-    assert set(listed) - {SWEPT_MEMBER} == {NAME, BARE, BAD_HOOK}  # the sweep's member once conftest.swept ran
+    # the sweep's member once conftest.swept ran, the decompositions once conftest.(short_)decomposed did
+    assert set(listed) - {SWEPT_MEMBER, SPD, SHORT_SPD, LM_SPD} == {NAME, BARE, BAD_HOOK}
     record = store.dictionary(NAME)
     assert listed[NAME] == {
         "name": NAME, "kind": "topk", "d_sae": D_SAE, "d_in": record["d_in"], "analyses": ["default"],
-        "metrics": record["metrics"], "source": record["source"],
+        "metrics": record["metrics"], "source": record["source"], "modules": [],
     }
     assert listed[BARE]["analyses"] == [] and listed[BARE]["source"] == {}
 

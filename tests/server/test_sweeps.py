@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from tests.server.served import BARE, HOOK, SWEEP, SWEPT_MEMBER
+from tests.server.served import BARE, HOOK, SHORT_SPD, SWEEP, SWEPT_MEMBER
 
 
 def test_list_counts_the_members_of_each_sweep(client, swept, store):
@@ -83,3 +83,21 @@ def test_interpreted_rows_gain_the_interpretability_column(client, stored, swept
         assert rows[row]["metrics"]["interpretability"] == result.means["simulation"]["mean"]
     assert all("interpretability" not in r["metrics"] for n, r in rows.items() if n not in ("topk-k2", "pca-l0-2"))
     assert {p.name for p in outcome.files} == {"report.json", "report.csv"}
+
+
+def test_an_spd_sweep_plots_against_its_records_x_and_links_its_decompositions(client, store, swept, short_decomposed):
+    """A dictionary sweep's fronts are against L0 (no ``x`` stored); an SPD sweep records its own
+    axis, CI-L0 (lm_saes.sweep.spd.X), which the Pareto page plots; a row whose analyzed dictionary
+    is a decomposition says so (the UI links it to /decompositions/NAME)."""
+    from lm_saes.sweep.spd import X
+
+    body = client.get(f"/api/sweeps/{SWEEP}").json()
+    assert "x" not in swept and body["x"] == "l0" and not any(r["decomposition"] for r in body["rows"])
+    record = {k: v for k, v in copy.deepcopy(swept).items() if k != "name"}
+    record["rows"][0]["dictionary"] = SHORT_SPD
+    store.upsert_sweep("spd-axis-sweep", {**record, "x": X})
+    body = client.get("/api/sweeps/spd-axis-sweep").json()
+    assert body["x"] == X == "ci_l0"
+    first, *others = body["rows"]
+    assert (first["dictionary"], first["analyzed"], first["decomposition"]) == (SHORT_SPD, True, True)
+    assert not any(r["decomposition"] for r in others)

@@ -7,6 +7,8 @@
 // Env: LM_SAES_URL (server root), LM_SAES_SCREENSHOTS (default <repo>/docs/screenshots; with --mock a temporary directory),
 //      LM_SAES_DICTIONARY (dictionary to test; default the first listed with a 'default' analysis),
 //      LM_SAES_SWEEP (a sweep whose page to test as well; with --mock the mock's sweep),
+//      LM_SAES_DECOMPOSITION (a TMS 5-2 decomposition whose pages to test as well),
+//      LM_SAES_LM_DECOMPOSITION (a language model's decomposition whose live inference to test),
 //      LM_SAES_CHROMIUM (default /usr/bin/chromium).
 // Exits 1 with a message naming the failed step; a screenshot of the failure goes next to the others.
 import { mkdir } from 'node:fs/promises';
@@ -15,6 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { ARGS, Failure, harness } from './lib.mjs';
+import decompositionPage from './pages/decomposition.mjs';
 import dictionaryPage from './pages/dictionary.mjs';
 import errorPages from './pages/errors.mjs';
 import featurePage from './pages/feature.mjs';
@@ -43,7 +46,7 @@ if (!base) {
   process.exit(2);
 }
 
-const state = { dict: process.env.LM_SAES_DICTIONARY, sweep: process.env.LM_SAES_SWEEP || (mock ? 'topk-k' : undefined), browser: null };
+const state = { dict: process.env.LM_SAES_DICTIONARY, sweep: process.env.LM_SAES_SWEEP || (mock ? 'topk-k' : undefined), spd: process.env.LM_SAES_DECOMPOSITION, lmSpd: process.env.LM_SAES_LM_DECOMPOSITION, browser: null };
 const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
 state.browser = browser;
 const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -51,7 +54,7 @@ const t = harness(await context.newPage(), base, SHOTS, state);
 await mkdir(SHOTS, { recursive: true });
 const t0 = Date.now();
 try {
-  for (const spec of [homePage, dictionaryPage, featurePage, steerPage, inferPage, errorPages, sweepPage, mobile]) await spec(t);
+  for (const spec of [homePage, dictionaryPage, featurePage, steerPage, inferPage, errorPages, sweepPage, decompositionPage, mobile]) await spec(t);
   console.log(`e2e passed against ${base} in ${((Date.now() - t0) / 1000).toFixed(1)} s; screenshots in ${SHOTS}`);
 } catch (e) {
   const page = state.failing ?? t.page;

@@ -2,6 +2,8 @@
 // reads the same routes.json (from the build) to answer 404 for any other path.
 import type { ReactNode } from 'react';
 import { NotFound } from './components/Status';
+import { Component } from './pages/Component';
+import { Decomposition } from './pages/Decomposition';
 import { Dictionary } from './pages/Dictionary';
 import { Feature } from './pages/Feature';
 import { Home } from './pages/Home';
@@ -18,6 +20,8 @@ const PAGES: Record<keyof typeof ROUTES, Page> = {
   feature: (p, s) => <Feature name={p.name} index={p.index} search={s} />,
   infer: (p, s) => <Infer key={p.name} name={p.name} search={s} />,
   sweep: (p, s) => <Sweep key={p.name} name={p.name} search={s} />,
+  decomposition: (p, s) => <Decomposition key={p.name} name={p.name} search={s} />,
+  component: (p, s) => <Component name={p.name} index={p.index} search={s} />,
 };
 
 export function App() {

@@ -23,6 +23,105 @@ export interface DictionarySummary {
   analyses: string[];
   metrics: DictionaryMetrics;
   source: Record<string, unknown>;
+  /** A decomposition's matrices (kind 'decomposition'); [] for a dictionary. */
+  modules: ModuleSummary[];
+}
+
+/** One decomposed matrix of an SPD decomposition; component c is feature `first + c`. */
+export interface ModuleSummary {
+  name: string;
+  kind: string | null;
+  d_in: number | null;
+  d_out: number | null;
+  C: number;
+  first: number;
+  /** Subcomponents whose causal importance passed the threshold in the analysis. */
+  live: number;
+  tied_to: string | null;
+  /** ci_l0, alive, mmcs, ml2r, final_ci_l0... */
+  metrics: Record<string, unknown>;
+}
+
+/** A matrix with a side of width 2: the target's feature directions and each subcomponent's. */
+export interface Plane {
+  target: number[][];
+  components: number[][];
+  feature: number[];
+}
+
+export interface ComponentSummary {
+  index: number;
+  component: number;
+  density: number;
+  max_activation: number;
+  mean_activation: number | null;
+  n_fired: number | null;
+  decoder_norm: number | null;
+  v_norm: number | null;
+  u_norm: number | null;
+}
+
+export interface ModuleDetail extends ModuleSummary {
+  plane: Plane | null;
+  /** Densest first. */
+  components: ComponentSummary[];
+}
+
+export interface DecompositionDetail {
+  name: string;
+  path: string | null;
+  d_sae: number | null;
+  config: Record<string, unknown>;
+  source: Record<string, unknown>;
+  metrics: { eval?: Record<string, unknown>; final_batch?: Record<string, unknown>; [key: string]: unknown };
+  ci_threshold: number | null;
+  analysis: AnalysisSummary | null;
+  modules: ModuleDetail[];
+}
+
+export interface ComponentExample extends ContextSample {
+  /** The inner activation x . V_c at every shown token. */
+  inner: number[] | null;
+  /** A toy's input: its nonzero features, largest first, and their values. */
+  input: { features: number[]; values: number[] } | null;
+}
+
+export interface Coactivation {
+  index: number;
+  module: string;
+  component: number;
+  count: number;
+  /** P(it fires | this one fires). */
+  p: number;
+  jaccard: number;
+}
+
+/** `POST /api/decompositions/NAME/infer`: a matrix's important subcomponents at each token. */
+export interface ImportanceResult {
+  tokens: string[];
+  token_ids: number[];
+  module: string;
+  first: number;
+  C: number;
+  ci_threshold: number;
+  /** Per token: the subcomponents above the threshold, most important first. */
+  components: { index: number; component: number; ci: number }[][];
+  /** Per token: how many of the matrix's subcomponents are above the threshold. */
+  l0: number[];
+  truncated: boolean;
+}
+
+export interface ComponentDetail extends ComponentSummary {
+  module: string;
+  C: number;
+  first: number;
+  n_contexts: number | null;
+  top_contexts: ComponentExample[];
+  quantiles: (Omit<QuantileBand, 'examples'> & { examples: ComponentExample[] })[];
+  histogram: { edges: number[]; counts: number[] };
+  coactivations: Coactivation[] | null;
+  prev: number | null;
+  next: number | null;
 }
 
 export interface DensityHistogram {
@@ -266,6 +365,8 @@ export interface SweepRow {
   dictionary: string | null;
   /** Whether `dictionary` has a complete analysis, i.e. can be browsed. */
   analyzed: boolean;
+  /** Whether that analyzed dictionary is an SPD decomposition (browsed at /decompositions/NAME). */
+  decomposition?: boolean;
 }
 
 export interface SweepDetail {
@@ -275,8 +376,10 @@ export interface SweepDetail {
   output_dir: string | null;
   varied: string[];
   metrics: string[];
-  /** Metric key -> plot label, each plotted against L0. */
+  /** Metric key -> plot label, each plotted against `x`. */
   frontiers: Record<string, string>;
+  /** The fronts' other axis: 'l0', or an SPD sweep's 'ci_l0'. */
+  x: string;
   /** Whose mean simulation score the `interpretability` metric is, once rows are interpreted. */
   interpretability_explainer: string | null;
   rows: SweepRow[];
@@ -373,6 +476,15 @@ export const api = {
     }),
   steer: (name: string, index: number, body: SteerRequest) =>
     request<SteerResult>(`${dict(name)}/features/${index}/steer`, { method: 'POST', body: JSON.stringify(body) }),
+  decomposition: (name: string, analysis?: string, signal?: AbortSignal) =>
+    request<DecompositionDetail>(`/api/decompositions/${encodeURIComponent(name)}` + queryString({ analysis }), { signal }),
+  component: (name: string, index: number, analysis?: string, signal?: AbortSignal) =>
+    request<ComponentDetail>(`/api/decompositions/${encodeURIComponent(name)}/components/${index}` + queryString({ analysis }), { signal }),
+  importances: (name: string, text: string, module: string) =>
+    request<ImportanceResult>(`/api/decompositions/${encodeURIComponent(name)}/infer`, {
+      method: 'POST',
+      body: JSON.stringify({ text, module, top: 20 }),
+    }),
   sweeps: (signal?: AbortSignal) => request<SweepSummary[]>('/api/sweeps', { signal }),
   sweep: (name: string, signal?: AbortSignal) =>
     request<SweepDetail>(`/api/sweeps/${encodeURIComponent(name)}`, { signal }),

@@ -45,3 +45,8 @@ export function powerOfTen(exponent: number): string {
   const sup: Record<string, string> = { '-': '⁻', '0': '⁰', '1': '¹', '2': '²', '3': '³', '4': '⁴', '5': '⁵', '6': '⁶', '7': '⁷', '8': '⁸', '9': '⁹' };
   return '10' + String(exponent).split('').map((c) => sup[c]).join('');
 }
+
+/** A stored metric when it is a number (metrics are free-form JSON). */
+export function num(v: unknown): number | undefined {
+  return typeof v === 'number' ? v : undefined;
+}

@@ -72,5 +72,10 @@ export const paths = {
     `/dictionaries/${encodeURIComponent(name)}/features/${index}` +
     (analysis && analysis !== 'default' ? `?analysis=${encodeURIComponent(analysis)}` : ''),
   infer: (name: string) => `/dictionaries/${encodeURIComponent(name)}/infer`,
+  decomposition: (name: string, analysis?: string) =>
+    `/decompositions/${encodeURIComponent(name)}` + (analysis && analysis !== 'default' ? `?analysis=${encodeURIComponent(analysis)}` : ''),
+  component: (name: string, index: number, analysis?: string) =>
+    `/decompositions/${encodeURIComponent(name)}/components/${index}` +
+    (analysis && analysis !== 'default' ? `?analysis=${encodeURIComponent(analysis)}` : ''),
   sweep: (name: string, query = '') => `/sweeps/${encodeURIComponent(name)}${query}`,
 };

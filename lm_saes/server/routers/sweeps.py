@@ -33,19 +33,22 @@ def get_sweep(store: StoreDep, name: str) -> SweepDetail:
     """The whole record; each row says whether its dictionary can be browsed (``analyzed``): a
     member is linked to the stored dictionary it names, or else to the one analyzed from its
     directory (`lm-saes analyze` records each dictionary's ``path``); a baseline to
-    ``<sweep>.<baseline>`` (which `lm-saes interpret` builds with ``baselines``). Once some rows'
+    ``<sweep>.<baseline>`` (which `lm-saes interpret` builds with ``baselines``); ``decomposition``
+    says that it is an SPD decomposition (browsed at /decompositions/NAME). Once some rows'
     dictionaries are interpreted, each of them gets the ``interpretability`` metric: the mean
     simulation score of the explainer that interpreted the most rows (``interpretability_explainer``)."""
     record = require_sweep(store, name)
     analyzed = [d for d in store.dictionaries() if d["analyses"]]
     by_name = {d["name"] for d in analyzed}
+    decompositions = {d["name"] for d in analyzed if d.get("kind") == "decomposition"}
     by_path = {d["path"]: d["name"] for d in analyzed if "path" in d}
     rows = []
     for row in record.get("rows", []):
         dictionary = row.get("dictionary") or by_path.get(row.get("dictionary_dir"))
         if dictionary is None and row.get("kind") == BASELINE and f"{name}.{row['name']}" in by_name:
             dictionary = f"{name}.{row['name']}"
-        rows.append({**row, **({"dictionary": dictionary} if dictionary else {}), "analyzed": dictionary in by_name})
+        rows.append({**row, **({"dictionary": dictionary} if dictionary else {}), "analyzed": dictionary in by_name,
+                     "decomposition": dictionary in decompositions})
     explainer, scores = interpretability(store, {r["dictionary"] for r in rows if r["analyzed"]})
     for row in rows:
         if row.get("dictionary") in scores:

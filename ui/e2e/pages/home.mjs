@@ -1,4 +1,4 @@
-// `/`: the dictionaries and sweeps the API lists; picks the dictionary the other specs test.
+// `/`: the dictionaries, SPD decompositions and sweeps the API lists; picks the dictionary the other specs test.
 import { check } from '../lib.mjs';
 
 export default async function home(t) {
@@ -8,8 +8,10 @@ export default async function home(t) {
     check(status === 200 && body?.status === 'ok', `GET /api/health gave ${status} ${JSON.stringify(body)}`);
   });
 
-  await t.step('home lists every dictionary, titled', async () => {
-    const { body: dicts } = await t.getJson('/api/dictionaries');
+  await t.step('home lists every dictionary and decomposition, titled', async () => {
+    const { body: all } = await t.getJson('/api/dictionaries');
+    const dicts = all.filter((d) => d.kind !== 'decomposition');
+    const spds = all.filter((d) => d.kind === 'decomposition').map((d) => d.name);
     check(Array.isArray(dicts) && dicts.length > 0, `GET /api/dictionaries returned no dictionaries: ${JSON.stringify(dicts)}`);
     await page.goto(base + '/');
     await tid('dictionary-link').first().waitFor();
@@ -18,6 +20,9 @@ export default async function home(t) {
     state.dict ??= dicts.find((d) => (d.analyses ?? []).includes('default'))?.name;
     check(state.dict, `no dictionary has a 'default' analysis: ${JSON.stringify(dicts.map((d) => [d.name, d.analyses]))}`);
     check(names.includes(state.dict), `LM_SAES_DICTIONARY=${state.dict} is not among ${JSON.stringify(names)}`);
+    const shownSpds = spds.length ? await tid('decomposition-link').allTextContents() : [];
+    check(JSON.stringify(shownSpds) === JSON.stringify(spds), `home shows decompositions ${JSON.stringify(shownSpds)}, API has ${JSON.stringify(spds)}`);
+    check(spds.length > 0 || (await tid('decompositions-section').count()) === 0, 'home shows a decompositions section with none stored');
     check((await page.title()) === 'dictionaries — lm-saes', `home is titled ${JSON.stringify(await page.title())}`);
   });
 

@@ -40,7 +40,7 @@ function geometry(values) {
   return [...new Set(problems)];
 }
 
-async function fits(m, where) {
+export async function fits(m, where) {
   await m.page.waitForLoadState('networkidle');
   const problems = await m.page.evaluate(geometry, VALUES);
   check(problems.length === 0, `at 390 px, ${where}: ${problems.slice(0, 5).join('; ')}`);

@@ -39,7 +39,7 @@ export default async function sweepPage(t) {
       check(g.status === r.status, `${r.name}: status ${g.status} != API ${r.status}`);
       check(g.error === (r.error ?? null), `${r.name}: shows error ${JSON.stringify(g.error)}, API ${JSON.stringify(r.error)}`);
       check(g.star === r.frontier.length > 0, `${r.name}: frontier mark ${g.star}, API frontier ${JSON.stringify(r.frontier)}`);
-      const link = r.analyzed ? `/dictionaries/${enc(r.dictionary)}` : null;
+      const link = r.analyzed ? `/${r.decomposition ? 'decompositions' : 'dictionaries'}/${enc(r.dictionary)}` : null;
       check(g.href === link, `${r.name}: links to ${g.href}, expected ${link} (analyzed=${r.analyzed})`);
       const hint = !r.analyzed && r.kind === 'member' && r.status === 'finished' && Boolean(r.dictionary_dir);
       check(g.hint === hint, `${r.name}: analyze hint shown=${g.hint}, expected ${hint}`);
@@ -53,6 +53,8 @@ export default async function sweepPage(t) {
     for (const metric of Object.keys(sweep.frontiers)) {
       const want = sweep.rows.filter((r) => r.status === 'finished' && typeof r.metrics.l0 === 'number' && typeof r.metrics[metric] === 'number');
       const plot = page.locator(`[data-testid="sweep-plot"][data-metric="${metric}"]`);
+      const axis = sweep.x === 'ci_l0' ? 'CI-L0' : 'L0'; // an SPD sweep's record plots against CI-L0
+      check((await plot.locator('figcaption').textContent()).startsWith(`${axis} against`), `the ${metric} plot's axis is not ${axis} (record x ${sweep.x})`);
       const names = await plot.locator('[data-testid="point"]').evaluateAll((els) => els.map((e) => e.getAttribute('data-name')));
       check(JSON.stringify([...names].sort()) === JSON.stringify(want.map((r) => r.name).sort()), `${metric} plot has points ${JSON.stringify(names)}, finished rows ${JSON.stringify(want.map((r) => r.name))}`);
       member ??= want.find((r) => r.kind === 'member');

@@ -1,10 +1,16 @@
-// A plain-SVG scatter of a sweep's finished rows: L0 (log x) against one metric. Members are
+// A plain-SVG scatter of a sweep's finished rows: L0 (log x), or the sweep's own x metric (an SPD
+// sweep's CI-L0, linear), against one metric. Members are
 // filled circles, the members' Pareto frontier is a line, each baseline variant has its own marker.
 import { useEffect, useRef, useState } from 'react';
 import type { SweepRow } from '../api';
 import { fmt } from '../format';
 
 const L0 = 'l0';
+
+/** The x axis's label: L0, or an SPD sweep's CI-L0 (the record's `x`). */
+export function xLabel(x: string = L0): string {
+  return x === L0 ? 'L0' : x === 'ci_l0' ? 'CI-L0' : x.replace(/_/g, ' ');
+}
 
 const PAD = { left: 54, right: 14, top: 12, bottom: 40 };
 const SHAPES = ['square', 'triangle', 'diamond', 'cross', 'triangle-down'] as const;
@@ -22,8 +28,8 @@ export function baselineMarkers(rows: SweepRow[]): Map<string, number> {
 const variantOf = (r: SweepRow) => r.variant ?? r.name;
 
 /** The rows a plot of `metric` shows: finished, with both coordinates. */
-function plotted(rows: SweepRow[], metric: string): SweepRow[] {
-  return rows.filter((r) => r.status === 'finished' && typeof r.metrics[L0] === 'number' && typeof r.metrics[metric] === 'number');
+function plotted(rows: SweepRow[], metric: string, x: string): SweepRow[] {
+  return rows.filter((r) => r.status === 'finished' && typeof r.metrics[x] === 'number' && typeof r.metrics[metric] === 'number');
 }
 
 function Marker({ shape, x, y, className }: { shape: Shape; x: number; y: number; className: string }) {
@@ -83,6 +89,8 @@ interface Props {
   markers: Map<string, number>;
   selected: string | null;
   onSelect: (row: SweepRow) => void;
+  /** The metric on the x axis (the record's `x`; default L0). */
+  x?: string;
 }
 
 /** The element's width in CSS pixels, followed as it resizes (`initial` until measured). */
@@ -98,21 +106,22 @@ function useWidth<T extends Element>(initial: number) {
   return [ref, width] as const;
 }
 
-export function ParetoPlot({ rows, metric, label, markers, selected, onSelect }: Props) {
+export function ParetoPlot({ rows, metric, label, markers, selected, onSelect, x = L0 }: Props) {
   // Drawn at the figure's pixel width, so text and markers keep their size on any screen.
   const [ref, width] = useWidth<HTMLElement>(480);
   const W = Math.max(width, 240);
   const H = Math.round(Math.min(Math.max(W * 0.6, 220), 320));
-  const points = plotted(rows, metric);
+  const points = plotted(rows, metric, x);
+  const xName = xLabel(x);
   if (points.length === 0) {
     return (
       <figure className="pareto" ref={ref} data-testid="sweep-plot" data-metric={metric}>
-        <p className="muted">No finished rows with L0 and {label} yet.</p>
+        <p className="muted">No finished rows with {xName} and {label} yet.</p>
       </figure>
     );
   }
-  const log = points.every((r) => r.metrics[L0] > 0);
-  const xOf = (r: SweepRow) => (log ? Math.log10(r.metrics[L0]) : r.metrics[L0]);
+  const log = x === L0 && points.every((r) => r.metrics[x] > 0); // an SPD sweep's CI-L0: linear
+  const xOf = (r: SweepRow) => (log ? Math.log10(r.metrics[x]) : r.metrics[x]);
   const [x0, x1] = domain(points.map(xOf), 0.06, log ? 0.3 : 1);
   const [y0, y1] = domain(points.map((r) => r.metrics[metric]), 0.08, 0.05);
   const sx = (v: number) => PAD.left + ((v - x0) / (x1 - x0)) * (W - PAD.left - PAD.right);
@@ -123,12 +132,12 @@ export function ParetoPlot({ rows, metric, label, markers, selected, onSelect }:
   const yTicks = linearTicks(y0, y1);
   const front = points
     .filter((r) => r.kind === 'member' && r.frontier.includes(metric))
-    .sort((a, b) => a.metrics[L0] - b.metrics[L0]);
+    .sort((a, b) => a.metrics[x] - b.metrics[x]);
   // Baselines under the members, so a member is never hidden by a baseline at the same spot.
   const ordered = [...points.filter((r) => r.kind === 'baseline'), ...points.filter((r) => r.kind === 'member')];
   return (
     <figure className="pareto" ref={ref} data-testid="sweep-plot" data-metric={metric}>
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`L0 against ${label}`}>
+      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`${xName} against ${label}`}>
         <rect x={PAD.left} y={PAD.top} width={W - PAD.left - PAD.right} height={H - PAD.top - PAD.bottom} className="frame" />
         {xTicks.map((t) => (
           <g key={`x${t}`}>
@@ -147,7 +156,8 @@ export function ParetoPlot({ rows, metric, label, markers, selected, onSelect }:
           </g>
         ))}
         <text x={(PAD.left + W - PAD.right) / 2} y={H - 6} textAnchor="middle" className="axis-label">
-          L0{log ? ' (log scale)' : ''}
+          {xName}
+          {log ? ' (log scale)' : ''}
         </text>
         <text transform={`translate(13 ${(PAD.top + H - PAD.bottom) / 2}) rotate(-90)`} textAnchor="middle" className="axis-label">
           {label}
@@ -165,14 +175,16 @@ export function ParetoPlot({ rows, metric, label, markers, selected, onSelect }:
               data-kind={r.kind}
               onClick={() => onSelect(r)}
             >
-              <title>{`${r.name} (${r.kind}${r.variant ? `, ${r.variant}` : ''})\nL0 = ${fmt(r.metrics[L0], 4)}\n${label} = ${fmt(r.metrics[metric], 4)}${r.frontier.includes(metric) ? '\n★ on the Pareto frontier' : ''}`}</title>
+              <title>{`${r.name} (${r.kind}${r.variant ? `, ${r.variant}` : ''})\n${xName} = ${fmt(r.metrics[x], 4)}\n${label} = ${fmt(r.metrics[metric], 4)}${r.frontier.includes(metric) ? '\n★ on the Pareto frontier' : ''}`}</title>
               <circle cx={px(r)} cy={py(r)} r={10} className="hit" />
               <Marker shape={shape} x={px(r)} y={py(r)} className={cls} />
             </g>
           );
         })}
       </svg>
-      <figcaption className="muted">L0 against {label}</figcaption>
+      <figcaption className="muted">
+        {xName} against {label}
+      </figcaption>
     </figure>
   );
 }

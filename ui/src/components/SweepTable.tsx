@@ -2,6 +2,7 @@
 import type { ReactNode } from 'react';
 import type { SweepDetail, SweepRow } from '../api';
 import { fmt } from '../format';
+import { xLabel } from './ParetoPlot';
 import { Link, navigate, paths } from '../router';
 
 type Value = number | string | undefined;
@@ -17,7 +18,7 @@ interface Column {
 
 /** A metric column's header: its plot label when it has one. */
 function metricLabel(sweep: SweepDetail, metric: string): string {
-  return metric === 'l0' ? 'L0' : (sweep.frontiers[metric] ?? metric.replace(/_/g, ' '));
+  return metric === 'l0' || metric === sweep.x ? xLabel(metric) : (sweep.frontiers[metric] ?? metric.replace(/_/g, ' '));
 }
 
 /** Missing values sort last in either order; ties keep the record's order. */
@@ -42,8 +43,9 @@ function shortDir(dir: string, root: string | null): string {
 /** The name, linked to the dictionary when analyzed; under it the error, or how to analyze it. */
 function NameCell({ r, root }: { r: SweepRow; root: string | null }) {
   if (r.analyzed && r.dictionary) {
+    const [href, what] = r.decomposition ? [paths.decomposition(r.dictionary), 'decomposition'] : [paths.dictionary(r.dictionary), 'dictionary'];
     return (
-      <Link href={paths.dictionary(r.dictionary)} title={`browse the features of dictionary ${r.dictionary}`} data-testid="row-name">
+      <Link href={href} title={`browse the ${what} ${r.dictionary}`} data-testid="row-name">
         {r.name}
       </Link>
     );
@@ -78,7 +80,7 @@ function columns(sweep: SweepDetail): Column[] {
     {
       key: 'frontier', label: '★', value: (r) => r.frontier.length,
       cell: (r) => r.frontier.length > 0 && (
-        <span className="star" title={`on the Pareto frontier of L0 against ${labels(r)}`} data-testid="frontier">★</span>
+        <span className="star" title={`on the Pareto frontier of ${xLabel(sweep.x)} against ${labels(r)}`} data-testid="frontier">★</span>
       ),
     },
     { key: 'name', label: 'Name', value: (r) => r.name, cell: (r) => <NameCell r={r} root={sweep.output_dir} /> },

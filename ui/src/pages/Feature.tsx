@@ -1,18 +1,19 @@
 // `/dictionaries/:name/features/:index`: one feature, read top down: its summary line and numbers,
 // its top contexts (above the fold on a phone), test on your text, steering, activation bands,
 // histogram, logits, nearest features, and its explanation's scores and records.
-import { useEffect } from 'react';
+import { useCallback } from 'react';
 import { api, type FeatureDetail, type LogitEntry } from '../api';
 import { ColorLegend } from '../components/ColorLegend';
 import { ExplanationPanel } from '../components/Explanation';
 import { Histogram } from '../components/Histogram';
+import { PrevNext, Stats, usePrevNextKeys } from '../components/PageHead';
 import { Await, NotFound } from '../components/Status';
 import { SteerPanel } from '../components/Steer';
 import { SummaryLine } from '../components/SummaryLine';
 import { ContextView } from '../components/TokenStrip';
 import { TryText } from '../components/TryText';
 import { density, fmt, plural } from '../format';
-import { Link, navigate, paths } from '../router';
+import { Link, paths } from '../router';
 import { useTitle } from '../title';
 import { shownToken } from '../tokens';
 import { useApi } from '../useApi';
@@ -47,24 +48,6 @@ function Logits({ title, items, testId }: { title: string; items: LogitEntry[]; 
   );
 }
 
-/** ArrowLeft/k go to the previous feature, ArrowRight/j to the next (not while typing or on a token). */
-function useFeatureKeys(name: string, f: FeatureDetail | null, analysis?: string) {
-  useEffect(() => {
-    if (!f) return;
-    const onKey = (e: KeyboardEvent) => {
-      if (e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) return;
-      const el = e.target as HTMLElement | null;
-      if (el && (el.tagName === 'INPUT' || el.tagName === 'TEXTAREA' || el.tagName === 'SELECT' || el.isContentEditable)) return;
-      const target = e.key === 'ArrowRight' || e.key === 'j' ? f.next : e.key === 'ArrowLeft' || e.key === 'k' ? f.prev : undefined;
-      if (target === undefined || target === null) return;
-      e.preventDefault();
-      navigate(paths.feature(name, target, analysis));
-    };
-    window.addEventListener('keydown', onKey);
-    return () => window.removeEventListener('keydown', onKey);
-  }, [name, f, analysis]);
-}
-
 /** Bands from the strongest down; the first that holds examples is open. */
 function Bands({ f }: { f: FeatureDetail }) {
   const bands = [...f.quantiles].reverse();
@@ -85,7 +68,8 @@ function Bands({ f }: { f: FeatureDetail }) {
 }
 
 function FeatureBody({ name, f, analysis }: { name: string; f: FeatureDetail; analysis?: string }) {
-  useFeatureKeys(name, f, analysis);
+  const href = useCallback((i: number) => paths.feature(name, i, analysis), [name, analysis]);
+  usePrevNextKeys(f.prev, f.next, href);
   useTitle(`feature ${f.index} · ${name}`);
   const max = f.max_activation;
   const stats: [string, string][] = [
@@ -102,34 +86,12 @@ function FeatureBody({ name, f, analysis }: { name: string; f: FeatureDetail; an
         <h1>
           <Link href={paths.dictionary(name)}>{name}</Link> / feature <span data-testid="feature-index">{f.index}</span>
         </h1>
-        <nav className="actions" data-testid="prev-next" title="Keys: ← / k previous, → / j next">
-          {f.prev !== null ? (
-            <Link href={paths.feature(name, f.prev, analysis)} data-testid="prev" className="button">
-              ← #{f.prev}
-            </Link>
-          ) : (
-            <span className="button disabled">←</span>
-          )}
-          {f.next !== null ? (
-            <Link href={paths.feature(name, f.next, analysis)} data-testid="next" className="button">
-              #{f.next} →
-            </Link>
-          ) : (
-            <span className="button disabled">→</span>
-          )}
-        </nav>
+        <PrevNext prev={f.prev} next={f.next} href={href} />
       </header>
       <p className="feature-summary">
         <SummaryLine line={f.summary} />
       </p>
-      <dl className="stats" data-testid="feature-stats">
-        {stats.map(([k, v]) => (
-          <div key={k}>
-            <dt>{k}</dt>
-            <dd>{v}</dd>
-          </div>
-        ))}
-      </dl>
+      <Stats items={stats} testId="feature-stats" />
       <section data-testid="top-contexts">
         <h2>Top activating contexts</h2>
         {f.top_contexts.length === 0 ? (

@@ -1,5 +1,7 @@
-// `/`: every dictionary the server knows, with headline metrics, and the sweeps (when there are any).
+// `/`: every dictionary the server knows, with headline metrics, then the SPD decompositions and the
+// sweeps (when there are any).
 import { api, type DictionarySummary } from '../api';
+import { Decompositions } from '../components/Decompositions';
 import { Await } from '../components/Status';
 import { fmt, pct, utc } from '../format';
 import { Link, paths } from '../router';
@@ -61,6 +63,48 @@ function Sweeps() {
   );
 }
 
+function Dictionaries({ dicts }: { dicts: DictionarySummary[] }) {
+  if (dicts.length === 0) {
+    return (
+      <p className="muted" data-testid="empty">
+        No dictionaries yet. Train one and save it to the store, then reload.
+      </p>
+    );
+  }
+  return (
+    <div className="table-wrap">
+      <table data-testid="dictionaries">
+        <thead>
+          <tr>
+            <th>Name</th>
+            <th>Kind</th>
+            <th className="num">d_sae</th>
+            <th className="num">EV</th>
+            <th className="num">L0</th>
+            <th className="num">CE recovered</th>
+          </tr>
+        </thead>
+        <tbody>
+          {dicts.map((d) => (
+            <tr key={d.name}>
+              <td>
+                <Link href={paths.dictionary(d.name)} data-testid="dictionary-link">
+                  {d.name}
+                </Link>
+              </td>
+              <td>{d.kind}</td>
+              <td className="num">{fmt(d.d_sae)}</td>
+              <td className="num">{pct(metric(d, 'explained_variance'))}</td>
+              <td className="num">{fmt(metric(d, 'l0'), 1)}</td>
+              <td className="num">{pct(metric(d, 'ce_loss_recovered'))}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
 export function Home() {
   useTitle('dictionaries');
   const list = useApi('dictionaries', (signal) => api.dictionaries(signal));
@@ -68,44 +112,15 @@ export function Home() {
     <>
       <h1>Dictionaries</h1>
       <Await value={list}>
-        {(dicts) =>
-          dicts.length === 0 ? (
-            <p className="muted" data-testid="empty">
-              No dictionaries yet. Train one and save it to the store, then reload.
-            </p>
-          ) : (
-            <div className="table-wrap">
-              <table data-testid="dictionaries">
-                <thead>
-                  <tr>
-                    <th>Name</th>
-                    <th>Kind</th>
-                    <th className="num">d_sae</th>
-                    <th className="num">EV</th>
-                    <th className="num">L0</th>
-                    <th className="num">CE recovered</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {dicts.map((d) => (
-                    <tr key={d.name}>
-                      <td>
-                        <Link href={paths.dictionary(d.name)} data-testid="dictionary-link">
-                          {d.name}
-                        </Link>
-                      </td>
-                      <td>{d.kind}</td>
-                      <td className="num">{fmt(d.d_sae)}</td>
-                      <td className="num">{pct(metric(d, 'explained_variance'))}</td>
-                      <td className="num">{fmt(metric(d, 'l0'), 1)}</td>
-                      <td className="num">{pct(metric(d, 'ce_loss_recovered'))}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-          )
-        }
+        {(all) => {
+          const spds = all.filter((d) => d.kind === 'decomposition');
+          return (
+            <>
+              <Dictionaries dicts={all.filter((d) => d.kind !== 'decomposition')} />
+              {spds.length > 0 && <Decompositions list={spds} />}
+            </>
+          );
+        }}
       </Await>
       <Sweeps />
     </>

@@ -1,4 +1,5 @@
-// `/sweeps/:name`: a sweep's Pareto plots (L0 against each frontier metric) and its members' table.
+// `/sweeps/:name`: a sweep's Pareto plots (L0, or an SPD sweep's CI-L0, against each frontier metric)
+// and its members' table.
 import { useState } from 'react';
 import { api, type SweepDetail, type SweepRow } from '../api';
 import { ParetoPlot, PlotLegend, baselineMarkers } from '../components/ParetoPlot';
@@ -41,7 +42,7 @@ function SweepBody({ sweep, search }: { sweep: SweepDetail; search: URLSearchPar
       <div className="columns">
         {Object.entries(sweep.frontiers).map(([metric, label]) => (
           <section key={metric}>
-            <ParetoPlot rows={sweep.rows} metric={metric} label={label} markers={markers} selected={selected} onSelect={select} />
+            <ParetoPlot rows={sweep.rows} metric={metric} label={label} markers={markers} selected={selected} onSelect={select} x={sweep.x} />
           </section>
         ))}
       </div>
