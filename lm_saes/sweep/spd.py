@@ -40,7 +40,7 @@ from lm_saes.spd.sampling import SINGLE
 from lm_saes.spd.targets import open_target
 from lm_saes.spd.train import UNCOMPARED, DecompositionRun
 from lm_saes.sweep.members import Member
-from lm_saes.sweep.together import ONE_DEVICE, _mark_failed, failure, is_finished, member_runs
+from lm_saes.sweep.together import ONE_DEVICE, advance_member, failure, is_finished, member_runs
 from lm_saes.training.loop import TrainingDiverged
 
 # The record's columns and front (see report.build_record).
@@ -112,19 +112,9 @@ def _one_pass(members: list[Member], stream_seed: int) -> None:
 def _feed(members: list[Member], runs: dict[str, DecompositionRun], stream) -> None:
     active = {m.name: m for m in members}
     for step, batch in stream:
-        for name, member in list(active.items()):
-            run = runs[name]
-            if run.trainer.step > step:  # resumed from a later checkpoint: wait for the stream
+        for name in list(active):
+            if runs[name].trainer.step > step:  # resumed from a later checkpoint: wait for the stream
                 continue
-            try:
-                run.trainer.advance(batch, run.on_log, run.on_checkpoint)
-            except (TrainingDiverged, torch.OutOfMemoryError) as e:
-                _mark_failed(member, run, e)
-                del active[name], runs[name]
-                continue
-            if run.trainer.steps_left == 0:
-                run.close()
-                run.save()
-                del active[name], runs[name]
+            advance_member(active, runs, name, batch, failures=(TrainingDiverged, torch.OutOfMemoryError))
         if not active:
             return

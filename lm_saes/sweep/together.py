@@ -189,18 +189,26 @@ def _feed(members: list[Member], runs: dict[str, DictionaryRun], stream: Iterato
                     _mark_failed(active.pop(name), runs.pop(name), e)
                 continue
             for name, out in zip(names, outs):
-                run = runs[name]
-                try:
-                    run.trainer.advance((x, y), run.on_log, run.on_checkpoint, out)
-                except TrainingDiverged as e:
-                    _mark_failed(active.pop(name), runs.pop(name), e)  # its device memory goes back to the others
-                    continue
-                if run.trainer.steps_left == 0:
-                    run.close()
-                    run.save()
-                    del active[name], runs[name]
+                advance_member(active, runs, name, (x, y), out)
         if not active:
             return
+
+
+def advance_member(active: dict, runs: dict, name: str, batch: tuple, out=None,
+                   failures: tuple[type[BaseException], ...] = (TrainingDiverged,)) -> None:
+    """One step of a sweep member (or the log and checkpoint of a step its stack took: ``out``). A
+    member that fails is marked failed and leaves (its device memory goes back to the others); a
+    finished one is saved and leaves."""
+    run = runs[name]
+    try:
+        run.trainer.advance(batch, run.on_log, run.on_checkpoint, out)
+    except failures as e:
+        _mark_failed(active.pop(name), runs.pop(name), e)
+        return
+    if run.trainer.steps_left == 0:
+        run.close()
+        run.save()
+        del active[name], runs[name]
 
 
 def _mark_failed(member: Member, run: DictionaryRun, error: Exception) -> None:
