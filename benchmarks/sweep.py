@@ -6,7 +6,8 @@ times, side by side in one process and alternating which goes first (``--repeats
 
 - together: ``train_together`` on ``--members`` TopK members (k = 8, 16, 24, ... by default):
   each batch read once, the members stepped as one stacked model (``--members-per-stack``; the
-  sweep's default: all on a GPU, one a stack on the CPU, where stacks are slower);
+  sweep's default: all on a GPU, one a stack on the CPU, where stacks are slower), the stacks' steps
+  side by side on worker threads (``--member-workers``; default one per core on the CPU);
 - sequential: ``lm_saes.train`` on each member's own TrainConfig in turn (eight reads).
 
 Every member's weights must come out bit-identical both ways (checked; a mismatch fails the
@@ -48,6 +49,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--members-per-stack", type=int, default=0,
                         help="members to a stacked model (0: the sweep's choice, all on a GPU, 1 on the CPU)")
+    parser.add_argument("--member-workers", type=int, default=0,
+                        help="threads stepping members side by side (0: the sweep's choice, one per core on the CPU)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating timed runs of each kind (medians)")
     parser.add_argument("--dir", type=Path, help="work here and keep the files (default: temp)")
     return parser.parse_args()
@@ -63,8 +66,8 @@ def sweep_config(args: argparse.Namespace, cache: Path, out: Path) -> SweepConfi
     })
 
 
-def run_together(members: list, members_per_stack: int) -> None:
-    train_together(members, stream_seed=0, members_per_stack=members_per_stack)
+def run_together(members: list, args: argparse.Namespace) -> None:
+    train_together(members, stream_seed=0, members_per_stack=args.members_per_stack, member_workers=args.member_workers)
 
 
 def run_alone(members: list, out: Path) -> None:
@@ -91,12 +94,12 @@ def main() -> None:
         for _ in lm_saes.open_cache(cache).batches(args.batch_size):  # warm the page cache
             pass
         warm = argparse.Namespace(**{**vars(args), "tokens": 2 * args.batch_size})
-        run_together(expand_members(sweep_config(warm, cache, root / "warm-together")), args.members_per_stack)
+        run_together(expand_members(sweep_config(warm, cache, root / "warm-together")), args)
         run_alone(expand_members(sweep_config(warm, cache, root / "warm-together")), root / "warm-alone")
         together, sequential = [], []
         for r in range(args.repeats):  # alternate, so neither kind always runs first
             members = expand_members(sweep_config(args, cache, root / f"together-{r}"))
-            kinds = [(together, lambda: run_together(members, args.members_per_stack)),
+            kinds = [(together, lambda: run_together(members, args)),
                      (sequential, lambda: run_alone(members, root / f"alone-{r}"))]
             for times, action in kinds[:: 1 if r % 2 == 0 else -1]:
                 times.append(timed(action))
@@ -111,6 +114,7 @@ def main() -> None:
         print(json.dumps({
             "device": str(torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "cpu"),
             "threads": torch.get_num_threads(), "members": args.members, "members_per_stack": args.members_per_stack,
+            "member_workers": args.member_workers,
             "tokens": args.tokens,
             "d_model": args.d_model, "d_sae": args.d_sae, "batch_size": args.batch_size,
             "together_s": round(together_s, 2), "sequential_s": round(sequential_s, 2),

@@ -58,7 +58,7 @@ def run_sweep(cfg: SweepConfig) -> SweepResult | None:
         if decompositions:
             spd.train_decompositions(members, stream_seed, cfg.members_per_pass)
         else:
-            train_together(members, stream_seed, cfg.members_per_pass, cfg.members_per_stack)
+            train_together(members, stream_seed, cfg.members_per_pass, cfg.members_per_stack, cfg.member_workers)
     if rank != 0:
         return None
     if decompositions:  # measured by their own evaluation; no baselines

@@ -1,7 +1,8 @@
 """Train a sweep's members together: each batch is read from the cache once and fed to every
 member on the device; on an accelerator members of one shape step as one stacked model
 (``lm_saes.training.stack``: batched matmuls over the members), members of other shapes in their
-own stacks; on the CPU each member steps alone (``stack_width``), still on the one read.
+own stacks; on the CPU each member steps alone (``stack_width``), still on the one read, and the
+members' steps run side by side on worker threads that share the cores (``lm_saes.sweep.workers``).
 
 The stream is the one ``lm-saes train`` reads for the members' shared cache, batch size and the
 base seed, so a member trains on exactly the batches it would alone, and a stack gives each member
@@ -24,18 +25,22 @@ import itertools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import torch
+from torch import Tensor
 
 from lm_saes.activations.manifest import write_atomic
 from lm_saes.activations.synthetic import read_ground_truth
 from lm_saes.config import TrainConfig
+from lm_saes.dictionaries import LossOutput
 from lm_saes.dictionaries.base import METRICS_NAME
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE
 from lm_saes.distributed import barrier, init_distributed
 from lm_saes.errors import ConfigError
 from lm_saes.models.backend import resolve_device
 from lm_saes.sweep.members import Member
+from lm_saes.sweep.workers import StepPool, intra_op_threads, worker_count
 from lm_saes.training.data import Pair, cache_pairs
 from lm_saes.training.mesh import ParallelDims
 from lm_saes.training.stack import TrainerStack, stack_key
@@ -68,10 +73,11 @@ def failure(member: Member) -> str | None:
 
 
 def train_together(members: list[Member], stream_seed: int, members_per_pass: int = 0,
-                   members_per_stack: int = 0) -> None:
+                   members_per_stack: int = 0, member_workers: int = 0) -> None:
     """Train every member that is neither finished nor failed, ``members_per_pass`` at a time
     (0: all in one pass over the stream), members of one shape ``members_per_stack`` to a stacked
-    model (0: ``stack_width``'s choice). Returns when each is finished or failed."""
+    model (0: ``stack_width``'s choice), the stacks' steps on ``member_workers`` threads (0:
+    ``worker_count``'s choice). Returns when each is finished or failed."""
     check_finished_configs(members)
     rank, world_size = init_distributed()
     todo = [m for m in members if not is_finished(m) and failure(m) is None][rank::world_size]
@@ -80,7 +86,7 @@ def train_together(members: list[Member], stream_seed: int, members_per_pass: in
         return
     size = members_per_pass or _members_that_fit(todo)
     for start in range(0, len(todo), size):
-        _one_pass(todo[start:start + size], stream_seed, members_per_stack)
+        _one_pass(todo[start:start + size], stream_seed, members_per_stack, member_workers)
     barrier()  # rank 0 reads every member's outcome from disk next
 
 
@@ -120,7 +126,8 @@ def stack_width(device: torch.device, members_per_stack: int) -> int | None:
     return 1 if device.type == "cpu" else None
 
 
-def _one_pass(members: list[Member], stream_seed: int, members_per_stack: int = 0) -> None:
+def _one_pass(members: list[Member], stream_seed: int, members_per_stack: int = 0,
+              member_workers: int = 0) -> None:
     first = members[0].train
     device = resolve_device(first.device)
     d_in, d_out = cache_widths(first)
@@ -131,7 +138,10 @@ def _one_pass(members: list[Member], stream_seed: int, members_per_stack: int = 
             runs[m.name] = DictionaryRun.open(m.train, d_in, d_out, transcoder, device, ONE_DEVICE, SINGLE_DEVICE,
                                               progress={"desc": m.name, "position": i, "leave": True},
                                               ground_truth=truth)
-        _feed(members, runs, _stream(first, stream_seed, device, runs), stack_width(device, members_per_stack))
+        width = stack_width(device, members_per_stack)
+        stacks = len(members) if width is None else -(-len(members) // width)  # at most, one shape
+        _feed(members, runs, _stream(first, stream_seed, device, runs), width,
+              worker_count(device, stacks, member_workers))
 
 
 @contextmanager
@@ -167,31 +177,50 @@ def _stream(
 
 
 def _feed(members: list[Member], runs: dict[str, DictionaryRun], stream: Iterator[tuple[int, Pair]],
-          width: int | None) -> None:
+          width: int | None, workers: int = 1) -> None:
     active = {m.name: m for m in members}
     keys = {name: stack_key(run.trainer) for name, run in runs.items()}
     stacks: dict[tuple[str, ...], TrainerStack] = {}
-    for step, (x, y) in stream:
-        # Members at this step (one resumed from a later checkpoint waits for the stream), by shape.
-        groups: dict[tuple, list[str]] = {}
-        for name in active:
-            if runs[name].trainer.step == step:
-                groups.setdefault(keys[name], []).append(name)
-        previous, stacks = stacks, {}
-        chunks = [group[i:i + (width or len(group))] for group in groups.values()
-                  for i in range(0, len(group), width or len(group))]
-        for names in map(tuple, chunks):
-            try:  # a stack lives while its members do; one leaving or joining restacks its shape
-                stack = stacks[names] = previous.pop(names, None) or TrainerStack([runs[n].trainer for n in names])
-                outs = stack.step(x, y)
-            except torch.OutOfMemoryError as e:  # the whole stack: its members step together
-                for name in names:
-                    _mark_failed(active.pop(name), runs.pop(name), e)
-                continue
-            for name, out in zip(names, outs):
-                advance_member(active, runs, name, (x, y), out)
-        if not active:
-            return
+    pool = StepPool(workers)
+    try:
+        with intra_op_threads(workers):
+            for step, (x, y) in stream:
+                previous, stacks = stacks, {}
+                outcomes = pool.run({names: partial(_stack_step, names, previous, stacks, runs, x, y)
+                                     for names in _chunks(active, runs, keys, step, width)})
+                for names, outs in outcomes.items():
+                    if isinstance(outs, torch.OutOfMemoryError):  # the whole stack: its members step together
+                        for name in names:
+                            _mark_failed(active.pop(name), runs.pop(name), outs)
+                        continue
+                    if isinstance(outs, BaseException):
+                        raise outs
+                    for name, out in zip(names, outs):
+                        advance_member(active, runs, name, (x, y), out)
+                if not active:
+                    return
+    finally:
+        pool.close()
+
+
+def _chunks(active: dict[str, Member], runs: dict[str, DictionaryRun], keys: dict[str, tuple], step: int,
+            width: int | None) -> list[tuple[str, ...]]:
+    """The members at this step (one resumed from a later checkpoint waits for the stream), by
+    shape, ``width`` to a stack."""
+    groups: dict[tuple, list[str]] = {}
+    for name in active:
+        if runs[name].trainer.step == step:
+            groups.setdefault(keys[name], []).append(name)
+    return [tuple(group[i:i + (width or len(group))]) for group in groups.values()
+            for i in range(0, len(group), width or len(group))]
+
+
+def _stack_step(names: tuple[str, ...], previous: dict, stacks: dict, runs: dict[str, DictionaryRun],
+                x: Tensor, y: Tensor) -> list[LossOutput]:
+    """One step of the stack of ``names``: the previous step's if it had the same members (a member
+    leaving or joining restacks its shape), else a new one, kept in ``stacks``."""
+    stack = stacks[names] = previous.pop(names, None) or TrainerStack([runs[n].trainer for n in names])
+    return stack.step(x, y)
 
 
 def advance_member(active: dict, runs: dict, name: str, batch: tuple, out=None,

@@ -125,3 +125,37 @@ def test_members_per_stack_all_on_an_accelerator_one_on_the_cpu_unless_set():
     assert stack_width(torch.device("cpu"), 0) == 1
     assert stack_width(torch.device("cuda"), 0) is None  # every member of one shape
     assert stack_width(torch.device("cpu"), 3) == 3
+
+
+def test_member_workers_one_per_thread_on_the_cpu_one_on_an_accelerator_unless_set():
+    from lm_saes.sweep.workers import intra_op_threads, worker_count
+
+    threads = torch.get_num_threads()
+    assert worker_count(torch.device("cpu"), tasks=8) == min(8, threads)
+    assert worker_count(torch.device("cpu"), tasks=1) == 1  # never more workers than stacks
+    assert worker_count(torch.device("cuda"), tasks=8) == 1
+    assert worker_count(torch.device("cpu"), tasks=8, requested=3) == 3
+    with intra_op_threads(2 * threads) as each:  # more workers than threads: one each
+        assert each == 1 == torch.get_num_threads()
+    assert torch.get_num_threads() == threads
+
+
+def test_a_step_pool_runs_every_task_and_hands_back_what_failed():
+    import threading
+
+    from lm_saes.sweep.workers import StepPool
+
+    pool = StepPool(2)
+    both = threading.Barrier(2, timeout=10)  # passes only if two tasks run at once
+
+    def meet(value: int) -> int:
+        both.wait()
+        return value
+
+    try:
+        out = pool.run({"a": lambda: meet(1), "b": lambda: meet(2)})
+        assert out == {"a": 1, "b": 2}
+        out = pool.run({"ok": lambda: 3, "bad": lambda: 1 / 0})
+        assert out["ok"] == 3 and isinstance(out["bad"], ZeroDivisionError)
+    finally:
+        pool.close()

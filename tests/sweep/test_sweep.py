@@ -37,6 +37,7 @@ def sweep_data(cache: Path, out: Path, **extra) -> dict:
     data = {
         "name": "tiny", "output_dir": str(out), "record": False, "progress": False,
         "baselines": ["pca", "neurons"], "members_per_stack": 2,  # the TopK pair steps as one stacked model
+        "member_workers": 2,  # the TopK stack and the ReLU member step side by side, on two threads
         "train": {"cache": str(cache), "total_tokens": 2048, "batch_size": 128, "lr": 3e-3,
                   "lr_warmup_steps": 2, "log_every": 4, "checkpoint_every": 4, "device": "cpu",
                   "normalization_batches": 2},
