@@ -138,10 +138,8 @@ def _one_pass(members: list[Member], stream_seed: int, members_per_stack: int = 
             runs[m.name] = DictionaryRun.open(m.train, d_in, d_out, transcoder, device, ONE_DEVICE, SINGLE_DEVICE,
                                               progress={"desc": m.name, "position": i, "leave": True},
                                               ground_truth=truth)
-        width = stack_width(device, members_per_stack)
-        stacks = len(members) if width is None else -(-len(members) // width)  # at most, one shape
-        _feed(members, runs, _stream(first, stream_seed, device, runs), width,
-              worker_count(device, stacks, member_workers))
+        _feed(members, runs, _stream(first, stream_seed, device, runs), stack_width(device, members_per_stack),
+              worker_count(device, len(members), member_workers))
 
 
 @contextmanager

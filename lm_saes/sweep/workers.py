@@ -24,14 +24,14 @@ from typing import Any
 import torch
 
 
-def worker_count(device: torch.device, tasks: int, requested: int = 0) -> int:
-    """Workers for ``tasks`` member steps a batch: ``requested`` if set; else on the CPU one per
-    intra-op thread torch has (at most one per task), on an accelerator one."""
+def worker_count(device: torch.device, members: int, requested: int = 0) -> int:
+    """Workers for a pass of ``members``: ``requested`` if set; else on the CPU one per intra-op
+    thread torch has (at most one per member), on an accelerator one."""
     if requested:
         return requested
     if device.type != "cpu":
         return 1
-    return max(1, min(tasks, torch.get_num_threads()))
+    return max(1, min(members, torch.get_num_threads()))
 
 
 @contextmanager
