@@ -76,7 +76,7 @@ class InferenceEngine:
             loaded = self._load(record)
             _check_feature(loaded, feature)
             tok = loaded.lm.tokenizer
-            prefix, ids, suffix, truncated = framed(loaded.lm.tokenizer, loaded.n_ctx, text, room=0)
+            prefix, ids, suffix, truncated = framed(tok, loaded.n_ctx, text, room=0)
             if not ids:
                 return TokenActivations([], [], [], [] if feature is not None else None, truncated)
             tokens = torch.tensor([prefix + ids + suffix], dtype=torch.long)  # [1, ctx]

@@ -34,6 +34,13 @@ class AnalysisSummary(BaseModel):
     density_histogram: DensityHistogram | None = None
     created_at: str | None = None
 
+    @classmethod
+    def of(cls, run: dict | None) -> "AnalysisSummary | None":
+        """The summary of a stored analysis run (None for no run)."""
+        if run is None:
+            return None
+        return cls.model_validate({**run.get("summary", {}), "name": run["name"], "created_at": run.get("created_at")})
+
 
 class MeanScore(BaseModel):
     n: int = Field(description="Features scored.")

@@ -26,6 +26,7 @@ class TokenImportances(NamedTuple):
     components: list[list[tuple[int, float]]]  # per token: (component c, g_c) above the threshold, largest first, at most top
     l0: list[int]  # per token: how many of the module's subcomponents are above the threshold
     truncated: bool
+    ci_threshold: float  # the threshold the decomposition's model applies
 
 
 def load_for_text(record: dict, device: str) -> LoadedDecomposition:
@@ -51,7 +52,7 @@ def load_for_text(record: dict, device: str) -> LoadedDecomposition:
     return LoadedDecomposition(decomposition, tokenizer, int(context) if context else None)
 
 
-def run_importances(loaded: LoadedDecomposition, record: dict, text: str, module: str, top: int) -> TokenImportances:
+def run_importances(loaded: LoadedDecomposition, text: str, module: str, top: int) -> TokenImportances:
     """``module``'s subcomponents above the decomposition's threshold at each token of ``text`` (one forward)."""
     import torch
 
@@ -60,7 +61,7 @@ def run_importances(loaded: LoadedDecomposition, record: dict, text: str, module
         raise InferenceInputError(f"module {shown(module)} is not decomposed here; decomposed: {', '.join(spd.modules)}")
     prefix, ids, suffix, truncated = framed(loaded.tokenizer, loaded.n_ctx, text, room=0)
     if not ids:
-        return TokenImportances([], [], [], [], truncated)
+        return TokenImportances([], [], [], [], truncated, spd.model.settings.ci_threshold)
     tokens = torch.tensor([prefix + ids + suffix], dtype=torch.long, device=next(spd.model.parameters()).device)
     with torch.inference_mode():
         ci = spd.causal_importances(tokens)[module][0, len(prefix):len(prefix) + len(ids)].float().cpu()  # [n_tokens, C]
@@ -69,11 +70,11 @@ def run_importances(loaded: LoadedDecomposition, record: dict, text: str, module
     components = [[(c, v) for c, v in zip(row_c[:top], row_v[:top]) if v > threshold]
                   for row_c, row_v in zip(order.tolist(), values.tolist())]
     l0 = (ci > threshold).sum(-1).tolist()
-    return TokenImportances(TokenPieces(loaded.tokenizer).row(ids), ids, components, l0, truncated)
+    return TokenImportances(TokenPieces(loaded.tokenizer).row(ids), ids, components, l0, truncated, threshold)
 
 
 def importances(engine: Any, record: dict, text: str, module: str, top: int) -> TokenImportances:
     """``run_importances`` with the decomposition loaded once and kept by ``engine`` (an InferenceEngine)."""
     key = (record["name"], record.get("path"), record.get("updated_at"), "decomposition")
     return engine.using(key, lambda: load_for_text(record, engine.device),
-                        lambda loaded: run_importances(loaded, record, text, module, top))
+                        lambda loaded: run_importances(loaded, text, module, top))

@@ -94,7 +94,9 @@ def test_unknown_names_components_and_analyses_are_404s_that_say_what_exists(cli
     assert client.get(f"/api/decompositions/{SHORT_SPD}/components/-1").status_code == 422
     other = client.get(f"/api/decompositions/{SHORT_SPD}/components/0", params={"analysis": "other"})
     assert other.status_code == 404 and "complete analyses: default" in other.json()["detail"]
-    assert client.get(f"/api/decompositions/{SHORT_SPD}", params={"analysis": "other"}).json()["analysis"] is None
+    unanalysed = client.get(f"/api/decompositions/{SHORT_SPD}", params={"analysis": "other"}).json()
+    assert unanalysed["analysis"] is None
+    assert unanalysed["ci_threshold"] == 0.1  # the decomposition's own, before any analysis
 
 
 def test_live_inference_gives_each_tokens_important_subcomponents_of_a_matrix(client, lm_decomposed):

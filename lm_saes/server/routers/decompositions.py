@@ -31,7 +31,8 @@ def require_decomposition(store: Store, name: str) -> dict:
     """The decomposition's record, or 404 (naming the dictionary page when ``name`` is a dictionary)."""
     record = require_dictionary(store, name)
     if record.get("kind") != DECOMPOSITION:
-        raise HTTPException(404, f"{shown(name)} is a {record.get('kind')} dictionary, not an SPD decomposition; "
+        kind = record.get("kind") or "sparse"
+        raise HTTPException(404, f"{shown(name)} is a {kind} dictionary, not an SPD decomposition; "
                                  f"see /dictionaries/{name}")
     return record
 
@@ -53,16 +54,15 @@ def get_decomposition(store: StoreDep, name: str, analysis: str = AnalysisQuery)
     ``analysis``; none while it has none) and, for a matrix with a side of width 2, its plane."""
     record = require_decomposition(store, name)
     run = store.analysis(name, analysis)
-    summary, by_module = None, {}
+    by_module: dict = {}
     if run is not None:
-        summary = AnalysisSummary.model_validate({**run.get("summary", {}), "name": run["name"],
-                                                  "created_at": run.get("created_at")})
         for doc in all_features(store, name, analysis, record.get("d_sae") or 0):
             by_module.setdefault(doc.get("module"), []).append(doc)
     modules = [{**m, "components": by_module.get(m["name"], [])} for m in record.get("modules", [])]
     return DecompositionDetail.model_validate({
-        **record, "modules": modules, "analysis": summary,
-        "ci_threshold": (run or {}).get("summary", {}).get("ci_threshold"),
+        **record, "modules": modules, "analysis": AnalysisSummary.of(run),
+        "ci_threshold": ((run or {}).get("summary", {}).get("ci_threshold")
+                         or record.get("config", {}).get("ci_threshold")),
     })
 
 
@@ -107,7 +107,7 @@ def infer(store: StoreDep, engine: EngineDep, name: str, body: ImportanceRequest
     first = modules[module]["first"]
     return ImportanceResponse(
         tokens=result.tokens, token_ids=result.token_ids, module=module, first=first, C=modules[module]["C"],
-        ci_threshold=record["config"]["ci_threshold"],
+        ci_threshold=result.ci_threshold,
         components=[[TokenComponent(index=first + c, component=c, ci=v) for c, v in row] for row in result.components],
         l0=result.l0, truncated=result.truncated,
     )

@@ -22,10 +22,6 @@ def get_dictionary(store: StoreDep, name: str, analysis: str = Query("default", 
     mean scores of each explainer that interpreted it."""
     record = require_dictionary(store, name)
     run = store.analysis(name, analysis)
-    shown = None
-    if run is not None:
-        shown = AnalysisSummary.model_validate({**run.get("summary", {}), "name": run["name"],
-                                                "created_at": run.get("created_at")})
     explained = [s for s in interpretations(store, name)
                  if s.get("analysis") == analysis and run is not None and s.get("analysis_id") == run["id"]]
-    return DictionaryDetail.model_validate({**record, "analysis": shown, "interpretations": explained})
+    return DictionaryDetail.model_validate({**record, "analysis": AnalysisSummary.of(run), "interpretations": explained})
