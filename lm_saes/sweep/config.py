@@ -116,8 +116,8 @@ class SweepConfig(StrictModel):
                                    "(batched matmuls over the members). 0: all of them on an accelerator, one "
                                    "on the CPU, where a stack only spills the cache (benchmarks/sweep.py).")
     member_workers: int = Field(0, ge=0, description="Threads stepping the stacks side by side, sharing the "
-                                "intra-op threads. 0: on the CPU one per thread torch uses (at most one per "
-                                "stack), on an accelerator 1.")
+                                "intra-op threads (at most one per stack). 0: on the CPU one per thread torch "
+                                "uses, on an accelerator 1. Dictionary members only: SPD members step one by one.")
     eval: EvalSettings = Field(default_factory=lambda: EvalSettings(tokens=65_536, ce_tokens=8_192),
                                description="How much data each member's (and baseline's) metrics see.")
     baselines: list[BaselineName] = Field(

@@ -28,12 +28,10 @@ from contextlib import contextmanager
 from functools import partial
 
 import torch
-from torch import Tensor
 
 from lm_saes.activations.manifest import write_atomic
 from lm_saes.activations.synthetic import read_ground_truth
 from lm_saes.config import TrainConfig
-from lm_saes.dictionaries import LossOutput
 from lm_saes.dictionaries.base import METRICS_NAME
 from lm_saes.dictionaries.parallel import SINGLE_DEVICE
 from lm_saes.distributed import barrier, init_distributed
@@ -139,7 +137,7 @@ def _one_pass(members: list[Member], stream_seed: int, members_per_stack: int = 
                                               progress={"desc": m.name, "position": i, "leave": True},
                                               ground_truth=truth)
         _feed(members, runs, _stream(first, stream_seed, device, runs), stack_width(device, members_per_stack),
-              worker_count(device, len(members), member_workers))
+              device, member_workers)
 
 
 @contextmanager
@@ -175,21 +173,28 @@ def _stream(
 
 
 def _feed(members: list[Member], runs: dict[str, DictionaryRun], stream: Iterator[tuple[int, Pair]],
-          width: int | None, workers: int = 1) -> None:
+          width: int | None, device: torch.device, member_workers: int = 0) -> None:
     active = {m.name: m for m in members}
     keys = {name: stack_key(run.trainer) for name, run in runs.items()}
+    workers = worker_count(device, len(_chunks(list(active), keys, width)), member_workers)
     stacks: dict[tuple[str, ...], TrainerStack] = {}
     pool = StepPool(workers)
     try:
         with intra_op_threads(workers):
             for step, (x, y) in stream:
+                # Members at this step (one resumed from a later checkpoint waits for the stream).
+                here = [name for name in active if runs[name].trainer.step == step]
                 previous, stacks = stacks, {}
-                outcomes = pool.run({names: partial(_stack_step, names, previous, stacks, runs, x, y)
-                                     for names in _chunks(active, runs, keys, step, width)})
+                for names in _chunks(here, keys, width):
+                    try:  # a stack lives while its members do; one leaving or joining restacks its shape
+                        stacks[names] = previous.pop(names, None) or TrainerStack([runs[n].trainer for n in names])
+                    except torch.OutOfMemoryError as e:
+                        _stack_failed(active, runs, names, e)
+                outcomes = pool.run({names: partial(stack.step, x, y) for names, stack in stacks.items()})
                 for names, outs in outcomes.items():
-                    if isinstance(outs, torch.OutOfMemoryError):  # the whole stack: its members step together
-                        for name in names:
-                            _mark_failed(active.pop(name), runs.pop(name), outs)
+                    if isinstance(outs, torch.OutOfMemoryError):
+                        del stacks[names]  # its memory goes back to the others now
+                        _stack_failed(active, runs, names, outs)
                         continue
                     if isinstance(outs, BaseException):
                         raise outs
@@ -201,24 +206,19 @@ def _feed(members: list[Member], runs: dict[str, DictionaryRun], stream: Iterato
         pool.close()
 
 
-def _chunks(active: dict[str, Member], runs: dict[str, DictionaryRun], keys: dict[str, tuple], step: int,
-            width: int | None) -> list[tuple[str, ...]]:
-    """The members at this step (one resumed from a later checkpoint waits for the stream), by
-    shape, ``width`` to a stack."""
+def _chunks(names: list[str], keys: dict[str, tuple], width: int | None) -> list[tuple[str, ...]]:
+    """``names`` by shape (``keys``), ``width`` to a stack (None: all of a shape)."""
     groups: dict[tuple, list[str]] = {}
-    for name in active:
-        if runs[name].trainer.step == step:
-            groups.setdefault(keys[name], []).append(name)
+    for name in names:
+        groups.setdefault(keys[name], []).append(name)
     return [tuple(group[i:i + (width or len(group))]) for group in groups.values()
             for i in range(0, len(group), width or len(group))]
 
 
-def _stack_step(names: tuple[str, ...], previous: dict, stacks: dict, runs: dict[str, DictionaryRun],
-                x: Tensor, y: Tensor) -> list[LossOutput]:
-    """One step of the stack of ``names``: the previous step's if it had the same members (a member
-    leaving or joining restacks its shape), else a new one, kept in ``stacks``."""
-    stack = stacks[names] = previous.pop(names, None) or TrainerStack([runs[n].trainer for n in names])
-    return stack.step(x, y)
+def _stack_failed(active: dict, runs: dict, names: tuple[str, ...], error: torch.OutOfMemoryError) -> None:
+    """Out of memory: the whole stack fails, its members step together."""
+    for name in names:
+        _mark_failed(active.pop(name), runs.pop(name), error)
 
 
 def advance_member(active: dict, runs: dict, name: str, batch: tuple, out=None,
@@ -241,7 +241,7 @@ def advance_member(active: dict, runs: dict, name: str, batch: tuple, out=None,
 def _mark_failed(member: Member, run: DictionaryRun, error: Exception) -> None:
     message = str(error)
     if isinstance(error, torch.OutOfMemoryError):
-        message = f"out of memory on the device ({error}); lower members_per_pass"
+        message = f"out of memory on the device ({error}); lower members_per_pass or members_per_stack"
     run.close()
     record = {"error": message, "step": run.trainer.step}
     write_atomic(run.output.work / FAILED_NAME, (json.dumps(record, indent=2) + "\n").encode())

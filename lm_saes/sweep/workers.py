@@ -24,14 +24,12 @@ from typing import Any
 import torch
 
 
-def worker_count(device: torch.device, members: int, requested: int = 0) -> int:
-    """Workers for a pass of ``members``: ``requested`` if set; else on the CPU one per intra-op
-    thread torch has (at most one per member), on an accelerator one."""
-    if requested:
-        return requested
-    if device.type != "cpu":
+def worker_count(device: torch.device, stacks: int, requested: int = 0) -> int:
+    """Workers for a pass of ``stacks`` stacks: ``requested`` if set, else on the CPU one per
+    intra-op thread torch has, on an accelerator one; never more than the stacks."""
+    if device.type != "cpu" and not requested:
         return 1
-    return max(1, min(members, torch.get_num_threads()))
+    return max(1, min(stacks, requested or torch.get_num_threads()))
 
 
 @contextmanager
@@ -50,7 +48,6 @@ class StepPool:
     """Runs one batch's member steps on ``workers`` threads (1: in the calling thread)."""
 
     def __init__(self, workers: int) -> None:
-        self.workers = workers
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="member") if workers > 1 else None
         self.seconds: dict[Hashable, float] = {}  # each task's last duration: the longest go first
 
@@ -74,4 +71,4 @@ class StepPool:
 
     def close(self) -> None:
         if self.executor is not None:
-            self.executor.shutdown()
+            self.executor.shutdown(cancel_futures=True)

@@ -1,6 +1,6 @@
-"""A dictionary's trainer, in three layers: ``fit`` iterates (the shared loop of
-``training/loop.py``), ``train_step`` takes one Adam step, ``forward_backward`` computes one
-batch's loss and gradients.
+"""A dictionary's trainer, in two layers: ``fit`` iterates (the shared loop of
+``training/loop.py``), ``train_step`` takes one Adam step: the stacked maths with a stack of one
+(``lm_saes.training.stack``), so a sweep member trained in a stack of many gets the same weights.
 
 Around them: input normalisation (average norm sqrt(d), estimated on the first batches),
 dead-feature tracking for AuxK, and checkpoints holding everything a resume needs (dictionary,
@@ -51,11 +51,6 @@ class Trainer(TrainingLoop):
         self.dead = DeadFeatureTracker(local_features, dead_after_tokens(cfg), device, comm)
 
     # --- the layers under the shared loop (``fit`` iterates, ``advance`` logs and checkpoints) --
-
-    def forward_backward(self, x: Tensor, y: Tensor) -> LossOutput:
-        """The loss and gradients of one batch: the stacked maths with a stack of one (so that a sweep
-        member trained in a stack of many gets the same weights; ``lm_saes.training.stack``)."""
-        return TrainerStack([self]).forward_backward(x, y)[0]
 
     def train_step(self, x: Tensor, y: Tensor) -> LossOutput:
         return TrainerStack([self]).step(x, y)[0]

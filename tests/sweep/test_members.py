@@ -127,14 +127,15 @@ def test_members_per_stack_all_on_an_accelerator_one_on_the_cpu_unless_set():
     assert stack_width(torch.device("cpu"), 3) == 3
 
 
-def test_member_workers_one_per_thread_on_the_cpu_one_on_an_accelerator_unless_set():
+def test_member_workers_one_per_thread_on_the_cpu_one_on_an_accelerator_at_most_one_per_stack():
     from lm_saes.sweep.workers import intra_op_threads, worker_count
 
     threads = torch.get_num_threads()
-    assert worker_count(torch.device("cpu"), members=8) == min(8, threads)
-    assert worker_count(torch.device("cpu"), members=1) == 1  # never more workers than members
-    assert worker_count(torch.device("cuda"), members=8) == 1
-    assert worker_count(torch.device("cpu"), members=8, requested=3) == 3
+    assert worker_count(torch.device("cpu"), stacks=8) == min(8, threads)
+    assert worker_count(torch.device("cpu"), stacks=1) == 1  # never more workers than stacks
+    assert worker_count(torch.device("cuda"), stacks=8) == 1
+    assert worker_count(torch.device("cpu"), stacks=8, requested=3) == 3
+    assert worker_count(torch.device("cpu"), stacks=2, requested=3) == 2
     with intra_op_threads(2 * threads) as each:  # more workers than threads: one each
         assert each == 1 == torch.get_num_threads()
     assert torch.get_num_threads() == threads
