@@ -220,8 +220,16 @@ class PretrainConfig(StrictModel):
         return self
 
 
+TOKEN_NORM_HELP = (
+    "Scale each token to norm sqrt(d_in) before encoding (its target by the same factor) and its "
+    "reconstruction back: every token weighs the same in the loss and in a selection across tokens. "
+    "Part of the dictionary: applied wherever it encodes, and saved with it."
+)
+
+
 class _DictionaryShape(StrictModel):
     d_sae: int = Field(gt=0, description="Number of features (dictionary size).")
+    normalize_tokens: bool = Field(False, description=TOKEN_NORM_HELP)
 
 
 class ReLUConfig(_DictionaryShape):
@@ -250,6 +258,10 @@ class BatchTopKConfig(TopKConfig):
     """Top k x batch pre-activations across the batch while training; a threshold at inference."""
 
     kind: Literal["batchtopk"] = "batchtopk"  # type: ignore[assignment]
+    normalize_tokens: bool = Field(True, description=TOKEN_NORM_HELP + " On by default here: the batch's "
+        "top k x batch is one ranking of every token's pre-activations, and without it the tokens of largest "
+        "norm take the spare slots and the features blur into mixtures (issue 11's shape: MMCS 0.62 at 4M tokens "
+        "without, 0.975 with).")
     threshold_momentum: float = Field(
         0.99, gt=0, lt=1, description="EMA momentum of the inference threshold (min kept activation)."
     )

@@ -10,7 +10,10 @@ for a transcoder):
 
 Training sees inputs scaled by ``input_scale`` and targets by ``output_scale`` (chosen so both
 have average norm sqrt(d)); ``save`` folds the scales into the weights so a loaded dictionary
-works on raw activations and reports scales of 1.
+works on raw activations and reports scales of 1. A dictionary with ``normalize_tokens`` also
+scales each token x by rho(x) = sqrt(d_in) / ||x|| (its target by the same rho) and divides its
+reconstruction by rho(x): that is part of the function it computes, applied by ``encode`` and
+``forward`` and kept through saving (rho(s x) s x = rho(x) x, so its input scale is 1).
 
 A variant subclasses ``Dictionary``, sets ``kind``, implements ``activate`` and ``stacked_loss`` and,
 if it keeps unit-norm decoder rows, sets ``unit_norm_decoder = True``. Registering it is one line in
@@ -93,6 +96,11 @@ def check_finite(state: dict[str, Tensor], where: str | Path) -> None:
                               "the dictionary is unusable: train it again (a lower lr, or from its last checkpoint)")
 
 
+def token_factors(x: Float[Tensor, "... batch d_in"]) -> Float[Tensor, "... batch 1"]:
+    """rho(x) = sqrt(d_in) / ||x|| per token: x rho(x) has norm sqrt(d_in) (a zero token stays zero)."""
+    return x.shape[-1] ** 0.5 / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).eps)
+
+
 def reconstruction_mse(
     recon: Float[Tensor, "... batch d_out"], target: Float[Tensor, "... batch d_out"]
 ) -> Float[Tensor, "..."]:
@@ -169,7 +177,7 @@ class Dictionary(nn.Module):
 
     def __init__(self, cfg: Any, d_in: int, d_out: int, transcoder: bool = False) -> None:
         super().__init__()
-        self.cfg = cfg  # the variant's validated config (has d_sae and the variant's knobs)
+        self.cfg = cfg  # the variant's validated config (d_sae, normalize_tokens and the variant's knobs)
         self.d_in, self.d_out, self.d_sae, self.transcoder = d_in, d_out, cfg.d_sae, transcoder
         if not transcoder and d_in != d_out:
             raise ConfigError(f"an SAE reconstructs its input, but d_in={d_in} != d_out={d_out}")
@@ -237,7 +245,26 @@ class Dictionary(nn.Module):
 
     # --- the maths -------------------------------------------------------------------------
 
+    def token_factors(self, x: Float[Tensor, "... batch d_in"]) -> Float[Tensor, "... batch 1"] | None:
+        """rho(x) per token when the dictionary normalises tokens (``normalize_tokens``), else None."""
+        return token_factors(x) if self.cfg.normalize_tokens else None
+
+    def training_pair(
+        self, x: Float[Tensor, "batch d_in"], y: Float[Tensor, "batch d_out"]
+    ) -> tuple[Float[Tensor, "batch d_in"], Float[Tensor, "batch d_out"]]:
+        """An (input, target) pair as the loss sees it: x s rho(x) and y t rho(x) (rho = 1 unless
+        ``normalize_tokens``; s, t the input and output scales)."""
+        rho = self.token_factors(x)
+        x, y = x * self.input_scale, y * self.output_scale
+        return (x, y) if rho is None else (x * rho, y * rho)
+
+    def normalize(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_in"]:
+        """Inputs as ``pre_acts`` takes them: each token at norm sqrt(d_in) if ``normalize_tokens``."""
+        rho = self.token_factors(x)
+        return x if rho is None else x * rho
+
     def pre_acts(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
+        """Pre-activations of inputs as the loss sees them (raw activations: ``normalize`` them first)."""
         # An SAE's (x - b_dec) W_enc + b_enc is computed as x W_enc + (b_enc - b_dec W_enc): one
         # GEMM less in the backward (b_dec's gradient no longer needs d loss / d x for the batch).
         rows = x.reshape(-1, x.shape[-1])  # [tokens, d_in]
@@ -249,15 +276,17 @@ class Dictionary(nn.Module):
         raise NotImplementedError
 
     def encode(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
-        return self.activate(self.pre_acts(x))
+        return self.activate(self.pre_acts(self.normalize(x)))
 
     def decode(self, acts: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_out"]:
         return self.comm.reduce(acts @ self.W_dec) + self.b_dec
 
     def forward(self, x: Float[Tensor, "batch d_in"]) -> DictionaryOutput:
-        pre = self.pre_acts(x)
+        rho = self.token_factors(x)
+        pre = self.pre_acts(x if rho is None else x * rho)
         acts = self.activate(pre)
-        return DictionaryOutput(recon=self.decode(acts), acts=acts, pre=pre)
+        recon = self.decode(acts)
+        return DictionaryOutput(recon=recon if rho is None else recon / rho, acts=acts, pre=pre)
 
     def loss(
         self, x: Float[Tensor, "batch d_in"], target: Float[Tensor, "batch d_out"], ctx: TrainingContext
@@ -281,7 +310,7 @@ class Dictionary(nn.Module):
         """What the members of one stack share: kind, sizes, mode, the fast-path switches, and the
         knobs that change the computation's shape (variants add theirs)."""
         return (self.kind, self.d_in, self.d_out, self.d_sae, self.transcoder, self.training,
-                *(getattr(self, s) for s in self.fast_paths))
+                self.cfg.normalize_tokens, *(getattr(self, s) for s in self.fast_paths))
 
     # --- decoder constraint (variants with unit_norm_decoder) ----------------------------
 
@@ -302,6 +331,9 @@ class Dictionary(nn.Module):
 
     @torch.no_grad()
     def set_scales(self, input_scale: float, output_scale: float) -> None:
+        if self.cfg.normalize_tokens and input_scale != 1:
+            raise ValueError(f"input_scale={input_scale:g}: a dictionary that normalises each token "
+                             "(normalize_tokens) takes inputs at scale 1 (rho(s x) s x = rho(x) x)")
         self.input_scale.fill_(input_scale)
         self.output_scale.fill_(output_scale)
 
@@ -382,7 +414,8 @@ class Dictionary(nn.Module):
                 raise LmSaesError(f"{directory} is not a dictionary directory: {path.name} is missing")
         try:
             meta = json.loads(config_path.read_text())
-            cfg = dictionary_config(meta["dictionary"])
+            # Saved before normalize_tokens existed: trained without it (BatchTopK's default is now on).
+            cfg = dictionary_config({"normalize_tokens": False, **meta["dictionary"]})
             dictionary = build_dictionary(cfg, meta["d_in"], meta["d_out"], meta["transcoder"])
         except (ValueError, KeyError, TypeError) as e:  # bad JSON, a missing key, an invalid config
             raise LmSaesError(f"{config_path} is not a valid dictionary config: {e}") from e

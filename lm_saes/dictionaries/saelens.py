@@ -117,6 +117,12 @@ def export_saelens(
             "'jumprelu_transcoder'), so this dictionary cannot be exported; export a TopK SAE, or "
             "train the transcoder as relu, jumprelu or batchtopk"
         )
+    if d.cfg.normalize_tokens:
+        raise SAELensFormatError(
+            "this dictionary scales each token to norm sqrt(d_in) (normalize_tokens = true, BatchTopK's "
+            "default), which SAELens cannot represent (its 'layer_norm' also centres each token), so it "
+            "cannot be exported; train it with normalize_tokens = false to export it"
+        )
     state = d.folded_state_dict()
     weights = {name: state[name] for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
     cfg: dict[str, Any] = {}
@@ -358,10 +364,10 @@ def _dictionary_config(
     meta = cfg.get("metadata") or {}
     ours = (meta.get("lm_saes") or {}).get("dictionary")
     if isinstance(ours, dict) and ours.get("kind") == kind and ours.get("d_sae") == d_sae:
-        data = dict(ours)
+        data = {**ours, "normalize_tokens": False}  # an export never normalises tokens
     else:  # training checkpoints keep the knobs at the top level, inference saves in the metadata
         knobs = {**(meta.get("training_architecture_details") or {}), **cfg}
-        data = {"kind": kind, "d_sae": d_sae}
+        data = {"kind": kind, "d_sae": d_sae, "normalize_tokens": False}  # SAELens inputs: raw, or scaled by a constant
         coefficient = {"relu": "l1_coefficient", "jumprelu": "l0_coefficient"}.get(kind)
         if coefficient:
             value = knobs.get(coefficient)

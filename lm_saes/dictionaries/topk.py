@@ -224,11 +224,12 @@ class TopKDictionary(Dictionary):
     def forward(self, x: Float[Tensor, "batch d_in"]) -> DictionaryOutput:
         if not self.sparse_decode:
             return super().forward(x)
-        pre = self.pre_acts(x)
+        rho = self.token_factors(x)
+        pre = self.pre_acts(x if rho is None else x * rho)
         values, indices = topk_select(pre, self.cfg.k, self.comm)  # [batch, k] each
         recon = self.comm.reduce(embedding_decode(values, indices, self.W_dec)) + self.b_dec
         acts = torch.zeros_like(pre).scatter(-1, indices, values)
-        return DictionaryOutput(recon=recon, acts=acts, pre=pre)
+        return DictionaryOutput(recon=recon if rho is None else recon / rho, acts=acts, pre=pre)
 
     @classmethod
     def stacked_loss(

@@ -181,7 +181,7 @@ def dictionary_source(cfg: LLCConfig, device: torch.device) -> LossSource:
 
     def loss(d: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, y = batch
-        return d.loss(x * d.input_scale, y * d.output_scale, context).loss
+        return d.loss(*d.training_pair(x, y), context).loss
 
     def batches(batch_size: int, seed: int) -> Iterator[Batch]:
         return cache_pairs(cache, target, batch_size, seed, device)

@@ -65,6 +65,9 @@ class TrainerStack:
         """Every member's loss on (x, y) and its gradients."""
         st = self.stack()
         scales = st.tensors["input_scale"].view(-1, 1, 1), st.tensors["output_scale"].view(-1, 1, 1)
+        rho = st.members[0].token_factors(x)  # [batch, 1] or None; the stack's members share normalize_tokens
+        if rho is not None:
+            x, y = x * rho, y * rho
         ctxs = [t.context() for t in self.trainers]
         with self.trainers[0].autocast():
             out = type(st.members[0]).stacked_loss(st, x.unsqueeze(0) * scales[0], y.unsqueeze(0) * scales[1], ctxs)

@@ -84,8 +84,7 @@ class Trainer(TrainingLoop):
         """Resample the dead features from this batch (seeded by the step, so resume is exact)."""
         d = self.dictionary
         generator = torch.Generator(self.device).manual_seed(self.cfg.seed * 1_000_003 + self.step)
-        features = resample_dead(d, self.optimizer, self.dead.dead_mask(), x * d.input_scale,
-                                 y * d.output_scale, generator)
+        features = resample_dead(d, self.optimizer, self.dead.dead_mask(), *d.training_pair(x, y), generator)
         self.dead.tokens_since_fired[features] = 0
 
     # --- normalisation, logging, safety ---------------------------------------------------
@@ -96,19 +95,23 @@ class Trainer(TrainingLoop):
         normalisation scales, then the dictionary's own start (``Dictionary.init_from_data``)."""
         self.fit_scales(pairs)
         d = self.dictionary
-        x_mean = self.comm.batch_mean(torch.cat([x for x, _ in pairs]).mean(0)) * d.input_scale
-        y_mean = self.comm.batch_mean(torch.cat([y for _, y in pairs]).mean(0)) * d.output_scale
-        x, y = pairs[0]  # one batch is enough to fit the start's scale
-        d.init_from_data(x * d.input_scale, y * d.output_scale, x_mean, y_mean)
+        scaled = [d.training_pair(x, y) for x, y in pairs]
+        x_mean = self.comm.batch_mean(torch.cat([x for x, _ in scaled]).mean(0))
+        y_mean = self.comm.batch_mean(torch.cat([y for _, y in scaled]).mean(0))
+        d.init_from_data(*scaled[0], x_mean, y_mean)  # one batch is enough to fit the start's scale
 
     @torch.no_grad()
     def fit_scales(self, pairs: list[Pair]) -> None:
-        """Scales that give inputs and targets an average norm of sqrt(d) (1 if disabled)."""
+        """Scales that give inputs and targets an average norm of sqrt(d) (1 if disabled). A
+        dictionary that normalises each token needs no input scale; a transcoder's targets, scaled by
+        their input's rho, get the scale that brings them to average norm sqrt(d_out)."""
         if not self.cfg.normalize_activations:
             return
-        x_norm = self.comm.batch_mean(torch.cat([x for x, _ in pairs]).norm(dim=1).mean())
-        y_norm = self.comm.batch_mean(torch.cat([y for _, y in pairs]).norm(dim=1).mean())
         d = self.dictionary
+        x, y = torch.cat([x for x, _ in pairs]), torch.cat([y for _, y in pairs])
+        rho = d.token_factors(x)
+        x_norm = self.comm.batch_mean(x.norm(dim=1).mean()) if rho is None else d.d_in**0.5
+        y_norm = self.comm.batch_mean((y.norm(dim=1, keepdim=True) * (1 if rho is None else rho)).mean())
         scale_in = d.d_in**0.5 / float(x_norm)
         scale_out = scale_in if not d.transcoder else d.d_out**0.5 / float(y_norm)
         d.set_scales(scale_in, scale_out)

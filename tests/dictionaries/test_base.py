@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lm_saes.dictionaries import VARIANTS, Dictionary, TrainingContext
+from lm_saes.dictionaries import VARIANTS, Dictionary, TrainingContext, dictionary_config
 from lm_saes.dictionaries.base import CONFIG_NAME, WEIGHTS_NAME
 from lm_saes.errors import ConfigError, LmSaesError
 
@@ -251,3 +251,64 @@ def test_saved_files_get_the_umask_mode_like_every_other_artifact_file(make, tmp
     expected = 0o666 & ~mask
     for name in ("weights.safetensors", "config.json"):
         assert stat.S_IMODE((out / name).stat().st_mode) == expected, name
+
+
+# --- per-token normalisation (normalize_tokens) -------------------------------------------------
+
+
+def test_a_token_normalising_dictionary_encodes_every_token_at_norm_sqrt_d_and_scales_back(make):
+    d = make("topk", 2, 2, W_enc=[[1, 0], [0, 1]], W_dec=[[1, 0], [0, 1]], normalize_tokens=True)
+    x = torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0]])
+    out = d(x)
+    # rho = sqrt(2) / 5 and sqrt(2) / 0.5: both tokens become [3, 4] sqrt(2) / 5; k = 1 keeps 4 sqrt(2) / 5
+    kept = 4 * math.sqrt(2) / 5
+    torch.testing.assert_close(out.acts, torch.tensor([[0, kept], [0, kept], [0, 0]]))
+    torch.testing.assert_close(d.encode(x), out.acts)
+    # the reconstruction kept e_2, divided by rho: [0, 4], [0, 0.4]; a zero token stays zero
+    torch.testing.assert_close(out.recon, torch.tensor([[0, 4.0], [0, 0.4], [0, 0]]))
+    plain = make("topk", 2, 2, W_enc=[[1, 0], [0, 1]], W_dec=[[1, 0], [0, 1]])
+    torch.testing.assert_close(plain(x).acts, torch.tensor([[0, 4.0], [0, 0.4], [0, 0]]))
+
+
+@pytest.mark.parametrize("transcoder", [False, True], ids=["sae", "transcoder"])
+def test_a_saved_token_normalising_dictionary_computes_the_same_on_raw_activations(make, tmp_path, transcoder):
+    torch.manual_seed(2)
+    d = make("batchtopk", 8, 3, 2 if transcoder else 3, transcoder=transcoder, normalize_tokens=True)
+    with torch.no_grad():
+        d.b_enc.normal_(std=0.3)
+        d.b_dec.normal_()
+        d.threshold.fill_(0.2)
+    output_scale = 0.4 if transcoder else 1.0
+    d.set_scales(1.0, output_scale)
+    d.eval()
+    x = torch.randn(10, 3)
+    loaded = Dictionary.from_pretrained(d.save(tmp_path / "d"))
+    assert loaded.cfg.normalize_tokens
+    out, expected = loaded(x), d(x)
+    torch.testing.assert_close(out.acts, expected.acts)
+    torch.testing.assert_close(out.recon, expected.recon / output_scale)
+    assert out.acts.ne(0).any() and out.acts.eq(0).any()
+    # a token's features do not depend on its norm, its reconstruction scales with it
+    scaled = loaded(7 * x)
+    torch.testing.assert_close(scaled.acts, out.acts)
+    torch.testing.assert_close(scaled.recon, 7 * out.recon)
+
+
+def test_the_training_pair_scales_the_target_by_its_inputs_factor(make):
+    d = make("relu", 2, 2, transcoder=True, normalize_tokens=True)
+    d.set_scales(1.0, 2.0)
+    x, y = d.training_pair(torch.tensor([[3.0, 4.0]]), torch.tensor([[1.0, 1.0]]))
+    rho = math.sqrt(2) / 5
+    torch.testing.assert_close(x, torch.tensor([[3 * rho, 4 * rho]]))
+    torch.testing.assert_close(y, torch.tensor([[2 * rho, 2 * rho]]))
+    with pytest.raises(ValueError, match="takes inputs at scale 1"):
+        d.set_scales(2.5, 1.0)
+
+
+def test_a_batchtopk_saved_before_token_normalisation_loads_without_it(make, tmp_path):
+    make("batchtopk", 4, 3).save(tmp_path)
+    meta = json.loads((tmp_path / CONFIG_NAME).read_text())
+    del meta["dictionary"]["normalize_tokens"]
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(meta))
+    assert not Dictionary.from_pretrained(tmp_path).cfg.normalize_tokens
+    assert dictionary_config({"kind": "batchtopk", "d_sae": 4, "k": 1}).normalize_tokens  # today's default

@@ -66,7 +66,8 @@ def require_peers(python: Path = PEERS_PYTHON) -> Path:
 def random_dictionary(kind: str, transcoder: bool, seed: int) -> Dictionary:
     """A dictionary with random weights, nonzero biases, spread thresholds and training scales != 1."""
     torch.manual_seed(seed)
-    knobs = {"relu": {"l1_coefficient": 0.1}, "jumprelu": {"l0_coefficient": 0.1}}.get(kind, {"k": 4})
+    knobs = {"relu": {"l1_coefficient": 0.1}, "jumprelu": {"l0_coefficient": 0.1},
+             "batchtopk": {"k": 4, "normalize_tokens": False}}.get(kind, {"k": 4})  # exportable: no token scaling
     d = build_dictionary(dictionary_config({"kind": kind, "d_sae": D_SAE, **knobs}), D_IN,
                          D_OUT if transcoder else D_IN, transcoder)
     with torch.no_grad():
@@ -154,6 +155,14 @@ def test_an_export_loads_back_as_the_same_dictionary(peer, name):
 def test_a_topk_transcoder_has_no_saelens_counterpart(tmp_path):
     with pytest.raises(SAELensFormatError, match="SAELens 6.54 has no TopK transcoder"):
         export_saelens(random_dictionary("topk", True, 0), tmp_path / "out")
+
+
+def test_a_dictionary_that_normalises_tokens_has_no_saelens_counterpart(tmp_path):
+    d = build_dictionary(dictionary_config({"kind": "batchtopk", "d_sae": D_SAE, "k": 4}), D_IN, D_IN)
+    assert d.cfg.normalize_tokens  # BatchTopK's default
+    with pytest.raises(SAELensFormatError, match="normalize_tokens = false to export it"):
+        export_saelens(d, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_export_refuses_to_overwrite(tmp_path):

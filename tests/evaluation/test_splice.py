@@ -27,7 +27,7 @@ class IdentityDictionary(Dictionary):
     kind = "identity"
 
     def __init__(self, d: int, transcoder: bool = False, decoder_scale: float = 1.0) -> None:
-        super().__init__(SimpleNamespace(d_sae=d), d_in=d, d_out=d, transcoder=transcoder)
+        super().__init__(SimpleNamespace(d_sae=d, normalize_tokens=False), d_in=d, d_out=d, transcoder=transcoder)
         with torch.no_grad():
             self.W_enc.copy_(torch.eye(d))
             self.W_dec.copy_(decoder_scale * torch.eye(d))

@@ -5,8 +5,9 @@ shape of the project's own superposition data; benchmarks/sample_efficiency.py r
 (d = 64, 512 features) beside the peers.
 
 Measured at this shape (MMCS at 204,800 / 819,200 tokens): the TopK loop 0.64 / 0.92, lm-saes
-TopK 0.77 / 0.98; the BatchTopK loop 0.74 at 819,200, lm-saes BatchTopK 0.70 / 0.82 (choosing
-over the batch lets the tokens of largest norm take the spare slots: its latents learn mixtures);
+TopK 0.77 / 0.98; the BatchTopK loop 0.74 at 819,200, lm-saes BatchTopK 0.88 / 0.985 with each
+token normalised (its default; 0.70 / 0.82 without: choosing over the batch then lets the tokens
+of largest norm take the spare slots, and its latents learn mixtures);
 ReLU (L1 1) 0.94 at 819,200; JumpReLU (coefficient 3) 0.96 at 409,600 with the tanh penalty's
 c = 0.5 (0.91 with c = 1, 0.62 with Anthropic's c = 4).
 """
@@ -64,16 +65,16 @@ def ours(tmp_path, dictionary: dict, tokens: int) -> torch.Tensor:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["topk", "batchtopk"])
-def test_topk_variants_at_defaults_match_or_beat_the_naive_loop_at_every_budget(tmp_path, kind):
+def test_topk_variants_at_defaults_match_or_beat_the_naive_loops_at_every_budget(tmp_path, kind):
+    """Each at least as good as the TopK loop and as the loop of its own activation, and >= 0.95 at the end."""
     truth = features_from_config(DATA).directions
     scores = {}
     for tokens in BUDGETS:
         scores[tokens] = (mmcs(ours(tmp_path, {"kind": kind, "d_sae": D_SAE, "k": K}, tokens), truth),
-                          mmcs(naive_loop(tokens, over_batch=kind == "batchtopk"), truth))
-    for tokens, (mine, naive) in scores.items():
-        assert mine >= naive, scores
-    if kind == "topk":
-        assert scores[BUDGETS[-1]][0] >= 0.95, scores
+                          *(mmcs(naive_loop(tokens, over_batch=b), truth) for b in {False, kind == "batchtopk"}))
+    for tokens, (mine, *loops) in scores.items():
+        assert all(mine >= loop for loop in loops), scores
+    assert scores[BUDGETS[-1]][0] >= 0.95, scores
 
 
 @pytest.mark.slow
