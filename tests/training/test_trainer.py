@@ -132,6 +132,24 @@ def test_transcoder_from_two_hooks_of_one_run(cache_root, tmp_path):
     assert (meta["source"]["hook_in"], meta["source"]["hook_out"]) == (MLP_IN, MLP_OUT)
 
 
+def test_a_token_normalising_batchtopk_transcoder_scales_targets_by_their_inputs_factor(cache_root, tmp_path):
+    out = tmp_path / "tc"
+    cfg = config(cache_root, out, f"cache={cache_root / MLP_IN}", f"target_cache={cache_root / MLP_OUT}", "dictionary.kind=batchtopk")
+    result = train(cfg)
+    loaded = Dictionary.from_pretrained(out)
+    assert loaded.cfg.normalize_tokens and loaded.transcoder and result.metrics["explained_variance"] > 0.3
+    scales = json.loads((out / "config.json").read_text())["training_scales"]
+    x, y = (next(iter(open_cache(cache_root / hook).batches(4096, shuffle=False))).float() for hook in (MLP_IN, MLP_OUT))
+    rho = x.shape[-1] ** 0.5 / x.norm(dim=-1)
+    # inputs at scale 1 (each token already at norm sqrt(d)); targets times their input's rho at average norm sqrt(d)
+    assert scales["input"] == 1.0
+    assert (y.norm(dim=-1) * rho).mean() * scales["output"] == pytest.approx(y.shape[-1] ** 0.5, rel=0.1)
+    with torch.no_grad():  # a token's features do not depend on its norm; its reconstruction scales with it
+        base, doubled = loaded(x[:256]), loaded(3 * x[:256])
+    torch.testing.assert_close(doubled.acts, base.acts)
+    torch.testing.assert_close(doubled.recon, 3 * base.recon)
+
+
 def test_caches_from_different_runs_do_not_pair(cache_root, tmp_path, model_dir, dataset_file):
     other = make_cache(tmp_path / "other", model_dir, dataset_file, seed=1)
     cfg = config(cache_root, tmp_path / "tc", f"cache={cache_root / MLP_IN}", f"target_cache={other / MLP_OUT}")
