@@ -87,7 +87,8 @@ def encode_codes(dictionary: Dictionary, batch: ContextBatch, sparse: bool = Tru
     n, ctx, d = batch.activations.shape
     x = batch.activations.view(n * ctx, d)
     if sparse and dictionary.kind == "topk":
-        return topk_codes(batch, *topk_select(dictionary.pre_acts(dictionary.normalize(x)), dictionary.cfg.k, dictionary.comm))
+        pre = dictionary.pre_acts(dictionary.normalize(x))  # [n * ctx, d_sae]
+        return topk_codes(batch, *topk_select(pre, dictionary.cfg.k, dictionary.comm))
     return dense_codes(batch, dictionary.encode(x).view(n, ctx, -1))
 
 
