@@ -134,14 +134,14 @@ def test_transcoder_from_two_hooks_of_one_run(cache_root, tmp_path):
 
 def test_a_token_normalising_batchtopk_transcoder_scales_targets_by_their_inputs_factor(cache_root, tmp_path):
     out = tmp_path / "tc"
-    cfg = config(cache_root, out, f"cache={cache_root / MLP_IN}", f"target_cache={cache_root / MLP_OUT}",
-                 "dictionary.kind=batchtopk")
+    # the residual stream as input: its tokens' norms vary (the MLP's input, a LayerNorm's output, has rho ~ 1)
+    cfg = config(cache_root, out, f"target_cache={cache_root / MLP_OUT}", "dictionary.kind=batchtopk")
     result = train(cfg)
     loaded = Dictionary.from_pretrained(out)
     assert loaded.cfg.normalize_tokens and loaded.transcoder and result.metrics["explained_variance"] > 0.3
     scales = json.loads((out / "config.json").read_text())["training_scales"]
     x, y = (next(iter(open_cache(cache_root / hook).batches(4096, shuffle=False))).float()
-            for hook in (MLP_IN, MLP_OUT))  # aligned rows: one generate run
+            for hook in (RESID, MLP_OUT))  # aligned rows: one generate run
     rho = x.shape[-1] ** 0.5 / x.norm(dim=-1)
     # inputs at scale 1 (each token already at norm sqrt(d)); targets times their input's rho at average norm sqrt(d)
     assert scales["input"] == 1.0
