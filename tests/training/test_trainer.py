@@ -152,6 +152,17 @@ def test_a_token_normalising_batchtopk_transcoder_scales_targets_by_their_inputs
     torch.testing.assert_close(doubled.recon, 3 * base.recon)
 
 
+def test_a_short_batchtopk_run_keeps_about_k_features_per_token_at_inference(cache_root, tmp_path):
+    """The inference threshold follows the run's moving cut (measured on this cache: L0 8.0 at k 8;
+    9.9 with the old momentum 0.99, whose threshold still remembered the first batches)."""
+    train(config(cache_root, tmp_path / "btk", "dictionary.kind=batchtopk", "dictionary.d_sae=512", "lr=5e-4"))
+    loaded = Dictionary.from_pretrained(tmp_path / "btk")
+    x = next(iter(open_cache(cache_root / RESID).batches(4096, seed=1))).float()
+    with torch.no_grad():
+        l0 = (loaded.encode(x) != 0).float().sum(-1).mean()
+    assert abs(l0 / loaded.cfg.k - 1) < 0.05, float(l0)
+
+
 def test_caches_from_different_runs_do_not_pair(cache_root, tmp_path, model_dir, dataset_file):
     other = make_cache(tmp_path / "other", model_dir, dataset_file, seed=1)
     cfg = config(cache_root, tmp_path / "tc", f"cache={cache_root / MLP_IN}", f"target_cache={other / MLP_OUT}")
