@@ -10,7 +10,7 @@ from lm_saes.activations.reader import open_cache
 from lm_saes.analysis.codes import KeptBatch, dense_codes, encode_codes
 from lm_saes.analysis.contexts import context_batches
 from lm_saes.data.framing import special_ids
-from lm_saes.dictionaries import Dictionary
+from lm_saes.dictionaries import Dictionary, build_dictionary, dictionary_config
 
 
 @pytest.fixture(scope="module")
@@ -77,4 +77,18 @@ def test_a_kept_batch_restores_the_batch_and_its_codes(encoded):
     for name in ("tokens", "context_ids", "valid", "analyzed", "first"):
         assert torch.equal(torch.as_tensor(getattr(restored, name)), torch.as_tensor(getattr(batch, name))), name
     for a, b in zip(codes, fired):
+        assert torch.equal(a, b)
+
+
+def test_a_token_normalising_topk_codes_its_normalised_tokens_on_the_fast_path_too(encoded):
+    trained, batches = encoded
+    dictionary = build_dictionary(dictionary_config({**trained.cfg.model_dump(), "normalize_tokens": True}),
+                                  trained.d_in, trained.d_out)
+    dictionary.load_state_dict(trained.state_dict())
+    dictionary.eval()
+    with torch.no_grad():
+        fast, slow = encode_codes(dictionary, batches[0]), encode_codes(dictionary, batches[0], sparse=False)
+        plain = encode_codes(trained, batches[0])
+    assert len(fast.values) > 0 and not torch.equal(fast.values, plain.values)  # the norms differ from sqrt(d)
+    for a, b in zip(fast, slow):
         assert torch.equal(a, b)

@@ -2,6 +2,7 @@
 through the vectorised sampler (its gradients equal the chain-by-chain ones on real models)."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch
 from lm_saes.activations.reader import open_cache
 from lm_saes.config import DataConfig
 from lm_saes.dictionaries import Dictionary
-from lm_saes.dictionaries.base import reconstruction_mse
+from lm_saes.dictionaries.base import reconstruction_mse, token_factors
 from lm_saes.errors import ConfigError, LmSaesError
 from lm_saes.llc.config import LLCConfig
 from lm_saes.llc.estimator import Layout, chain_gradients, flat_loss
@@ -90,3 +91,19 @@ def test_a_dictionary_samples_its_training_loss_on_its_cache(trained_dictionary)
         raw = reconstruction_mse(folded(x).recon, y)
         assert float(source.loss(source.model, (x, y))) == pytest.approx(scale**2 * float(raw), rel=1e-4)
     vectorised_equals_loop(source)
+
+
+def test_a_token_normalising_dictionary_samples_its_loss_on_normalised_tokens(trained_dictionary, tmp_path):
+    twin = tmp_path / "twin"
+    shutil.copytree(trained_dictionary, twin)
+    meta = json.loads((twin / "config.json").read_text())
+    meta["dictionary"]["normalize_tokens"] = True
+    meta["training_scales"] = {"input": 1.0, "output": 1.0}  # such a dictionary trains at input scale 1
+    (twin / "config.json").write_text(json.dumps(meta))
+    source = open_source(LLCConfig(model=twin), CPU)
+    folded = Dictionary.from_pretrained(twin)
+    x, y = next(source.batches(256, 0))
+    rho = token_factors(x)
+    with torch.no_grad():  # the loss of each token brought to norm sqrt(d), as training saw it
+        expected = reconstruction_mse(folded(x).recon * rho, y * rho)
+        assert float(source.loss(source.model, (x, y))) == pytest.approx(float(expected), rel=1e-4)
